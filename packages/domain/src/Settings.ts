@@ -1,0 +1,157 @@
+import { Data, Duration, Either, Option } from "effect"
+
+/**
+ * The supervision settings, read once at start. `Option.none()` means the rule is off
+ * (`false` or `0` in the file).
+ */
+export interface Settings {
+  readonly toolTimeout: Option.Option<Duration.Duration>
+  readonly taskTimeout: Option.Option<Duration.Duration>
+  readonly idleTimeout: Option.Option<Duration.Duration>
+  /** How often the watchdog and the idle monitor scan; off stops both. */
+  readonly watchdogInterval: Option.Option<Duration.Duration>
+  /** How long an instance stays alive without renewing its heartbeat; it renews at a third of it. */
+  readonly instanceLease: Duration.Duration
+  /** How long an abort may take before the work is abandoned and recorded `AbortIncomplete`. */
+  readonly abortGrace: Duration.Duration
+  /** Between SIGTERM and SIGKILL in a hard stop of a process tree. */
+  readonly killGrace: Duration.Duration
+}
+
+export const defaultSettings: Settings = {
+  toolTimeout: Option.some(Duration.minutes(10)),
+  taskTimeout: Option.some(Duration.minutes(60)),
+  idleTimeout: Option.some(Duration.minutes(30)),
+  watchdogInterval: Option.some(Duration.seconds(30)),
+  instanceLease: Duration.seconds(30),
+  abortGrace: Duration.seconds(5),
+  killGrace: Duration.seconds(2)
+}
+
+/** One bad value, named by its key, so start-up can stop with one clear line. */
+export class SettingsError extends Data.TaggedError("SettingsError")<{
+  readonly key: string
+  readonly value: unknown
+  readonly problem: string
+}> {
+  override get message(): string {
+    return `invalid config: ${this.key} = ${showValue(this.value)}: ${this.problem}`
+  }
+}
+
+const showValue = (value: unknown): string => {
+  if (value === undefined) return "undefined"
+  const text = JSON.stringify(value) ?? String(value)
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
+}
+
+interface KeySpec {
+  readonly field: keyof Settings
+  readonly env: string
+  /** Whether `false`/`0` may turn the rule off. */
+  readonly canDisable: boolean
+}
+
+/** The keys under `experimental`, named as opencode names them, with their environment overrides. */
+export const settingsKeys: Readonly<Record<string, KeySpec>> = {
+  tool_timeout: { field: "toolTimeout", env: "VIGIL_TOOL_TIMEOUT", canDisable: true },
+  task_timeout: { field: "taskTimeout", env: "VIGIL_TASK_TIMEOUT", canDisable: true },
+  idle_timeout: { field: "idleTimeout", env: "VIGIL_IDLE_TIMEOUT", canDisable: true },
+  watchdog_interval: { field: "watchdogInterval", env: "VIGIL_WATCHDOG_INTERVAL", canDisable: true },
+  instance_lease: { field: "instanceLease", env: "VIGIL_INSTANCE_LEASE", canDisable: false },
+  abort_grace: { field: "abortGrace", env: "VIGIL_ABORT_GRACE", canDisable: false },
+  kill_grace: { field: "killGrace", env: "VIGIL_KILL_GRACE", canDisable: false }
+}
+
+const unitMillis: ReadonlyArray<readonly [RegExp, number]> = [
+  [/^(ms|msecs?|millis|milliseconds?)$/, 1],
+  [/^(s|secs?|seconds?)$/, 1_000],
+  [/^(m|mins?|minutes?)$/, 60_000],
+  [/^(h|hrs?|hours?)$/, 3_600_000],
+  [/^(d|days?)$/, 86_400_000]
+]
+
+/**
+ * A duration setting: a number of milliseconds, a string such as `"90 seconds"`, `"5m"`,
+ * `"1.5 hours"` or `"250"` (ms); `false` or `0` is off. `None` = off.
+ */
+export const parseDuration = (value: unknown): Either.Either<Option.Option<Duration.Duration>, string> => {
+  if (value === false) return Either.right(Option.none())
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) return Either.left("must be a finite number of milliseconds")
+    if (value < 0) return Either.left("must not be negative")
+    return Either.right(value === 0 ? Option.none() : Option.some(Duration.millis(value)))
+  }
+  if (typeof value !== "string") {
+    return Either.left(
+      `expected a number of milliseconds, a duration string such as "90 seconds" or "5m", or false (got ${
+        value === null ? "null" : Array.isArray(value) ? "an array" : typeof value
+      })`
+    )
+  }
+  const text = value.trim().toLowerCase()
+  if (text === "false" || text === "off") return Either.right(Option.none())
+  const match = /^(-?\d+(?:\.\d+)?)\s*([a-z]*)$/.exec(text)
+  if (match === null) return Either.left(`cannot read "${value}" as a duration (try "90 seconds", "5m" or 5000)`)
+  const amount = Number(match[1])
+  const unit = match[2] ?? ""
+  if (amount < 0) return Either.left("must not be negative")
+  const factor = unit === "" ? 1 : unitMillis.find(([pattern]) => pattern.test(unit))?.[1]
+  if (factor === undefined) return Either.left(`unknown unit "${unit}" (use ms, s, m, h or d)`)
+  const millis = amount * factor
+  return Either.right(millis === 0 ? Option.none() : Option.some(Duration.millis(millis)))
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+/**
+ * Reads the `experimental` section of a config file (other top-level keys belong to other parts of
+ * an opencode-style config and are left alone), then the environment overrides, which win.
+ */
+export const parseSettings = (
+  file: unknown,
+  env: Readonly<Record<string, string | undefined>> = {}
+): Either.Either<Settings, SettingsError> => {
+  if (file !== undefined && !isRecord(file)) {
+    return Either.left(new SettingsError({ key: "(config file)", value: file, problem: "must be a JSON object" }))
+  }
+  const experimental = file?.["experimental"]
+  if (experimental !== undefined && !isRecord(experimental)) {
+    return Either.left(new SettingsError({ key: "experimental", value: experimental, problem: "must be an object" }))
+  }
+  const result: { -readonly [K in keyof Settings]: Settings[K] } = { ...defaultSettings }
+  const apply = (key: string, spec: KeySpec, value: unknown): SettingsError | undefined => {
+    const parsed = parseDuration(value)
+    if (Either.isLeft(parsed)) return new SettingsError({ key, value, problem: parsed.left })
+    const duration = parsed.right
+    if (spec.canDisable) {
+      ;(result as Record<string, unknown>)[spec.field] = duration
+      return undefined
+    }
+    if (Option.isNone(duration)) return new SettingsError({ key, value, problem: "cannot be turned off" })
+    ;(result as Record<string, unknown>)[spec.field] = duration.value
+    return undefined
+  }
+  for (const [key, value] of Object.entries(experimental ?? {})) {
+    const spec = settingsKeys[key]
+    if (spec === undefined) {
+      return Either.left(
+        new SettingsError({
+          key: `experimental.${key}`,
+          value,
+          problem: `unknown key (known: ${Object.keys(settingsKeys).join(", ")})`
+        })
+      )
+    }
+    const error = apply(`experimental.${key}`, spec, value)
+    if (error) return Either.left(error)
+  }
+  for (const spec of Object.values(settingsKeys)) {
+    const value = env[spec.env]
+    if (value === undefined || value === "") continue
+    const error = apply(spec.env, spec, value)
+    if (error) return Either.left(error)
+  }
+  return Either.right(result)
+}

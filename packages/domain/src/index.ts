@@ -1,0 +1,6 @@
+export * from "./ErrorReason.js"
+export * from "./Ids.js"
+export * from "./Model.js"
+export * from "./Settings.js"
+export * from "./Status.js"
+export * from "./Errors.js"

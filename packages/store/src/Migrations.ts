@@ -1,0 +1,82 @@
+import * as Migrator from "@effect/sql/Migrator"
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer } from "effect"
+
+/**
+ * Numbered and append-only: a released migration is never edited, a change is a new entry.
+ * Every query a hot loop runs (recovery, the watchdog, the idle monitor) has a partial index over
+ * the few live rows, so a scan stays cheap however much history the tables hold. Partial indexes
+ * and `RETURNING` are portable to PostgreSQL; only the event id column differs by dialect.
+ */
+export const migrations = Migrator.fromRecord({
+  "0001_create_tables": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE instances (
+      id TEXT PRIMARY KEY,
+      pid INTEGER NOT NULL,
+      host TEXT NOT NULL,
+      proc_start TEXT,
+      started_at BIGINT NOT NULL,
+      heartbeat_at BIGINT NOT NULL,
+      lease_millis BIGINT NOT NULL,
+      stopped_at BIGINT
+    )`
+    yield* sql`CREATE TABLE sessions (
+      id TEXT PRIMARY KEY,
+      parent_id TEXT REFERENCES sessions (id),
+      parent_part_id TEXT,
+      title TEXT NOT NULL,
+      status TEXT NOT NULL,
+      cancel_reason TEXT,
+      last_activity_at BIGINT NOT NULL,
+      owner_id TEXT NOT NULL,
+      created_at BIGINT NOT NULL
+    )`
+    yield* sql`CREATE INDEX sessions_parent ON sessions (parent_id)`
+    yield* sql`CREATE INDEX sessions_active_activity ON sessions (last_activity_at) WHERE status IN ('busy', 'waiting')`
+    yield* sql`CREATE INDEX sessions_active_owner ON sessions (owner_id) WHERE status IN ('busy', 'waiting')`
+    yield* sql`CREATE TABLE parts (
+      id TEXT PRIMARY KEY,
+      session_id TEXT NOT NULL REFERENCES sessions (id),
+      kind TEXT NOT NULL,
+      tool TEXT NOT NULL,
+      input TEXT NOT NULL,
+      call_id TEXT,
+      status TEXT NOT NULL,
+      output TEXT,
+      error TEXT,
+      created_at BIGINT NOT NULL,
+      started_at BIGINT,
+      ended_at BIGINT,
+      deadline_at BIGINT,
+      owner_id TEXT NOT NULL,
+      child_session_id TEXT,
+      pid INTEGER,
+      pgid INTEGER,
+      proc_start TEXT
+    )`
+    yield* sql`CREATE INDEX parts_session ON parts (session_id, id)`
+    yield* sql`CREATE INDEX parts_active_owner ON parts (owner_id) WHERE status IN ('pending', 'running')`
+    yield* sql`CREATE INDEX parts_active_session ON parts (session_id) WHERE status IN ('pending', 'running')`
+    yield* sql`CREATE INDEX parts_active_deadline ON parts (deadline_at) WHERE status IN ('pending', 'running')`
+    yield* sql.onDialectOrElse({
+      pg: () => sql`CREATE TABLE events (id BIGSERIAL PRIMARY KEY, type TEXT NOT NULL, at BIGINT NOT NULL,
+        instance_id TEXT, session_id TEXT, part_id TEXT, reason TEXT, data TEXT)`,
+      orElse: () => sql`CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, at BIGINT NOT NULL,
+        instance_id TEXT, session_id TEXT, part_id TEXT, reason TEXT, data TEXT)`
+    })
+    yield* sql`CREATE INDEX events_session ON events (session_id, id)`
+  })
+})
+
+const runMigrations = Migrator.make({})({ loader: migrations, table: "vigil_migrations" })
+
+/** Applies what is missing; a second run is a no-op. Start-up stops on a failed migration. */
+export const MigrationsLive = Layer.effectDiscard(
+  runMigrations.pipe(
+    Effect.tap((applied) =>
+      applied.length > 0 ? Effect.logInfo("applied migrations", applied.map(([id, name]) => `${id}_${name}`)) : Effect.void
+    ),
+    Effect.orDie
+  )
+)

@@ -1,0 +1,171 @@
+import { SqlClient } from "@effect/sql"
+import type { ErrorReason, InstanceId, SessionId } from "@vigil/domain"
+import { Part, PartId } from "@vigil/domain"
+import { Effect, Option } from "effect"
+import { decodeParts, reasonJson } from "./Rows.js"
+
+/** How much of a tool's output a part keeps; the rest is cut with a marker. */
+export const outputCapBytes = 64 * 1024
+
+const capOutput = (output: string): string => {
+  if (Buffer.byteLength(output) <= outputCapBytes) return output
+  const head = Buffer.from(output).subarray(0, outputCapBytes).toString()
+  return `${head}\n… [output truncated at ${outputCapBytes} bytes]`
+}
+
+/**
+ * Parts. Every state change is a guarded write (the current status, and for terminal writes the
+ * owner, are in the `WHERE`), and each reports whether it won:
+ * - a completion never overwrites an error written by the watchdog, an abort or a rescue;
+ * - a force-error never overwrites a completion;
+ * - a terminal part is never rewritten.
+ */
+export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    const insert = Effect.fn("PartRepo.insert")(function*(part: Part) {
+      yield* sql`INSERT INTO parts ${
+        sql.insert({
+          id: part.id,
+          sessionId: part.sessionId,
+          kind: part.kind,
+          tool: part.tool,
+          input: JSON.stringify(part.input ?? null),
+          callId: part.callId,
+          status: part.status,
+          output: part.output === null ? null : capOutput(part.output),
+          error: reasonJson(part.error),
+          createdAt: part.createdAt,
+          startedAt: part.startedAt,
+          endedAt: part.endedAt,
+          deadlineAt: part.deadlineAt,
+          ownerId: part.ownerId,
+          childSessionId: part.childSessionId,
+          pid: part.pid,
+          pgid: part.pgid,
+          procStart: part.procStart
+        })
+      }`
+    }, Effect.orDie)
+
+    const get = Effect.fn("PartRepo.get")(function*(id: PartId) {
+      const rows = yield* sql`SELECT * FROM parts WHERE id = ${id}`.pipe(Effect.flatMap(decodeParts))
+      return Option.fromNullable(rows[0])
+    }, Effect.orDie)
+
+    /** A session's parts in the order they were made (ids sort by creation). */
+    const bySession = Effect.fn("PartRepo.bySession")(function*(sessionId: SessionId) {
+      return yield* sql`SELECT * FROM parts WHERE session_id = ${sessionId} ORDER BY id`.pipe(
+        Effect.flatMap(decodeParts)
+      )
+    }, Effect.orDie)
+
+    /** `pending → running`, with the owner and deadline recorded before the work starts. */
+    const start = Effect.fn("PartRepo.start")(function*(
+      id: PartId,
+      options: { readonly ownerId: InstanceId; readonly at: number; readonly deadlineAt: number | null }
+    ) {
+      const rows = yield* sql`UPDATE parts SET status = 'running', started_at = ${options.at}, deadline_at = ${options.deadlineAt}
+        WHERE id = ${id} AND status = 'pending' AND owner_id = ${options.ownerId} RETURNING id`
+      return rows.length > 0
+    }, Effect.orDie)
+
+    /** `running → completed`, only by its owner and only if nobody ended it first. */
+    const complete = Effect.fn("PartRepo.complete")(function*(
+      id: PartId,
+      options: { readonly ownerId: InstanceId; readonly output: string; readonly at: number }
+    ) {
+      const rows = yield* sql`UPDATE parts SET status = 'completed', output = ${capOutput(options.output)}, ended_at = ${options.at}
+        WHERE id = ${id} AND status = 'running' AND owner_id = ${options.ownerId} RETURNING id`
+      return rows.length > 0
+    }, Effect.orDie)
+
+    /**
+     * `pending | running → error`. With `ownerId` the write is fenced on the owner (a rescue of a
+     * dead owner's part must not land on a part another instance has since taken).
+     */
+    const fail = Effect.fn("PartRepo.fail")(function*(
+      id: PartId,
+      options: {
+        readonly reason: ErrorReason
+        readonly at: number
+        readonly ownerId?: InstanceId
+        readonly output?: string | null
+      }
+    ) {
+      const output = options.output === undefined || options.output === null ? null : capOutput(options.output)
+      const rows = options.ownerId === undefined
+        ? yield* sql`UPDATE parts SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
+            output = COALESCE(${output}, output)
+            WHERE id = ${id} AND status IN ('pending', 'running') RETURNING id`
+        : yield* sql`UPDATE parts SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
+            output = COALESCE(${output}, output)
+            WHERE id = ${id} AND status IN ('pending', 'running') AND owner_id = ${options.ownerId} RETURNING id`
+      return rows.length > 0
+    }, Effect.orDie)
+
+    const recordProcess = Effect.fn("PartRepo.recordProcess")(function*(
+      id: PartId,
+      process: { readonly pid: number; readonly pgid: number; readonly startTime: string }
+    ) {
+      yield* sql`UPDATE parts SET pid = ${process.pid}, pgid = ${process.pgid}, proc_start = ${process.startTime} WHERE id = ${id}`
+    }, Effect.orDie)
+
+    const setChildSession = Effect.fn("PartRepo.setChildSession")(function*(id: PartId, childSessionId: SessionId) {
+      yield* sql`UPDATE parts SET child_session_id = ${childSessionId} WHERE id = ${id}`
+    }, Effect.orDie)
+
+    /** Every pending or running part (read through a partial index: the live set, not history). */
+    const active = Effect.fn("PartRepo.active")(function*() {
+      return yield* sql`SELECT * FROM parts WHERE status IN ('pending', 'running')`.pipe(Effect.flatMap(decodeParts))
+    }, Effect.orDie)
+
+    const activeOfOwner = Effect.fn("PartRepo.activeOfOwner")(function*(ownerId: InstanceId) {
+      return yield* sql`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')`.pipe(
+        Effect.flatMap(decodeParts)
+      )
+    }, Effect.orDie)
+
+    const activeOfSessions = Effect.fn("PartRepo.activeOfSessions")(function*(sessionIds: ReadonlyArray<SessionId>) {
+      if (sessionIds.length === 0) return []
+      return yield* sql`SELECT * FROM parts WHERE session_id IN ${sql.in(sessionIds)} AND status IN ('pending', 'running')`
+        .pipe(Effect.flatMap(decodeParts))
+    }, Effect.orDie)
+
+    /** Owners that have pending or running parts. */
+    const activeOwners = Effect.fn("PartRepo.activeOwners")(function*() {
+      const rows = yield* sql<{ ownerId: string }>`SELECT DISTINCT owner_id FROM parts WHERE status IN ('pending', 'running')`
+      return rows.map((row) => row.ownerId as InstanceId)
+    }, Effect.orDie)
+
+    /**
+     * Ends every pending/running part of a dead owner in one fenced statement, returning the rows it
+     * ended (with their recorded processes, so the caller can end those too).
+     */
+    const endActiveOfOwner = Effect.fn("PartRepo.endActiveOfOwner")(function*(
+      ownerId: InstanceId,
+      reason: ErrorReason,
+      at: number
+    ) {
+      return yield* sql`UPDATE parts SET status = 'error', error = ${reasonJson(reason)}, ended_at = ${at}
+        WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') RETURNING *`.pipe(Effect.flatMap(decodeParts))
+    }, Effect.orDie)
+
+    return {
+      insert,
+      get,
+      bySession,
+      start,
+      complete,
+      fail,
+      recordProcess,
+      setChildSession,
+      active,
+      activeOfOwner,
+      activeOfSessions,
+      activeOwners,
+      endActiveOfOwner
+    } as const
+  })
+}) {}

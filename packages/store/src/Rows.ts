@@ -1,0 +1,66 @@
+import { ErrorReason, Instance, Part, Session, SupervisionEvent } from "@vigil/domain"
+import { Effect, Schema } from "effect"
+
+/** BIGINT columns come back as numbers from SQLite and as strings from PostgreSQL. */
+const DbNumber = Schema.Union(Schema.Number, Schema.NumberFromString)
+const DbNullNumber = Schema.NullOr(DbNumber)
+const JsonReason = Schema.NullOr(Schema.parseJson(ErrorReason))
+const JsonUnknown = Schema.parseJson(Schema.Unknown)
+
+const fromRow = <Row, I, A>(row: Schema.Schema<Row, I>, make: (fields: Row) => A) => {
+  const decode = Schema.decodeUnknown(Schema.Array(row))
+  // A row that does not decode is a bug or a corrupt database, not a condition callers handle.
+  return (rows: ReadonlyArray<unknown>): Effect.Effect<Array<A>> =>
+    decode(rows).pipe(Effect.map((decoded) => decoded.map((fields) => make(fields))), Effect.orDie)
+}
+
+export const decodeSessions = fromRow(
+  Schema.Struct({
+    ...Session.fields,
+    cancelReason: JsonReason,
+    lastActivityAt: DbNumber,
+    createdAt: DbNumber
+  }),
+  (fields) => new Session(fields, { disableValidation: true })
+)
+
+export const decodeParts = fromRow(
+  Schema.Struct({
+    ...Part.fields,
+    input: JsonUnknown,
+    error: JsonReason,
+    createdAt: DbNumber,
+    startedAt: DbNullNumber,
+    endedAt: DbNullNumber,
+    deadlineAt: DbNullNumber,
+    pid: DbNullNumber,
+    pgid: DbNullNumber
+  }),
+  (fields) => new Part(fields, { disableValidation: true })
+)
+
+export const decodeInstances = fromRow(
+  Schema.Struct({
+    ...Instance.fields,
+    pid: DbNumber,
+    startedAt: DbNumber,
+    heartbeatAt: DbNumber,
+    leaseMillis: DbNumber,
+    stoppedAt: DbNullNumber
+  }),
+  (fields) => new Instance(fields, { disableValidation: true })
+)
+
+export const decodeEvents = fromRow(
+  Schema.Struct({
+    ...SupervisionEvent.fields,
+    id: DbNumber,
+    at: DbNumber,
+    reason: JsonReason,
+    data: Schema.NullOr(JsonUnknown)
+  }),
+  (fields) => new SupervisionEvent(fields, { disableValidation: true })
+)
+
+const encodeReasonJson = Schema.encodeSync(Schema.parseJson(ErrorReason))
+export const reasonJson = (reason: ErrorReason | null): string | null => reason === null ? null : encodeReasonJson(reason)

@@ -1,0 +1,7 @@
+export * from "./EventLog.js"
+export * from "./InstanceRepo.js"
+export * from "./Migrations.js"
+export * from "./PartRepo.js"
+export * from "./SessionRepo.js"
+export * from "./Sqlite.js"
+export * from "./Store.js"

@@ -1,0 +1,342 @@
+import { assert, describe, it } from "@effect/vitest"
+import type { Part } from "@vigil/domain"
+import { OrphanedByCrash, SessionCancelled, ToolFailed, ToolTimeout, WatchdogStuck } from "@vigil/domain"
+import { outputCapBytes, PartRepo, SessionRepo } from "@vigil/store"
+import { Effect, Option } from "effect"
+import { makePart, makeSession, ownerA, ownerB, withStore } from "./fixtures.js"
+
+/** Inserts a session and the given parts of it (built from `fields`), returning the parts. */
+const seed = (...fieldsList: ReadonlyArray<Partial<ConstructorParameters<typeof Part>[0]>>) =>
+  Effect.gen(function*() {
+    const session = makeSession()
+    yield* (yield* SessionRepo).insert(session)
+    const repo = yield* PartRepo
+    const parts: Array<Part> = []
+    for (const fields of fieldsList) {
+      const part = makePart(session.id, fields)
+      yield* repo.insert(part)
+      parts.push(part)
+    }
+    return parts
+  })
+
+const seedOne = (fields: Partial<ConstructorParameters<typeof Part>[0]> = {}) =>
+  Effect.map(seed(fields), (parts) => parts[0]!)
+
+const read = (part: Part) =>
+  Effect.flatMap(PartRepo, (repo) => repo.get(part.id)).pipe(Effect.map(Option.getOrThrow))
+
+const timeout = new ToolTimeout({ timeout: 600_000 })
+const stuck = new WatchdogStuck({ runningFor: 120_000, threshold: 60_000 })
+
+const runningFields = { status: "running", startedAt: 2_000, deadlineAt: 5_000 } as const
+const completedFields = { status: "completed", startedAt: 2_000, endedAt: 3_000, output: "done" } as const
+const errorFields = { status: "error", startedAt: 2_000, endedAt: 3_000, error: timeout } as const
+
+describe("PartRepo", () => {
+  it.effect("insert and get round-trip every field", () =>
+    withStore(Effect.gen(function*() {
+      const part = yield* seedOne({
+        input: { command: "ls", nested: [1, { a: null }] },
+        callId: "call_1",
+        pid: 42,
+        pgid: 42,
+        procStart: "12345",
+        deadlineAt: 9_000
+      })
+      const back = yield* read(part)
+      assert.deepStrictEqual(back, part)
+      assert.deepStrictEqual(yield* (yield* PartRepo).get(makePart(part.sessionId).id), Option.none())
+    })))
+
+  describe("start", () => {
+    it.effect("moves a pending part to running, recording the start and the deadline", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const part = yield* seedOne()
+        assert.isTrue(yield* repo.start(part.id, { ownerId: ownerA, at: 2_000, deadlineAt: 602_000 }))
+        const row = yield* read(part)
+        assert.strictEqual(row.status, "running")
+        assert.strictEqual(row.startedAt, 2_000)
+        assert.strictEqual(row.deadlineAt, 602_000)
+      })))
+
+    it.effect("only from pending: a second start, or a start of a terminal part, is refused", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [running, completed, errored] = yield* seed(runningFields, completedFields, errorFields)
+        for (const part of [running!, completed!, errored!]) {
+          assert.isFalse(yield* repo.start(part.id, { ownerId: ownerA, at: 9_000, deadlineAt: null }))
+          assert.deepStrictEqual(yield* read(part), part)
+        }
+      })))
+
+    it.effect("only by the owner", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const part = yield* seedOne()
+        assert.isFalse(yield* repo.start(part.id, { ownerId: ownerB, at: 2_000, deadlineAt: null }))
+        assert.deepStrictEqual(yield* read(part), part)
+      })))
+
+    it.effect("an unknown part is not started", () =>
+      withStore(Effect.gen(function*() {
+        const part = makePart(makeSession().id)
+        assert.isFalse(yield* (yield* PartRepo).start(part.id, { ownerId: ownerA, at: 1, deadlineAt: null }))
+      })))
+  })
+
+  describe("complete", () => {
+    it.effect("completes a running part with its output and end time", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const part = yield* seedOne(runningFields)
+        assert.isTrue(yield* repo.complete(part.id, { ownerId: ownerA, output: "hello\n", at: 3_000 }))
+        const row = yield* read(part)
+        assert.deepStrictEqual(
+          [row.status, row.output, row.endedAt, row.error, row.startedAt],
+          ["completed", "hello\n", 3_000, null, 2_000]
+        )
+      })))
+
+    it.effect("never completes a pending part (pending → completed is not a transition)", () =>
+      withStore(Effect.gen(function*() {
+        const part = yield* seedOne()
+        assert.isFalse(yield* (yield* PartRepo).complete(part.id, { ownerId: ownerA, output: "", at: 3_000 }))
+        assert.deepStrictEqual(yield* read(part), part)
+      })))
+
+    it.effect("only by the owner", () =>
+      withStore(Effect.gen(function*() {
+        const part = yield* seedOne(runningFields)
+        assert.isFalse(yield* (yield* PartRepo).complete(part.id, { ownerId: ownerB, output: "x", at: 3_000 }))
+        assert.deepStrictEqual(yield* read(part), part)
+      })))
+
+    it.effect("a completed part is never rewritten by a second completion", () =>
+      withStore(Effect.gen(function*() {
+        const part = yield* seedOne(completedFields)
+        assert.isFalse(yield* (yield* PartRepo).complete(part.id, { ownerId: ownerA, output: "other", at: 9_000 }))
+        assert.deepStrictEqual(yield* read(part), part)
+      })))
+
+    it.effect("an errored part is never completed: the error is kept", () =>
+      withStore(Effect.gen(function*() {
+        const part = yield* seedOne({ ...errorFields, output: "partial" })
+        assert.isFalse(yield* (yield* PartRepo).complete(part.id, { ownerId: ownerA, output: "late", at: 9_000 }))
+        const row = yield* read(part)
+        assert.deepStrictEqual(row, part)
+        assert.instanceOf(row.error, ToolTimeout)
+      })))
+
+    it.effect("caps output over 64 KiB with a marker", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [big, exact] = yield* seed(runningFields, runningFields)
+        const output = "a".repeat(outputCapBytes) + "b".repeat(40_000)
+        assert.strictEqual(outputCapBytes, 65_536)
+        assert.isTrue(yield* repo.complete(big!.id, { ownerId: ownerA, output, at: 3_000 }))
+        assert.strictEqual((yield* read(big!)).output, `${"a".repeat(65_536)}\n… [output truncated at 65536 bytes]`)
+
+        const fits = "c".repeat(outputCapBytes)
+        assert.isTrue(yield* repo.complete(exact!.id, { ownerId: ownerA, output: fits, at: 3_000 }))
+        assert.strictEqual((yield* read(exact!)).output, fits)
+      })))
+
+    it.effect("caps by bytes, not characters", () =>
+      withStore(Effect.gen(function*() {
+        const part = yield* seedOne(runningFields)
+        // 3 bytes each: 30,000 of them are 90,000 bytes, over the cap though only 30,000 characters
+        const output = "€".repeat(30_000)
+        assert.isTrue(yield* (yield* PartRepo).complete(part.id, { ownerId: ownerA, output, at: 3_000 }))
+        const stored = (yield* read(part)).output!
+        assert.isTrue(stored.endsWith("\n… [output truncated at 65536 bytes]"))
+        assert.isTrue(stored.startsWith("€".repeat(21_845)))
+        assert.isBelow(stored.length, output.length)
+      })))
+  })
+
+  describe("fail", () => {
+    it.effect("ends a pending part with its reason", () =>
+      withStore(Effect.gen(function*() {
+        const part = yield* seedOne()
+        assert.isTrue(yield* (yield* PartRepo).fail(part.id, { reason: new SessionCancelled({ by: "user" }), at: 4_000 }))
+        const row = yield* read(part)
+        assert.deepStrictEqual(
+          [row.status, row.error, row.endedAt, row.output],
+          ["error", new SessionCancelled({ by: "user" }), 4_000, null]
+        )
+      })))
+
+    it.effect("ends a running part, keeping its output unless given a new one", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [kept, replaced] = yield* seed({ ...runningFields, output: "so far" }, { ...runningFields, output: "so far" })
+        assert.isTrue(yield* repo.fail(kept!.id, { reason: timeout, at: 4_000, ownerId: ownerA }))
+        assert.isTrue(yield* repo.fail(replaced!.id, { reason: timeout, at: 4_000, output: "more" }))
+        const keptRow = yield* read(kept!)
+        assert.deepStrictEqual([keptRow.status, keptRow.error, keptRow.output], ["error", timeout, "so far"])
+        assert.instanceOf(keptRow.error, ToolTimeout)
+        assert.strictEqual((yield* read(replaced!)).output, "more")
+      })))
+
+    it.effect("a completed part is never rewritten: fail returns false, the row is unchanged", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const part = yield* seedOne(completedFields)
+        assert.isFalse(yield* repo.fail(part.id, { reason: stuck, at: 9_000 }))
+        assert.isFalse(yield* repo.fail(part.id, { reason: stuck, at: 9_000, ownerId: ownerA, output: "overwrite" }))
+        assert.deepStrictEqual(yield* read(part), part)
+      })))
+
+    it.effect("an errored part keeps its first reason", () =>
+      withStore(Effect.gen(function*() {
+        const part = yield* seedOne(errorFields)
+        assert.isFalse(yield* (yield* PartRepo).fail(part.id, { reason: stuck, at: 9_000 }))
+        assert.deepStrictEqual(yield* read(part), part)
+      })))
+
+    it.effect("fenced on the owner: another ownerId does not end it", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const part = yield* seedOne(runningFields)
+        assert.isFalse(yield* repo.fail(part.id, { reason: new OrphanedByCrash({ ownerId: ownerB }), at: 4_000, ownerId: ownerB }))
+        assert.deepStrictEqual(yield* read(part), part)
+        assert.isTrue(yield* repo.fail(part.id, { reason: new OrphanedByCrash({ ownerId: ownerA }), at: 4_000, ownerId: ownerA }))
+        assert.deepStrictEqual((yield* read(part)).error, new OrphanedByCrash({ ownerId: ownerA }))
+      })))
+
+    it.effect("caps the output it records", () =>
+      withStore(Effect.gen(function*() {
+        const part = yield* seedOne(runningFields)
+        yield* (yield* PartRepo).fail(part.id, { reason: timeout, at: 4_000, output: "z".repeat(70_000) })
+        assert.strictEqual((yield* read(part)).output, `${"z".repeat(65_536)}\n… [output truncated at 65536 bytes]`)
+      })))
+  })
+
+  describe("completion vs force-error", () => {
+    it.effect("complete, then the watchdog's fail: stays completed", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const part = yield* seedOne(runningFields)
+        assert.isTrue(yield* repo.complete(part.id, { ownerId: ownerA, output: "result", at: 3_000 }))
+        assert.isFalse(yield* repo.fail(part.id, { reason: stuck, at: 3_001 }))
+        const row = yield* read(part)
+        assert.deepStrictEqual([row.status, row.output, row.error, row.endedAt], ["completed", "result", null, 3_000])
+      })))
+
+    it.effect("the watchdog's fail, then complete: stays error with the watchdog's reason", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const part = yield* seedOne(runningFields)
+        assert.isTrue(yield* repo.fail(part.id, { reason: stuck, at: 3_000 }))
+        assert.isFalse(yield* repo.complete(part.id, { ownerId: ownerA, output: "late result", at: 3_001 }))
+        const row = yield* read(part)
+        assert.deepStrictEqual([row.status, row.output, row.error, row.endedAt], ["error", null, stuck, 3_000])
+        assert.instanceOf(row.error, WatchdogStuck)
+      })))
+
+    for (const order of ["complete first", "fail first"] as const) {
+      it.effect(`concurrently (${order}): exactly one wins and the row is the winner's`, () =>
+        withStore(Effect.gen(function*() {
+          const repo = yield* PartRepo
+          const parts = yield* seed(...Array.from({ length: 20 }, () => runningFields))
+          for (const part of parts) {
+            const complete = repo.complete(part.id, { ownerId: ownerA, output: "result", at: 3_000 })
+            const fail = repo.fail(part.id, { reason: stuck, at: 3_001 })
+            const [completed, failed] = order === "complete first"
+              ? yield* Effect.all([complete, fail], { concurrency: "unbounded" })
+              : yield* Effect.all([fail, complete], { concurrency: "unbounded" }).pipe(
+                Effect.map(([f, c]) => [c, f] as const)
+              )
+            assert.strictEqual(Number(completed) + Number(failed), 1, `one winner for ${part.id}`)
+            const row = yield* read(part)
+            if (completed) {
+              assert.deepStrictEqual([row.status, row.output, row.error, row.endedAt], ["completed", "result", null, 3_000])
+            } else {
+              assert.deepStrictEqual([row.status, row.output, row.error, row.endedAt], ["error", null, stuck, 3_001])
+            }
+          }
+        })))
+    }
+  })
+
+  describe("endActiveOfOwner", () => {
+    it.effect("ends only that owner's pending and running parts and returns them with their processes", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [pending, running, completed, errored, otherOwner] = yield* seed(
+          {},
+          { ...runningFields, output: "partial" },
+          completedFields,
+          errorFields,
+          { ...runningFields, ownerId: ownerB, pid: 77, pgid: 77, procStart: "999" }
+        )
+        yield* repo.recordProcess(running!.id, { pid: 4242, pgid: 4240, startTime: "123456" })
+        const reason = new OrphanedByCrash({ ownerId: ownerA })
+
+        const ended = yield* repo.endActiveOfOwner(ownerA, reason, 7_000)
+
+        assert.deepStrictEqual(
+          ended.map((p) => ({ id: p.id, status: p.status, error: p.error, endedAt: p.endedAt, pid: p.pid, pgid: p.pgid, procStart: p.procStart, output: p.output }))
+            .sort((a, b) => a.id.localeCompare(b.id)),
+          [
+            { id: pending!.id, status: "error", error: reason, endedAt: 7_000, pid: null, pgid: null, procStart: null, output: null },
+            { id: running!.id, status: "error", error: reason, endedAt: 7_000, pid: 4242, pgid: 4240, procStart: "123456", output: "partial" }
+          ]
+        )
+        for (const part of ended) assert.instanceOf(part.error, OrphanedByCrash)
+        assert.deepStrictEqual(yield* read(completed!), completed)
+        assert.deepStrictEqual(yield* read(errored!), errored)
+        assert.deepStrictEqual(yield* read(otherOwner!), otherOwner)
+        // what it returned is what it stored
+        assert.deepStrictEqual(yield* read(running!), ended.find((p) => p.id === running!.id))
+
+        assert.deepStrictEqual(yield* repo.endActiveOfOwner(ownerA, reason, 8_000), [])
+      })))
+  })
+
+  describe("reads", () => {
+    it.effect("bySession lists a session's parts in creation order", () =>
+      withStore(Effect.gen(function*() {
+        const parts = yield* seed({}, runningFields, completedFields, errorFields)
+        yield* seed({}) // another session's part
+        assert.deepStrictEqual(yield* (yield* PartRepo).bySession(parts[0]!.sessionId), parts)
+      })))
+
+    it.effect("active, activeOfOwner, activeOfSessions and activeOwners see only pending and running parts", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [pending, running] = yield* seed({}, runningFields, completedFields, errorFields)
+        const [otherRunning] = yield* seed({ ...runningFields, ownerId: ownerB }, completedFields)
+        const ids = (parts: ReadonlyArray<Part>) => parts.map((p) => p.id).sort()
+
+        assert.deepStrictEqual(ids(yield* repo.active()), [pending!.id, running!.id, otherRunning!.id].sort())
+        assert.deepStrictEqual(ids(yield* repo.activeOfOwner(ownerA)), [pending!.id, running!.id].sort())
+        assert.deepStrictEqual(ids(yield* repo.activeOfOwner(ownerB)), [otherRunning!.id])
+        assert.deepStrictEqual(ids(yield* repo.activeOfSessions([pending!.sessionId])), [pending!.id, running!.id].sort())
+        assert.deepStrictEqual(yield* repo.activeOfSessions([]), [])
+        assert.deepStrictEqual([...(yield* repo.activeOwners())].sort(), [ownerA, ownerB].sort())
+      })))
+
+    it.effect("setChildSession and recordProcess update the row", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const part = yield* seedOne({ ...runningFields, tool: "task" })
+        const child = makeSession({ parentId: part.sessionId, parentPartId: part.id })
+        yield* (yield* SessionRepo).insert(child)
+        yield* repo.setChildSession(part.id, child.id)
+        yield* repo.recordProcess(part.id, { pid: 10, pgid: 11, startTime: "12" })
+        const row = yield* read(part)
+        assert.deepStrictEqual([row.childSessionId, row.pid, row.pgid, row.procStart], [child.id, 10, 11, "12"])
+      })))
+
+    it.effect("the error reason a part was inserted with round-trips", () =>
+      withStore(Effect.gen(function*() {
+        const part = yield* seedOne({ status: "error", error: new ToolFailed({ message: "exit 1" }), endedAt: 2 })
+        const row = yield* read(part)
+        assert.instanceOf(row.error, ToolFailed)
+        assert.deepStrictEqual(row.error, new ToolFailed({ message: "exit 1" }))
+      })))
+  })
+})

@@ -1,0 +1,187 @@
+import { assert, describe, it } from "@effect/vitest"
+import type { Session } from "@vigil/domain"
+import { IdleCancelled, OrphanedByCrash, SessionCancelled } from "@vigil/domain"
+import { SessionRepo } from "@vigil/store"
+import { Effect, Option } from "effect"
+import { makeSession, ownerA, ownerB, withStore } from "./fixtures.js"
+
+const insertAll = (...sessions: ReadonlyArray<Session>) =>
+  Effect.flatMap(SessionRepo, (repo) => Effect.forEach(sessions, repo.insert, { discard: true }))
+
+const read = (session: Session) =>
+  Effect.flatMap(SessionRepo, (repo) => repo.get(session.id)).pipe(Effect.map(Option.getOrThrow))
+
+const ids = (sessions: ReadonlyArray<Session>) => sessions.map((s) => s.id).sort()
+
+describe("SessionRepo", () => {
+  it.effect("insert and get round-trip every field", () =>
+    withStore(Effect.gen(function*() {
+      const repo = yield* SessionRepo
+      const parent = makeSession({ title: "parent" })
+      const child = makeSession({
+        parentId: parent.id,
+        status: "cancelled",
+        cancelReason: new IdleCancelled({ idleFor: 2_000, threshold: 1_000 }),
+        lastActivityAt: 5_000,
+        createdAt: 4_000
+      })
+      yield* insertAll(parent, child)
+      assert.deepStrictEqual(yield* read(parent), parent)
+      const back = yield* read(child)
+      assert.deepStrictEqual(back, child)
+      assert.instanceOf(back.cancelReason, IdleCancelled)
+      assert.deepStrictEqual(yield* repo.get(makeSession().id), Option.none())
+    })))
+
+  describe("transition", () => {
+    it.effect("is a compare-and-set: busy → idle succeeds once, the second fails", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const session = makeSession({ status: "busy" })
+        yield* insertAll(session)
+        assert.isTrue(yield* repo.transition(session.id, ["busy"], "idle", { at: 2_000 }))
+        assert.isFalse(yield* repo.transition(session.id, ["busy"], "idle", { at: 3_000 }))
+        const row = yield* read(session)
+        assert.deepStrictEqual([row.status, row.lastActivityAt, row.cancelReason], ["idle", 2_000, null])
+      })))
+
+    it.effect("two concurrent writers: exactly one wins and the row is the winner's", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const sessions = Array.from({ length: 10 }, () => makeSession({ status: "waiting" }))
+        yield* insertAll(...sessions)
+        const cancel = new IdleCancelled({ idleFor: 1_900_000, threshold: 1_800_000 })
+        for (const session of sessions) {
+          const [ended, cancelled] = yield* Effect.all([
+            repo.transition(session.id, ["busy", "waiting"], "idle", { at: 2_000 }),
+            repo.transition(session.id, ["busy", "waiting"], "cancelled", { at: 2_001, cancelReason: cancel })
+          ], { concurrency: "unbounded" })
+          assert.strictEqual(Number(ended) + Number(cancelled), 1)
+          const row = yield* read(session)
+          const expected: ReadonlyArray<unknown> = ended ? ["idle", null, 2_000] : ["cancelled", cancel, 2_001]
+          assert.deepStrictEqual([row.status, row.cancelReason, row.lastActivityAt], expected)
+        }
+      })))
+
+    it.effect("refused from a status not in `from`: the row is unchanged", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const session = makeSession({ status: "idle" })
+        yield* insertAll(session)
+        assert.isFalse(yield* repo.transition(session.id, ["busy", "waiting"], "cancelled", {
+          at: 9_000,
+          cancelReason: new SessionCancelled({ by: "user" })
+        }))
+        assert.deepStrictEqual(yield* read(session), session)
+        assert.isFalse(yield* repo.transition(makeSession().id, ["busy"], "idle", { at: 9_000 }))
+      })))
+
+    it.effect("records a cancel reason, clears it with null, and can take a new owner", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const session = makeSession({ status: "busy" })
+        yield* insertAll(session)
+        const reason = new SessionCancelled({ by: "user" })
+        assert.isTrue(yield* repo.transition(session.id, ["busy"], "cancelled", { at: 2_000, cancelReason: reason }))
+        const cancelled = yield* read(session)
+        assert.deepStrictEqual([cancelled.status, cancelled.cancelReason], ["cancelled", reason])
+        assert.instanceOf(cancelled.cancelReason, SessionCancelled)
+
+        // a cancelled session takes a new prompt; omitting cancelReason leaves it, null clears it
+        assert.isTrue(yield* repo.transition(session.id, ["cancelled"], "busy", { at: 3_000, ownerId: ownerB }))
+        const resumed = yield* read(session)
+        assert.deepStrictEqual([resumed.status, resumed.cancelReason, resumed.ownerId], ["busy", reason, ownerB])
+        assert.isTrue(yield* repo.transition(session.id, ["busy"], "idle", { at: 4_000, cancelReason: null }))
+        const idle = yield* read(session)
+        assert.deepStrictEqual([idle.status, idle.cancelReason, idle.ownerId, idle.lastActivityAt], ["idle", null, ownerB, 4_000])
+      })))
+  })
+
+  describe("touch", () => {
+    it.effect("moves lastActivityAt forward, never back", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const a = makeSession({ lastActivityAt: 1_000 })
+        const b = makeSession({ lastActivityAt: 5_000 })
+        const untouched = makeSession({ lastActivityAt: 1_000 })
+        yield* insertAll(a, b, untouched)
+
+        yield* repo.touch([a.id, b.id], 3_000)
+        assert.strictEqual((yield* read(a)).lastActivityAt, 3_000)
+        assert.strictEqual((yield* read(b)).lastActivityAt, 5_000)
+
+        yield* repo.touch([a.id], 2_000)
+        assert.strictEqual((yield* read(a)).lastActivityAt, 3_000)
+
+        yield* repo.touch([], 9_000)
+        assert.strictEqual((yield* read(untouched)).lastActivityAt, 1_000)
+      })))
+  })
+
+  describe("reads", () => {
+    it.effect("active returns only busy and waiting sessions", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const busy = makeSession({ status: "busy" })
+        const waiting = makeSession({ status: "waiting", ownerId: ownerB })
+        yield* insertAll(
+          busy,
+          waiting,
+          makeSession({ status: "idle" }),
+          makeSession({ status: "cancelled", cancelReason: new SessionCancelled({ by: "user" }) }),
+          makeSession({ status: "error" })
+        )
+        assert.deepStrictEqual(ids(yield* repo.active()), ids([busy, waiting]))
+        assert.deepStrictEqual([...(yield* repo.activeOwners())].sort(), [ownerA, ownerB].sort())
+      })))
+
+    it.effect("children returns a session's direct children in creation order", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const parent = makeSession()
+        const first = makeSession({ parentId: parent.id })
+        const second = makeSession({ parentId: parent.id, status: "idle" })
+        const grandchild = makeSession({ parentId: first.id })
+        const unrelated = makeSession()
+        yield* insertAll(parent, first, second, grandchild, unrelated)
+        assert.deepStrictEqual(yield* repo.children(parent.id), [first, second])
+        assert.deepStrictEqual(yield* repo.children(first.id), [grandchild])
+        assert.deepStrictEqual(yield* repo.children(unrelated.id), [])
+      })))
+
+    it.effect("list returns the newest first and honours the limit", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const old = makeSession({ createdAt: 1_000 })
+        const mid = makeSession({ createdAt: 2_000 })
+        const recent = makeSession({ createdAt: 3_000 })
+        yield* insertAll(mid, recent, old)
+        assert.deepStrictEqual(yield* repo.list(), [recent, mid, old])
+        assert.deepStrictEqual(yield* repo.list({ limit: 2 }), [recent, mid])
+      })))
+  })
+
+  describe("endActiveOfOwner", () => {
+    it.effect("frees only that owner's busy and waiting sessions", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const busy = makeSession({ status: "busy" })
+        const waiting = makeSession({ status: "waiting" })
+        const idle = makeSession({ status: "idle" })
+        const otherBusy = makeSession({ status: "busy", ownerId: ownerB })
+        yield* insertAll(busy, waiting, idle, otherBusy)
+        const reason = new OrphanedByCrash({ ownerId: ownerA })
+
+        const ended = yield* repo.endActiveOfOwner(ownerA, reason, 7_000)
+
+        assert.deepStrictEqual([...ended].sort(), ids([busy, waiting]))
+        for (const session of [busy, waiting]) {
+          const row = yield* read(session)
+          assert.deepStrictEqual([row.status, row.cancelReason, row.lastActivityAt], ["error", reason, 7_000])
+        }
+        assert.deepStrictEqual(yield* read(idle), idle)
+        assert.deepStrictEqual(yield* read(otherBusy), otherBusy)
+        assert.deepStrictEqual(yield* repo.endActiveOfOwner(ownerA, reason, 8_000), [])
+      })))
+  })
+})
