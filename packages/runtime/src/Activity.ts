@@ -1,0 +1,30 @@
+import type { SessionId } from "@vigil/domain"
+import { SessionRepo } from "@vigil/store"
+import { Clock, Effect } from "effect"
+
+/** How often one session's progress is written; the idle rule works in minutes, not milliseconds. */
+const writeEveryMillis = 1_000
+
+/**
+ * Progress (model chunks, tool output, transitions, replies) moves a session's `lastActivityAt`.
+ * Writes are throttled per session so a chatty tool does not turn into a write per chunk.
+ * Never called by anything periodic: a heartbeat must not keep a wedged session "active".
+ */
+export class Activity extends Effect.Service<Activity>()("vigil/Activity", {
+  effect: Effect.gen(function*() {
+    const sessions = yield* SessionRepo
+    const lastWritten = new Map<SessionId, number>()
+
+    const touch = Effect.fn("Activity.touch")(function*(sessionId: SessionId, options: { readonly force?: boolean } = {}) {
+      const now = yield* Clock.currentTimeMillis
+      const last = lastWritten.get(sessionId)
+      if (!options.force && last !== undefined && now - last < writeEveryMillis) return
+      lastWritten.set(sessionId, now)
+      yield* sessions.touch([sessionId], now)
+    })
+
+    const forget = (sessionId: SessionId) => Effect.sync(() => lastWritten.delete(sessionId))
+
+    return { touch, forget } as const
+  })
+}) {}

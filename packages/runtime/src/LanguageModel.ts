@@ -1,0 +1,45 @@
+import type { Effect } from "effect"
+import { Context, Data } from "effect"
+
+export interface ToolCall {
+  readonly id: string
+  readonly name: string
+  readonly input: unknown
+}
+
+/** What a model sees: every tool call in it has its result (guarantee 9). */
+export type Message =
+  | { readonly role: "user"; readonly text: string }
+  | { readonly role: "assistant"; readonly text: string; readonly toolCalls: ReadonlyArray<ToolCall> }
+  | { readonly role: "tool"; readonly callId: string; readonly name: string; readonly output: string; readonly isError: boolean }
+
+export interface ToolSpec {
+  readonly name: string
+  readonly description: string
+  readonly parameters: unknown
+}
+
+export interface ModelRequest {
+  readonly messages: ReadonlyArray<Message>
+  readonly tools: ReadonlyArray<ToolSpec>
+  /** Streamed text, as it arrives: progress the idle rule sees. */
+  readonly onText: (chunk: string) => Effect.Effect<void>
+}
+
+export interface ModelResponse {
+  readonly text: string
+  readonly toolCalls: ReadonlyArray<ToolCall>
+}
+
+export class ModelError extends Data.TaggedError("ModelError")<{ readonly message: string }> {}
+
+export interface LanguageModelShape {
+  readonly name: string
+  readonly generate: (request: ModelRequest) => Effect.Effect<ModelResponse, ModelError>
+}
+
+/** The models a prompt can name; a port, so a provider (or a test's recording model) plugs in. */
+export class LanguageModels extends Context.Tag("vigil/LanguageModels")<LanguageModels, {
+  readonly defaultModel: string
+  readonly models: ReadonlyMap<string, LanguageModelShape>
+}>() {}

@@ -1,0 +1,79 @@
+import { HardStop, ProcessTable } from "@vigil/tools"
+import { Context, Duration, Effect, Layer } from "effect"
+import { hostname } from "node:os"
+import { Settings } from "./Settings.js"
+
+/** What recovery and liveness need from the operating system, as a port so time tests never touch it. */
+export interface ProcessControlShape {
+  readonly host: string
+  readonly pid: number
+  readonly selfStartTime: Effect.Effect<string | null>
+  /** Alive and still the same process (a reused pid with another start time is not). */
+  readonly isAlive: (pid: number, startTime: string | null) => Effect.Effect<boolean>
+  /**
+   * Ends what parts left running on this host: each recorded group (only if the recorded process
+   * is still the same one: a reused pid is never signalled) and every process carrying a part's
+   * marker, which also finds `setsid` escapees and children reparented after their shell died.
+   * Returns the pids ended, by part id.
+   */
+  readonly endPartProcesses: (parts: ReadonlyArray<ProcessOwner>) => Effect.Effect<ReadonlyMap<string, ReadonlyArray<number>>>
+}
+
+export interface ProcessOwner {
+  readonly id: string
+  readonly pid: number | null
+  readonly pgid: number | null
+  readonly procStart: string | null
+}
+
+export const partMarker = "VIGIL_PART_ID"
+
+export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessControl, ProcessControlShape>() {
+  static readonly Live = Layer.effect(
+    ProcessControl,
+    Effect.gen(function*() {
+      const settings = yield* Settings
+      return {
+        host: hostname(),
+        pid: process.pid,
+        selfStartTime: ProcessTable.selfStartTime().pipe(Effect.map((start) => start ?? null)),
+        isAlive: (pid, startTime) => ProcessTable.isAlive(pid, startTime ?? undefined),
+        endPartProcesses: (parts) =>
+          Effect.gen(function*() {
+            const ended = new Map<string, ReadonlyArray<number>>()
+            if (parts.length === 0) return ended
+            // One pass over /proc for all parts, however many a crash left.
+            const marked = yield* ProcessTable.withEnvMarkers(partMarker, new Set(parts.map((part) => part.id)))
+            yield* Effect.forEach(parts, (part) =>
+              Effect.gen(function*() {
+                const sameProcess = part.pid !== null && part.procStart !== null &&
+                  (yield* ProcessTable.isAlive(part.pid, part.procStart))
+                const holders = marked.get(part.id)
+                if (!sameProcess && (holders === undefined || holders.size === 0)) return
+                const report = yield* HardStop.hardStop({
+                  ...(sameProcess && part.pgid !== null ? { pgid: part.pgid } : {}),
+                  pids: [...(sameProcess ? [part.pid!] : []), ...(holders ?? [])],
+                  marker: { name: partMarker, value: part.id },
+                  termGrace: settings.killGrace
+                })
+                const pids = [...new Set([...report.termed, ...report.killed])]
+                if (pids.length > 0) ended.set(part.id, pids)
+              }), { concurrency: 16, discard: true })
+            return ended
+          })
+      } satisfies ProcessControlShape
+    })
+  )
+
+  /** For time tests: one host, every recorded process alive unless listed dead, nothing to kill. */
+  static readonly test = (options: { readonly host?: string; readonly dead?: ReadonlySet<number> } = {}) =>
+    Layer.succeed(ProcessControl, {
+      host: options.host ?? "test-host",
+      pid: 1_000_000,
+      selfStartTime: Effect.succeed("1"),
+      isAlive: (pid) => Effect.succeed(!(options.dead?.has(pid) ?? false)),
+      endPartProcesses: () => Effect.succeed(new Map())
+    })
+}
+
+export const millis = (duration: Duration.Duration): number => Duration.toMillis(duration)

@@ -1,0 +1,117 @@
+import type { InstanceId, PartId, SessionId } from "@vigil/domain"
+import { OrphanedByCrash } from "@vigil/domain"
+import { PartRepo, SessionRepo } from "@vigil/store"
+import { Clock, Effect } from "effect"
+import { Events } from "./Events.js"
+import { InstanceLease } from "./InstanceLease.js"
+import { Liveness } from "./Liveness.js"
+import { ProcessControl } from "./ProcessControl.js"
+
+export interface RescueReport {
+  readonly deadOwners: ReadonlyArray<{ readonly id: InstanceId; readonly cause: string }>
+  readonly orphanedParts: number
+  readonly sessionsFreed: number
+  readonly processesKilled: number
+  /** At most 100, so a report of a large rescue stays printable. */
+  readonly partIds: ReadonlyArray<PartId>
+  readonly sessionIds: ReadonlyArray<SessionId>
+  readonly tookMs: number
+  readonly dryRun: boolean
+}
+
+/**
+ * Ends what dead owners left: their pending/running parts become `OrphanedByCrash`, their
+ * busy/waiting sessions are freed, and the processes they left on this host are ended. Shared by
+ * startup recovery and the watchdog. Every write is fenced on the dead owner, so a live
+ * instance's work is never touched, and a completed part is never rewritten.
+ */
+export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
+  effect: Effect.gen(function*() {
+    const parts = yield* PartRepo
+    const sessions = yield* SessionRepo
+    const liveness = yield* Liveness
+    const events = yield* Events
+    const processes = yield* ProcessControl
+    const self = yield* InstanceLease
+
+    const rescueDeadOwners = Effect.fn("Rescue.rescueDeadOwners")(function*(
+      options: { readonly dryRun?: boolean; readonly trigger: "startup" | "watchdog" | "cli" }
+    ) {
+      const started = yield* Clock.currentTimeMillis
+      const startedReal = performance.now()
+      const owners = new Set([...(yield* parts.activeOwners()), ...(yield* sessions.activeOwners())])
+      const dead = yield* liveness.deadAmong([...owners])
+      const partIds: Array<PartId> = []
+      const sessionIds: Array<SessionId> = []
+      let orphanedParts = 0
+      let sessionsFreed = 0
+      let processesKilled = 0
+      for (const [ownerId, { cause, instance }] of dead) {
+        const reason = new OrphanedByCrash({ ownerId })
+        if (options.dryRun) {
+          const active = yield* parts.activeOfOwner(ownerId)
+          orphanedParts += active.length
+          partIds.push(...active.slice(0, 100 - partIds.length).map((part) => part.id))
+          continue
+        }
+        const ended = yield* parts.endActiveOfOwner(ownerId, reason, started)
+        const freed = yield* sessions.endActiveOfOwner(ownerId, reason, started)
+        orphanedParts += ended.length
+        sessionsFreed += freed.length
+        partIds.push(...ended.slice(0, Math.max(0, 100 - partIds.length)).map((part) => part.id))
+        sessionIds.push(...freed.slice(0, Math.max(0, 100 - sessionIds.length)))
+        // Only this host can signal what the dead owner left here; another host's processes are
+        // recorded as orphaned and ended by that host's next start.
+        const onThisHost = instance === undefined || instance.host === processes.host
+        const withProcesses = ended.filter((part) => part.pid !== null || part.tool === "bash")
+        const killed = onThisHost ? yield* processes.endPartProcesses(withProcesses) : new Map()
+        for (const part of withProcesses) {
+          const pids = killed.get(part.id)
+          if (pids === undefined) continue
+          processesKilled += pids.length
+          yield* events.record({
+            type: "recovery.processes_killed",
+            instanceId: self.id,
+            sessionId: part.sessionId,
+            partId: part.id,
+            data: { pids, ownerId }
+          })
+        }
+        if (!onThisHost && withProcesses.length > 0) {
+          yield* events.record({
+            type: "recovery.processes_elsewhere",
+            instanceId: self.id,
+            data: { ownerId, host: instance?.host ?? null, partIds: withProcesses.slice(0, 100).map((part) => part.id) }
+          })
+        }
+        if (ended.length > 0 || freed.length > 0) {
+          yield* events.record({
+            type: `${options.trigger === "watchdog" ? "watchdog" : "recovery"}.orphans_rescued`,
+            instanceId: self.id,
+            reason,
+            data: {
+              ownerId,
+              cause,
+              host: instance?.host ?? null,
+              parts: ended.length,
+              sessions: freed.length,
+              partIds: ended.slice(0, 100).map((part) => part.id)
+            }
+          })
+        }
+      }
+      return {
+        deadOwners: [...dead].map(([id, { cause }]) => ({ id, cause })),
+        orphanedParts,
+        sessionsFreed,
+        processesKilled,
+        partIds,
+        sessionIds,
+        tookMs: Math.round((performance.now() - startedReal) * 100) / 100,
+        dryRun: options.dryRun ?? false
+      } satisfies RescueReport
+    })
+
+    return { rescueDeadOwners } as const
+  })
+}) {}

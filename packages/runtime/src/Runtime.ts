@@ -1,0 +1,28 @@
+import { Layer } from "effect"
+import { Activity } from "./Activity.js"
+import { Events } from "./Events.js"
+import { IdleMonitor, IdleMonitorLoop } from "./IdleMonitor.js"
+import { InstanceLease } from "./InstanceLease.js"
+import { Liveness } from "./Liveness.js"
+import { Rescue } from "./Rescue.js"
+import { SessionService } from "./SessionService.js"
+import { StartupRecoveryLive } from "./StartupRecovery.js"
+import { ToolRunner } from "./ToolRunner.js"
+import { Watchdog, WatchdogLoop } from "./Watchdog.js"
+
+/**
+ * The supervision layer as DESIGN.md draws it, each step provided to the next:
+ * lease → startup recovery (provides RecoveryComplete) → tool runner → sessions → watchdog and
+ * idle monitor loops. It needs the settings, the store, the OS port and the language models.
+ */
+export const SupervisionLive = Layer.mergeAll(WatchdogLoop, IdleMonitorLoop).pipe(
+  Layer.provideMerge(Layer.mergeAll(Watchdog.Default, IdleMonitor.Default)),
+  Layer.provideMerge(SessionService.Default),
+  Layer.provideMerge(ToolRunner.Default),
+  Layer.provideMerge(Activity.Default),
+  Layer.provideMerge(StartupRecoveryLive),
+  Layer.provideMerge(Rescue.Default),
+  Layer.provideMerge(Liveness.Default),
+  Layer.provideMerge(InstanceLease.Default),
+  Layer.provideMerge(Events.Default)
+)

@@ -1,0 +1,467 @@
+import type { ErrorReason, PartId } from "@vigil/domain"
+import {
+  describeReason,
+  InvalidToolInput,
+  isSessionActive,
+  makePartId,
+  makeSessionId,
+  Part,
+  RequestNotFound,
+  Session,
+  SessionBusy,
+  SessionCancelled,
+  SessionId,
+  SessionNotFound,
+  ToolFailed,
+  UnknownModel,
+  UnknownTool
+} from "@vigil/domain"
+import { PartRepo, SessionRepo } from "@vigil/store"
+import type { AnyTool, ToolDefinition } from "@vigil/tools"
+import { ToolError } from "@vigil/tools"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
+import { Activity } from "./Activity.js"
+import { Events } from "./Events.js"
+import { InstanceLease } from "./InstanceLease.js"
+import type { LanguageModelShape, ModelResponse } from "./LanguageModel.js"
+import { LanguageModels } from "./LanguageModel.js"
+import { historyOf } from "./History.js"
+import { RecoveryComplete } from "./StartupRecovery.js"
+import { Settings } from "./Settings.js"
+import { PartEnded, ToolRunner } from "./ToolRunner.js"
+import { Tools } from "./Tools.js"
+
+export type TurnResult =
+  | { readonly _tag: "Completed"; readonly text: string }
+  | { readonly _tag: "Failed"; readonly reason: ErrorReason }
+  | { readonly _tag: "Cancelled"; readonly reason: ErrorReason }
+
+interface Turn {
+  readonly done: Deferred.Deferred<TurnResult>
+  /** Set by whoever ends the turn from outside, before interrupting it, so the end has its reason. */
+  cancelReason: ErrorReason | undefined
+}
+
+/** A turn stops after this many model steps: a script or a model in a loop must still end. */
+const maxSteps = 200
+
+const TaskInput = Schema.Struct({ prompt: Schema.String, description: Schema.optional(Schema.String) })
+const AskInput = Schema.Struct({ question: Schema.String })
+
+/**
+ * Sessions and the agent loop. A turn is a fiber in a service-owned FiberMap keyed by session;
+ * its end (normal, failed, or interrupted by an abort, the idle monitor or shutdown) is recorded
+ * in its `onExit`: children are ended first, then the session's own running parts, then its status.
+ */
+export class SessionService extends Effect.Service<SessionService>()("vigil/SessionService", {
+  scoped: Effect.gen(function*() {
+    // Requiring the proof makes "recovery before sessions" a fact of the layer graph.
+    yield* RecoveryComplete
+    const sessions = yield* SessionRepo
+    const parts = yield* PartRepo
+    const runner = yield* ToolRunner
+    const events = yield* Events
+    const activity = yield* Activity
+    const lease = yield* InstanceLease
+    const settings = yield* Settings
+    const { defaultModel, models } = yield* LanguageModels
+    const turnFibers = yield* FiberMap.make<SessionId>()
+    const turns = new Map<SessionId, Turn>()
+    const pendingRequests = new Map<string, { readonly sessionId: SessionId; readonly answer: Deferred.Deferred<string> }>()
+
+    const publishSession = (id: SessionId) =>
+      sessions.get(id).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.void,
+          onSome: (session) => events.publish({ type: "session.updated", session })
+        }))
+      )
+
+    const transition = Effect.fnUntraced(function*(
+      id: SessionId,
+      from: ReadonlyArray<Session["status"]>,
+      to: Session["status"],
+      options: { readonly cancelReason?: ErrorReason | null; readonly claim?: boolean } = {}
+    ) {
+      const at = yield* Clock.currentTimeMillis
+      const changed = yield* sessions.transition(id, from, to, {
+        at,
+        ...(options.cancelReason !== undefined ? { cancelReason: options.cancelReason } : {}),
+        ...(options.claim ? { ownerId: lease.id } : {})
+      })
+      if (changed) yield* publishSession(id)
+      return changed
+    })
+
+    const get = Effect.fn("SessionService.get")(function*(id: SessionId) {
+      return yield* sessions.get(id).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(new SessionNotFound({ sessionId: id, message: `no session ${id}` })),
+          onSome: Effect.succeed
+        }))
+      )
+    })
+
+    const create = Effect.fn("SessionService.create")(function*(
+      options: { readonly parentId?: SessionId | undefined; readonly parentPartId?: PartId; readonly title?: string | undefined } = {}
+    ) {
+      if (options.parentId !== undefined) yield* get(options.parentId)
+      const now = yield* Clock.currentTimeMillis
+      const session = new Session({
+        id: makeSessionId(),
+        parentId: options.parentId ?? null,
+        parentPartId: options.parentPartId ?? null,
+        title: options.title ?? "",
+        status: "idle",
+        cancelReason: null,
+        lastActivityAt: now,
+        ownerId: lease.id,
+        createdAt: now
+      })
+      yield* sessions.insert(session)
+      yield* events.publish({ type: "session.updated", session })
+      return session
+    })
+
+    /** Ends what a session has running when no turn fiber of ours holds it: children, parts, status. */
+    const endSessionTree: (id: SessionId, reason: ErrorReason) => Effect.Effect<void> = Effect.fnUntraced(
+      function*(id: SessionId, reason: ErrorReason) {
+        const children = (yield* sessions.children(id)).filter((child) => isSessionActive(child.status))
+        yield* Effect.forEach(children, (child) => abort(child.id, reason).pipe(Effect.ignore), {
+          concurrency: "unbounded",
+          discard: true
+        })
+        const active = yield* parts.activeOfSessions([id])
+        yield* Effect.forEach(active, (part) =>
+          runner.cancel(part.id, reason).pipe(
+            Effect.flatMap((wasOurs) =>
+              wasOurs
+                ? Effect.void
+                : Clock.currentTimeMillis.pipe(Effect.flatMap((at) => parts.fail(part.id, { reason, at })))
+            )
+          ), { concurrency: "unbounded", discard: true })
+        yield* transition(id, ["busy", "waiting"], "cancelled", { cancelReason: reason })
+      }
+    )
+
+    /**
+     * Ends a session's turn and everything under it, children first, with `reason`
+     * (`SessionCancelled`, `IdleCancelled`, `WatchdogStuck`, …). A session at rest is left as it is.
+     * Returns once the session and its parts are terminal.
+     */
+    const abort: (id: SessionId, reason: ErrorReason) => Effect.Effect<Session, SessionNotFound> = Effect.fn(
+      "SessionService.abort"
+    )(function*(id: SessionId, reason: ErrorReason) {
+      const session = yield* get(id)
+      const turn = turns.get(id)
+      if (turn !== undefined) {
+        turn.cancelReason ??= reason
+        // The turn's onExit ends children, parts and status; removing awaits it.
+        yield* FiberMap.remove(turnFibers, id)
+        yield* Deferred.await(turn.done)
+      } else if (isSessionActive(session.status)) {
+        yield* endSessionTree(id, reason)
+      }
+      return yield* get(id)
+    })
+
+    const endTurn = Effect.fnUntraced(function*(id: SessionId, turn: Turn, exit: Exit.Exit<string, PartEnded>) {
+      let result: TurnResult
+      if (Exit.isSuccess(exit)) {
+        result = { _tag: "Completed", text: exit.value }
+        yield* transition(id, ["busy", "waiting"], "idle", { cancelReason: null })
+      } else if (Exit.isInterrupted(exit)) {
+        const reason = turn.cancelReason ?? new SessionCancelled({ by: "shutdown" })
+        result = { _tag: "Cancelled", reason }
+        yield* endSessionTree(id, reason)
+      } else {
+        const reason = Option.match(Cause.failureOption(exit.cause), {
+          onNone: () => new ToolFailed({ message: `the turn crashed: ${Cause.pretty(exit.cause)}` }) as ErrorReason,
+          onSome: (error) => error.reason
+        })
+        result = { _tag: "Failed", reason }
+        // A turn that failed still leaves nothing running under it.
+        const active = yield* parts.activeOfSessions([id])
+        yield* Effect.forEach(active, (part) => runner.cancel(part.id, reason), { discard: true })
+        yield* transition(id, ["busy", "waiting"], "error", { cancelReason: reason })
+      }
+      turns.delete(id)
+      yield* activity.forget(id)
+      yield* Deferred.succeed(turn.done, result)
+    })
+
+    const beginTurn = Effect.fnUntraced(function*(id: SessionId, work: Effect.Effect<string, PartEnded>) {
+      const turn: Turn = { done: yield* Deferred.make<TurnResult>(), cancelReason: undefined }
+      turns.set(id, turn)
+      yield* FiberMap.run(
+        turnFibers,
+        id,
+        work.pipe(
+          Effect.onExit((exit) =>
+            endTurn(id, turn, exit).pipe(Effect.catchAllCause((cause) => Effect.logError("could not end a turn", cause)))
+          ),
+          Effect.annotateLogs({ session: id })
+        )
+      )
+      return turn
+    })
+
+    /** Claims a session at rest for a turn; a busy or waiting one answers `SessionBusy`. */
+    const claim = Effect.fnUntraced(function*(id: SessionId) {
+      const session = yield* get(id)
+      if (!(yield* transition(id, ["idle", "cancelled", "error"], "busy", { cancelReason: null, claim: true }))) {
+        return yield* new SessionBusy({
+          sessionId: id,
+          status: session.status,
+          message: `session ${id} is ${session.status}: wait for its turn to end or abort it`
+        })
+      }
+    })
+
+    const insertFinished = Effect.fnUntraced(function*(sessionId: SessionId, kind: "prompt" | "text", text: string) {
+      const now = yield* Clock.currentTimeMillis
+      const part = new Part({
+        id: makePartId(),
+        sessionId,
+        kind,
+        tool: "",
+        input: null,
+        callId: null,
+        status: "completed",
+        output: text,
+        error: null,
+        createdAt: now,
+        startedAt: now,
+        endedAt: now,
+        deadlineAt: null,
+        ownerId: lease.id,
+        childSessionId: null,
+        pid: null,
+        pgid: null,
+        procStart: null
+      })
+      yield* parts.insert(part)
+      yield* events.publish({ type: "part.updated", part })
+    })
+
+    /** A tool call the model made that cannot run still gets a (failed) part, so it has a result. */
+    const insertRefusedCall = Effect.fnUntraced(function*(sessionId: SessionId, callId: string, name: string, input: unknown, message: string) {
+      const now = yield* Clock.currentTimeMillis
+      const part = new Part({
+        id: makePartId(),
+        sessionId,
+        kind: "tool",
+        tool: name,
+        input,
+        callId,
+        status: "error",
+        output: null,
+        error: new ToolFailed({ message }),
+        createdAt: now,
+        startedAt: now,
+        endedAt: now,
+        deadlineAt: null,
+        ownerId: lease.id,
+        childSessionId: null,
+        pid: null,
+        pgid: null,
+        procStart: null
+      })
+      yield* parts.insert(part)
+      yield* events.publish({ type: "part.updated", part })
+    })
+
+    // The tools sessions offer. `task` and `ask` need the session service itself, so they live here.
+    const tools = new Map<string, AnyTool>()
+    const register = <I>(tool: ToolDefinition<I>) => tools.set(tool.name, tool)
+    for (const tool of yield* Tools) register(tool)
+
+    const modelOf = (name: string | undefined) =>
+      Option.fromNullable(models.get(name ?? defaultModel)).pipe(
+        Option.match({
+          onNone: () =>
+            Effect.fail(
+              new UnknownModel({ model: name ?? defaultModel, known: [...models.keys()], message: `unknown model "${name}"` })
+            ),
+          onSome: Effect.succeed
+        })
+      )
+
+    const toolSpecs = () =>
+      [...tools.values()].map((tool) => ({ name: tool.name, description: tool.description, parameters: JSONSchema.make(tool.input) }))
+
+    /** The agent loop: model step, tool calls, their results back to the model, until it stops. */
+    const agentLoop = (sessionId: SessionId, model: LanguageModelShape): Effect.Effect<string, PartEnded> =>
+      Effect.gen(function*() {
+        let finalText = ""
+        for (let step = 0; step < maxSteps; step++) {
+          const messages = historyOf(yield* parts.bySession(sessionId))
+          const handle = yield* runner.execute<ModelResponse>({
+            sessionId,
+            kind: "model",
+            name: model.name,
+            input: { step },
+            timeout: settings.toolTimeout,
+            render: (response) =>
+              [response.text, ...response.toolCalls.map((call) => `→ ${call.name}(${JSON.stringify(call.input)})`)]
+                .filter((line) => line !== "")
+                .join("\n"),
+            body: (context) =>
+              model.generate({ messages, tools: toolSpecs(), onText: context.output }).pipe(
+                Effect.mapError((error) => new ToolError({ message: `model ${model.name}: ${error.message}` }))
+              )
+          })
+          const outcome = yield* handle.await
+          if (outcome._tag === "Failed") return yield* new PartEnded({ reason: outcome.reason })
+          const response = outcome.value
+          if (response.text !== "") {
+            finalText = response.text
+            yield* insertFinished(sessionId, "text", response.text)
+          }
+          if (response.toolCalls.length === 0) return finalText
+          for (const call of response.toolCalls) {
+            const tool = tools.get(call.name)
+            if (tool === undefined) {
+              yield* insertRefusedCall(sessionId, call.id, call.name, call.input, `unknown tool "${call.name}" (known: ${[...tools.keys()].join(", ")})`)
+              continue
+            }
+            const run = yield* runner.runTool({ sessionId, tool, input: call.input, callId: call.id })
+            yield* run.await
+          }
+        }
+        return yield* new PartEnded({ reason: new ToolFailed({ message: `the turn stopped after ${maxSteps} model steps` }) })
+      })
+
+    /** Starts a turn of the agent loop on a session at rest. */
+    const prompt = Effect.fn("SessionService.prompt")(function*(id: SessionId, options: { readonly text: string; readonly model?: string | undefined }) {
+      const model = yield* modelOf(options.model)
+      yield* claim(id)
+      yield* insertFinished(id, "prompt", options.text)
+      return yield* beginTurn(id, agentLoop(id, model))
+    })
+
+    /** Runs a turn and waits for its end (used by `task`, and by tests driving the service). */
+    const runTurn = Effect.fn("SessionService.runTurn")(function*(id: SessionId, options: { readonly text: string; readonly model?: string | undefined }) {
+      const turn = yield* prompt(id, options)
+      return yield* Deferred.await(turn.done)
+    })
+
+    /** Runs one tool call in a session at rest (like opencode's shell route); the session is busy meanwhile. */
+    const runTool = Effect.fn("SessionService.runTool")(function*(
+      id: SessionId,
+      options: { readonly tool: string; readonly input: unknown; readonly timeout?: Duration.Duration | undefined }
+    ) {
+      const tool = tools.get(options.tool)
+      if (tool === undefined) {
+        return yield* new UnknownTool({ tool: options.tool, known: [...tools.keys()], message: `unknown tool "${options.tool}" (known: ${[...tools.keys()].join(", ")})` })
+      }
+      const decoded = Schema.decodeUnknownEither(tool.input)(options.input)
+      if (decoded._tag === "Left") {
+        return yield* new InvalidToolInput({
+          tool: tool.name,
+          message: `invalid input for ${tool.name}: ${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}`
+        })
+      }
+      yield* claim(id)
+      const handle = yield* runner.runTool({
+        sessionId: id,
+        tool,
+        input: options.input,
+        ...(options.timeout !== undefined ? { timeout: options.timeout } : {})
+      })
+      const turn = yield* beginTurn(id, handle.await.pipe(Effect.map((outcome) => (outcome._tag === "Completed" ? outcome.output : ""))))
+      return { partId: handle.partId, done: Deferred.await(turn.done) }
+    })
+
+    const reply = Effect.fn("SessionService.reply")(function*(id: SessionId, requestId: string, answer: string) {
+      yield* get(id)
+      const request = pendingRequests.get(requestId)
+      if (request === undefined || request.sessionId !== id) {
+        return yield* new RequestNotFound({ requestId, message: `session ${id} is not waiting on request ${requestId}` })
+      }
+      yield* Deferred.succeed(request.answer, answer)
+    })
+
+    register<typeof TaskInput.Type>({
+      name: "task",
+      description: "Run a sub-agent: a child session whose turn runs the prompt; its final text is the result.",
+      input: TaskInput,
+      run: (input, context) => {
+        let childId: SessionId | undefined
+        return Effect.gen(function*() {
+          const parent = yield* sessions.get(SessionId.make(context.sessionId)).pipe(Effect.map(Option.getOrThrow))
+          const child = yield* create({
+            parentId: parent.id,
+            parentPartId: context.partId as PartId,
+            title: input.description ?? "sub-agent"
+          })
+          childId = child.id
+          yield* parts.setChildSession(context.partId as PartId, child.id)
+          const result = yield* runTurn(child.id, { text: input.prompt })
+          if (result._tag !== "Completed") return yield* new PartEnded({ reason: result.reason })
+          // What failed inside the sub-agent reaches the parent even when the child's own text
+          // does not mention it: errors travel up the tree.
+          const failed = (yield* parts.bySession(child.id)).filter((part) => part.kind === "tool" && part.error !== null)
+          if (failed.length === 0) return result.text
+          const lines = failed.map((part) => `- ${part.tool}: ${describeReason(part.error!)}`)
+          return `${result.text}${result.text === "" ? "" : "\n"}[errors in sub-agent ${child.id}]\n${lines.join("\n")}`
+        }).pipe(
+          Effect.catchTags({
+            SessionNotFound: (error) => Effect.fail(new ToolError({ message: error.message })),
+            SessionBusy: (error) => Effect.fail(new ToolError({ message: error.message })),
+            UnknownModel: (error) => Effect.fail(new ToolError({ message: error.message }))
+          }),
+          // The task ending early (its deadline, the watchdog, the parent's abort) ends the child.
+          Effect.onInterrupt(() =>
+            childId === undefined
+              ? Effect.void
+              : abort(childId, new SessionCancelled({ by: `parent task ${context.partId}` })).pipe(Effect.ignore)
+          )
+        ) as Effect.Effect<string, ToolError>
+      }
+    })
+
+    register<typeof AskInput.Type>({
+      name: "ask",
+      description: "Ask the user a question and wait for the answer (a permission or a question).",
+      input: AskInput,
+      run: (_input, context) => {
+        const sessionId = SessionId.make(context.sessionId)
+        return Effect.gen(function*() {
+          const answer = yield* Deferred.make<string>()
+          // The request id is the ask part's id: a client finds it among the session's parts.
+          pendingRequests.set(context.partId, { sessionId, answer })
+          yield* transition(sessionId, ["busy"], "waiting")
+          const reply = yield* Deferred.await(answer)
+          yield* activity.touch(sessionId, { force: true })
+          return reply
+        }).pipe(
+          Effect.ensuring(
+            Effect.suspend(() => {
+              pendingRequests.delete(context.partId)
+              return transition(sessionId, ["waiting"], "busy")
+            })
+          )
+        )
+      }
+    })
+
+    return {
+      create,
+      get,
+      list: (options: { readonly limit?: number } = {}) => sessions.list(options),
+      parts: Effect.fn("SessionService.parts")(function*(id: SessionId) {
+        yield* get(id)
+        return yield* parts.bySession(id)
+      }),
+      prompt: (id: SessionId, options: { readonly text: string; readonly model?: string | undefined }) =>
+        prompt(id, options).pipe(Effect.asVoid),
+      runTurn,
+      runTool,
+      abort,
+      reply,
+      toolNames: () => [...tools.keys()],
+      isTurnRunningHere: (id: SessionId) => Effect.sync(() => turns.has(id))
+    } as const
+  })
+}) {}

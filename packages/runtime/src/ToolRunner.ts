@@ -1,0 +1,327 @@
+import type { ErrorReason, PartKind, SessionId } from "@vigil/domain"
+import {
+  AbortIncomplete,
+  describeReason,
+  makePartId,
+  Part,
+  PartId,
+  SessionCancelled,
+  ToolFailed,
+  ToolTimeout
+} from "@vigil/domain"
+import { PartRepo } from "@vigil/store"
+import type { AnyTool, ToolContext } from "@vigil/tools"
+import { ToolError } from "@vigil/tools"
+import {
+  Cause,
+  Clock,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberMap,
+  Option,
+  ParseResult,
+  Ref,
+  Schema
+} from "effect"
+import { Activity } from "./Activity.js"
+import { Events } from "./Events.js"
+import { InstanceLease } from "./InstanceLease.js"
+import { Settings } from "./Settings.js"
+
+/** A body that ends its part with a given reason (a `task` whose child was cancelled, say). */
+export class PartEnded extends Data.TaggedError("PartEnded")<{ readonly reason: ErrorReason }> {}
+
+export type Outcome<A> =
+  | { readonly _tag: "Completed"; readonly value: A; readonly output: string }
+  | { readonly _tag: "Failed"; readonly reason: ErrorReason; readonly output: string | null }
+
+export interface Execution<A> {
+  readonly sessionId: SessionId
+  readonly kind: Extract<PartKind, "tool" | "model">
+  readonly name: string
+  readonly input: unknown
+  readonly callId?: string | null
+  /** The deadline; `None` only when the configured timeout is off and the call asked for none. */
+  readonly timeout: Option.Option<Duration.Duration>
+  readonly body: (context: ToolContext) => Effect.Effect<A, ToolError | PartEnded>
+  /** The text stored as the part's output. */
+  readonly render: (value: A) => string
+  /** Called with the part id once the part row exists, before the body runs. */
+  readonly onCreated?: (partId: PartId) => Effect.Effect<void>
+}
+
+export interface Handle<A> {
+  readonly partId: PartId
+  /** The part's terminal outcome, as recorded (an error written by someone else wins over a late result). */
+  readonly await: Effect.Effect<Outcome<A>>
+}
+
+interface Control {
+  readonly stop: Deferred.Deferred<ErrorReason>
+  readonly done: Deferred.Deferred<Outcome<unknown>>
+}
+
+const shutdownReason = new SessionCancelled({ by: "shutdown" })
+
+/**
+ * Runs every tool execution and model step as a supervised fiber:
+ * - `running` (with owner and deadline) is persisted before the body starts;
+ * - the body runs detached from its supervisor, so the supervisor can stop waiting for it;
+ * - the deadline (`Effect.timeout` on the wait), a cancel, or the supervisor's own interruption
+ *   interrupts the body and waits at most `abortGrace` for it; past that the part is still made
+ *   terminal (`AbortIncomplete`), the session is freed, and the abandoned fiber is counted;
+ * - the terminal state is written in `onExit` of the supervisor, with a guarded write: a result
+ *   that arrives after someone else ended the part is logged as a late completion, never written.
+ */
+export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner", {
+  scoped: Effect.gen(function*() {
+    const parts = yield* PartRepo
+    const events = yield* Events
+    const activity = yield* Activity
+    const settings = yield* Settings
+    const lease = yield* InstanceLease
+    const supervisors = yield* FiberMap.make<PartId>()
+    const controls = new Map<PartId, Control>()
+    const leaked = yield* Ref.make(0)
+    const grace = settings.abortGrace
+
+    const publish = (part: Part) => events.publish({ type: "part.updated", part })
+
+    const contextFor = (part: Part, outputSoFar: Array<string>): ToolContext => ({
+      partId: part.id,
+      sessionId: part.sessionId,
+      root: process.cwd(),
+      output: (chunk) =>
+        Effect.suspend(() => {
+          outputSoFar.push(chunk)
+          return activity.touch(part.sessionId)
+        }),
+      recordProcess: (proc) =>
+        parts.recordProcess(part.id, proc).pipe(
+          Effect.zipRight(publish(new Part({ ...part, status: "running", pid: proc.pid, pgid: proc.pgid, procStart: proc.startTime })))
+        ),
+      event: (type, data) =>
+        events.record({ type, instanceId: lease.id, sessionId: part.sessionId, partId: part.id, data }).pipe(Effect.asVoid)
+    })
+
+    const reasonOfBodyExit = (exit: Exit.Exit<unknown, ToolError | PartEnded>): ErrorReason => {
+      if (Exit.isSuccess(exit)) throw new Error("unreachable: a success has no reason")
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure)) {
+        return failure.value._tag === "PartEnded" ? failure.value.reason : new ToolFailed({ message: failure.value.message })
+      }
+      const defect = Cause.dieOption(exit.cause)
+      if (Option.isSome(defect)) {
+        return new ToolFailed({ message: `the tool crashed: ${defect.value instanceof Error ? defect.value.message : String(defect.value)}` })
+      }
+      return new SessionCancelled({ by: "interrupt" })
+    }
+
+    /** Interrupts the body and waits for it at most `grace`; past that the fiber is abandoned. */
+    const stopBody = Effect.fnUntraced(function*(part: Part, body: Fiber.RuntimeFiber<unknown, unknown>, reason: ErrorReason) {
+      yield* Fiber.interruptFork(body)
+      const finished = yield* Fiber.await(body).pipe(Effect.timeout(grace), Effect.option)
+      if (Option.isSome(finished)) return reason
+      const count = yield* Ref.updateAndGet(leaked, (n) => n + 1)
+      const abandoned = new AbortIncomplete({ grace: Duration.toMillis(grace), cause: describeReason(reason) })
+      yield* events.record({
+        type: "part.abort_incomplete",
+        instanceId: lease.id,
+        sessionId: part.sessionId,
+        partId: part.id,
+        reason: abandoned,
+        data: { leakedFibers: count, for: reason._tag }
+      })
+      return abandoned
+    })
+
+    /** The guarded terminal write, and what the part really ended as. */
+    const record = Effect.fnUntraced(function*<A>(part: Part, outcome: Outcome<A>) {
+      const at = yield* Clock.currentTimeMillis
+      if (outcome._tag === "Completed") {
+        if (yield* parts.complete(part.id, { ownerId: lease.id, output: outcome.output, at })) {
+          yield* publish(new Part({ ...part, status: "completed", output: outcome.output, endedAt: at }))
+          return outcome
+        }
+        const current = yield* parts.get(part.id)
+        yield* events.record({
+          type: "part.late_completion",
+          instanceId: lease.id,
+          sessionId: part.sessionId,
+          partId: part.id,
+          data: { output: outcome.output.slice(0, 4096), recordedStatus: Option.getOrNull(Option.map(current, (p) => p.status)) }
+        })
+        const reason = Option.flatMap(current, (p) => Option.fromNullable(p.error))
+        return {
+          _tag: "Failed",
+          reason: Option.getOrElse(reason, () => new ToolFailed({ message: "the part was ended by someone else" })),
+          output: outcome.output
+        } as Outcome<A>
+      }
+      if (yield* parts.fail(part.id, { reason: outcome.reason, at, output: outcome.output })) {
+        yield* publish(new Part({ ...part, status: "error", error: outcome.reason, output: outcome.output ?? part.output, endedAt: at }))
+        if (outcome.reason._tag === "ToolTimeout") {
+          yield* events.record({ type: "part.timeout", instanceId: lease.id, sessionId: part.sessionId, partId: part.id, reason: outcome.reason })
+        }
+        return outcome
+      }
+      // Someone else (the watchdog, a rescue) ended it first: theirs is the recorded reason.
+      const current = yield* parts.get(part.id)
+      const recorded = Option.flatMap(current, (p) => Option.fromNullable(p.error))
+      return Option.isSome(recorded) ? { ...outcome, reason: recorded.value } : outcome
+    })
+
+    const supervise = <A>(part: Part, execution: Execution<A>, control: Control) => {
+      const output: Array<string> = []
+      const partial = () => (output.length > 0 ? output.join("") : null)
+      let body: Fiber.RuntimeFiber<A, ToolError | PartEnded> | undefined
+      const decide = Effect.gen(function*() {
+        // Detached on purpose: the supervisor must be able to stop waiting for a body whose
+        // interruption never finishes. Such a fiber is counted in `leaked`.
+        body = yield* Effect.forkDaemon(execution.body(contextFor(part, output)))
+        const waitBody = Fiber.await(body).pipe(Effect.map((exit) => ({ _tag: "Exited" as const, exit })))
+        const deadlined = Option.match(execution.timeout, {
+          onNone: () => waitBody,
+          onSome: (timeout) =>
+            waitBody.pipe(Effect.timeoutTo({
+              duration: timeout,
+              onSuccess: (exited) => exited as { _tag: "Exited"; exit: Exit.Exit<A, ToolError | PartEnded> } | { _tag: "Stop"; reason: ErrorReason },
+              onTimeout: () => ({ _tag: "Stop" as const, reason: new ToolTimeout({ timeout: Duration.toMillis(timeout) }) as ErrorReason })
+            }))
+        })
+        const decided = yield* Effect.raceFirst(
+          deadlined,
+          Deferred.await(control.stop).pipe(Effect.map((reason) => ({ _tag: "Stop" as const, reason })))
+        )
+        if (decided._tag === "Exited") {
+          return Exit.isSuccess(decided.exit)
+            ? { _tag: "Completed", value: decided.exit.value, output: execution.render(decided.exit.value) } as Outcome<A>
+            : { _tag: "Failed", reason: reasonOfBodyExit(decided.exit), output: partial() } as Outcome<A>
+        }
+        const reason = yield* stopBody(part, body, decided.reason)
+        return { _tag: "Failed", reason, output: partial() } as Outcome<A>
+      })
+      return decide.pipe(
+        Effect.onExit((exit) =>
+          Effect.gen(function*() {
+            let outcome: Outcome<A>
+            if (Exit.isSuccess(exit)) outcome = exit.value
+            else if (Exit.isInterrupted(exit)) {
+              // The supervisor itself was interrupted (shutdown): the body still gets its grace.
+              const reason = body === undefined ? shutdownReason : yield* stopBody(part, body, shutdownReason)
+              outcome = { _tag: "Failed", reason, output: partial() }
+            } else {
+              outcome = { _tag: "Failed", reason: new ToolFailed({ message: `supervisor failed: ${Cause.pretty(exit.cause)}` }), output: partial() }
+            }
+            const recorded = yield* record(part, outcome)
+            yield* activity.touch(part.sessionId, { force: true })
+            yield* Deferred.succeed(control.done, recorded as Outcome<unknown>)
+            controls.delete(part.id)
+          }).pipe(Effect.catchAllCause((cause) => Effect.logError("could not record a terminal state", cause)))
+        ),
+        Effect.annotateLogs({ part: part.id, tool: part.tool })
+      )
+    }
+
+    /** Creates the part, persists `running`, and starts the supervised body. */
+    const execute = Effect.fn("ToolRunner.execute")(function*<A>(execution: Execution<A>) {
+      const now = yield* Clock.currentTimeMillis
+      const deadlineAt = Option.match(execution.timeout, { onNone: () => null, onSome: (d) => now + Duration.toMillis(d) })
+      const pending = new Part({
+        id: makePartId(),
+        sessionId: execution.sessionId,
+        kind: execution.kind,
+        tool: execution.name,
+        input: execution.input,
+        callId: execution.callId ?? null,
+        status: "pending",
+        output: null,
+        error: null,
+        createdAt: now,
+        startedAt: null,
+        endedAt: null,
+        deadlineAt: null,
+        ownerId: lease.id,
+        childSessionId: null,
+        pid: null,
+        pgid: null,
+        procStart: null
+      })
+      yield* parts.insert(pending)
+      if (execution.onCreated) yield* execution.onCreated(pending.id)
+      yield* parts.start(pending.id, { ownerId: lease.id, at: now, deadlineAt })
+      const running = new Part({ ...pending, status: "running", startedAt: now, deadlineAt })
+      yield* publish(running)
+      yield* activity.touch(execution.sessionId, { force: true })
+      const control: Control = { stop: yield* Deferred.make<ErrorReason>(), done: yield* Deferred.make<Outcome<unknown>>() }
+      controls.set(running.id, control)
+      yield* FiberMap.run(supervisors, running.id, supervise(running, execution, control))
+      return { partId: running.id, await: Deferred.await(control.done) as Effect.Effect<Outcome<A>> } satisfies Handle<A>
+    })
+
+    /** The deadline a tool call gets: its own timeout, capped by the configured one for its kind. */
+    const deadlineFor = (tool: AnyTool, input: unknown, requested: Option.Option<Duration.Duration>) => {
+      const configured = tool.name === "task" || tool.name === "ask" ? settings.taskTimeout : settings.toolTimeout
+      const own = Option.orElse(Option.fromNullable(tool.timeoutOf?.(input)), () => requested)
+      return Option.match(own, {
+        onNone: () => configured,
+        onSome: (d) => Option.some(Option.match(configured, { onNone: () => d, onSome: (cap) => Duration.min(d, cap) }))
+      })
+    }
+
+    /**
+     * Runs one tool call. The input is decoded by the tool's schema before anything runs; a bad
+     * input still makes a part, ended `ToolFailed` with the decoder's message.
+     */
+    const runTool = Effect.fn("ToolRunner.runTool")(function*(options: {
+      readonly sessionId: SessionId
+      readonly tool: AnyTool
+      readonly input: unknown
+      readonly callId?: string | null
+      readonly timeout?: Duration.Duration
+    }) {
+      const decoded = Schema.decodeUnknownEither(options.tool.input)(options.input)
+      const timeout = decoded._tag === "Right"
+        ? deadlineFor(options.tool, decoded.right, Option.fromNullable(options.timeout))
+        : Option.some(Duration.seconds(1))
+      return yield* execute({
+        sessionId: options.sessionId,
+        kind: "tool",
+        name: options.tool.name,
+        input: options.input,
+        callId: options.callId ?? null,
+        timeout,
+        render: (output: string) => output,
+        body: (context) =>
+          decoded._tag === "Left"
+            ? Effect.fail(new ToolError({ message: `invalid input for ${options.tool.name}: ${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}` }))
+            : options.tool.run(decoded.right, context)
+      })
+    })
+
+    /**
+     * Ends a part this instance runs with `reason`, and returns once it is terminal (at most the
+     * abort grace later). False when this instance has no fiber for it.
+     */
+    const cancel = Effect.fn("ToolRunner.cancel")(function*(partId: PartId, reason: ErrorReason) {
+      const control = controls.get(partId)
+      if (control === undefined) return false
+      yield* Deferred.succeed(control.stop, reason)
+      yield* Deferred.await(control.done)
+      return true
+    })
+
+    return {
+      execute,
+      runTool,
+      cancel,
+      isRunningHere: (partId: PartId) => Effect.sync(() => controls.has(partId)),
+      running: Effect.sync(() => [...controls.keys()].map((id) => PartId.make(id))),
+      leakedFibers: Ref.get(leaked)
+    } as const
+  })
+}) {}

@@ -1,0 +1,194 @@
+import type { Part, Session } from "@vigil/domain"
+import { isSessionActive, WatchdogStuck } from "@vigil/domain"
+import { PartRepo, SessionRepo } from "@vigil/store"
+import { Clock, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
+import { Events } from "./Events.js"
+import { InstanceLease } from "./InstanceLease.js"
+import { ProcessControl } from "./ProcessControl.js"
+import { Rescue } from "./Rescue.js"
+import { SessionService } from "./SessionService.js"
+import { Settings } from "./Settings.js"
+import { ToolRunner } from "./ToolRunner.js"
+
+export interface ScanSummary {
+  readonly at: number
+  readonly tookMs: number
+  readonly orphansRescued: number
+  readonly stuckParts: number
+}
+
+/** How long a `task` part may stay running after its child session has ended. */
+export const taskEndGrace = Duration.seconds(5)
+
+/**
+ * What the watchdog decides for one of this instance's running parts: a reason to force-error it
+ * (it is a stuck leaf), or nothing. Pure, so the rules can be read (and tested) in one place.
+ *
+ * - a leaf (not `task`) is stuck once it runs past its own deadline plus the abort grace plus one
+ *   more grace: by then the runner should long have ended it, so something is wedged;
+ * - a `task` is never stuck while its child's subtree shows activity; it is stuck when its child
+ *   ended but it still runs after `taskEndGrace`, or when the whole subtree was silent beyond
+ *   `task_timeout`.
+ */
+export const stuckReason = (
+  part: Part,
+  options: {
+    readonly now: number
+    readonly abortGrace: Duration.Duration
+    readonly taskTimeout: Option.Option<Duration.Duration>
+    readonly child: Session | undefined
+    /** The latest activity anywhere in the child's subtree (sessions and their running parts). */
+    readonly subtreeActivityAt: number | undefined
+  }
+): WatchdogStuck | undefined => {
+  if (part.status !== "running" || part.startedAt === null) return undefined
+  const runningFor = options.now - part.startedAt
+  if (part.tool !== "task") {
+    if (part.deadlineAt === null) return undefined
+    const threshold = part.deadlineAt - part.startedAt + 2 * Duration.toMillis(options.abortGrace)
+    return runningFor > threshold ? new WatchdogStuck({ runningFor, threshold }) : undefined
+  }
+  if (options.child !== undefined && !isSessionActive(options.child.status)) {
+    const endedFor = options.now - options.child.lastActivityAt
+    const threshold = Duration.toMillis(taskEndGrace)
+    return endedFor > threshold ? new WatchdogStuck({ runningFor, threshold }) : undefined
+  }
+  if (Option.isNone(options.taskTimeout)) return undefined
+  const threshold = Duration.toMillis(options.taskTimeout.value)
+  const silentFor = options.now - Math.max(part.startedAt, options.subtreeActivityAt ?? part.startedAt)
+  return silentFor > threshold ? new WatchdogStuck({ runningFor, threshold }) : undefined
+}
+
+/**
+ * The runtime safety net. Every `watchdog_interval` it rescues dead owners' work (shared with
+ * startup recovery) and force-errors this instance's stuck leaves: their fiber is stopped with
+ * the abort that always lands, their process tree is hard-stopped, their session is cancelled
+ * (children first) and the error travels up. The loop never dies: a failed scan is logged and
+ * the next one runs.
+ */
+export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
+  effect: Effect.gen(function*() {
+    const settings = yield* Settings
+    const parts = yield* PartRepo
+    const sessions = yield* SessionRepo
+    const runner = yield* ToolRunner
+    const sessionService = yield* SessionService
+    const rescue = yield* Rescue
+    const events = yield* Events
+    const processes = yield* ProcessControl
+    const lease = yield* InstanceLease
+    const lastScan = yield* Ref.make<Option.Option<ScanSummary>>(Option.none())
+
+    /** Latest activity in each session's subtree, from the active sessions and running parts. */
+    const subtreeActivity = (active: ReadonlyArray<Session>, running: ReadonlyArray<Part>) => {
+      const latest = new Map<string, number>()
+      for (const session of active) latest.set(session.id, session.lastActivityAt)
+      for (const part of running) {
+        const at = part.startedAt ?? part.createdAt
+        latest.set(part.sessionId, Math.max(latest.get(part.sessionId) ?? 0, at))
+      }
+      const byParent = new Map<string, Array<Session>>()
+      for (const session of active) {
+        if (session.parentId === null) continue
+        byParent.set(session.parentId, [...(byParent.get(session.parentId) ?? []), session])
+      }
+      const of = (id: string, seen: Set<string> = new Set()): number | undefined => {
+        if (seen.has(id)) return undefined
+        seen.add(id)
+        let best = latest.get(id)
+        for (const child of byParent.get(id) ?? []) {
+          const childBest = of(child.id, seen)
+          if (childBest !== undefined) best = Math.max(best ?? 0, childBest)
+        }
+        return best
+      }
+      return of
+    }
+
+    const forceError = Effect.fnUntraced(function*(part: Part, reason: WatchdogStuck) {
+      yield* events.record({
+        type: "watchdog.stuck_part",
+        instanceId: lease.id,
+        sessionId: part.sessionId,
+        partId: part.id,
+        reason,
+        data: { tool: part.tool, runningFor: reason.runningFor, threshold: reason.threshold }
+      })
+      const at = yield* Clock.currentTimeMillis
+      // Written first, so a result the wedged body may still produce can only be a late completion.
+      yield* parts.fail(part.id, { reason, at, ownerId: lease.id })
+      yield* runner.cancel(part.id, reason)
+      const killed = yield* processes.endPartProcesses([part])
+      const pids = killed.get(part.id)
+      if (pids !== undefined && pids.length > 0) {
+        yield* events.record({
+          type: "watchdog.processes_killed",
+          instanceId: lease.id,
+          sessionId: part.sessionId,
+          partId: part.id,
+          data: { pids }
+        })
+      }
+      yield* sessionService.abort(part.sessionId, reason).pipe(Effect.ignore)
+    })
+
+    const scan = Effect.gen(function*() {
+      const started = performance.now()
+      const at = yield* Clock.currentTimeMillis
+      const rescued = yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
+      const mine = (yield* parts.activeOfOwner(lease.id)).filter((part) => part.kind === "tool" || part.kind === "model")
+      let stuck = 0
+      if (mine.length > 0) {
+        const active = yield* sessions.active()
+        const runningAll = yield* parts.active()
+        const activityOf = subtreeActivity(active, runningAll)
+        const childIds = mine.flatMap((part) => (part.childSessionId === null ? [] : [part.childSessionId]))
+        const children = new Map<string, Session>()
+        for (const id of childIds) {
+          const child = yield* sessions.get(id)
+          if (Option.isSome(child)) children.set(id, child.value)
+        }
+        for (const part of mine) {
+          const reason = stuckReason(part, {
+            now: at,
+            abortGrace: settings.abortGrace,
+            taskTimeout: settings.taskTimeout,
+            child: part.childSessionId === null ? undefined : children.get(part.childSessionId),
+            subtreeActivityAt: part.childSessionId === null ? undefined : activityOf(part.childSessionId)
+          })
+          if (reason === undefined) continue
+          stuck++
+          yield* forceError(part, reason)
+        }
+      }
+      const summary: ScanSummary = {
+        at,
+        tookMs: Math.round((performance.now() - started) * 100) / 100,
+        orphansRescued: rescued.orphanedParts,
+        stuckParts: stuck
+      }
+      yield* Ref.set(lastScan, Option.some(summary))
+      return summary
+    }).pipe(Effect.withSpan("Watchdog.scan"))
+
+    return { scan, lastScan: Ref.get(lastScan) } as const
+  })
+}) {}
+
+/** The watchdog's loop, for the life of the layer; off when `watchdog_interval` is off. */
+export const WatchdogLoop = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const settings = yield* Settings
+    const watchdog = yield* Watchdog
+    if (Option.isNone(settings.watchdogInterval)) {
+      yield* Effect.logInfo("watchdog off (experimental.watchdog_interval is off)")
+      return
+    }
+    yield* watchdog.scan.pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("watchdog scan failed; the next one runs on schedule", cause)),
+      Effect.repeat(Schedule.spaced(settings.watchdogInterval.value)),
+      Effect.annotateLogs({ module: "Watchdog" }),
+      Effect.forkScoped
+    )
+  })
+)

@@ -1,0 +1,107 @@
+import { assert, describe, it } from "@effect/vitest"
+import { OrphanedByCrash, PartId, SessionId } from "@vigil/domain"
+import { EventLog, PartRepo, SqliteStoreLive } from "@vigil/store"
+import { Duration, Effect, Layer, Option } from "effect"
+import { ProcessControl } from "../src/ProcessControl.js"
+import { SupervisionLive } from "../src/Runtime.js"
+import { ScriptModelLive } from "../src/ScriptModel.js"
+import { SessionService } from "../src/SessionService.js"
+import { Settings } from "../src/Settings.js"
+import { RecoveryComplete } from "../src/StartupRecovery.js"
+import { Tools } from "../src/Tools.js"
+import { isAlive, killHard, startInstance, waitUntil } from "./processes.js"
+import { tempDb } from "./support.js"
+
+interface ToolReady {
+  readonly instanceId: string
+  readonly pid: number
+  readonly completedPartId: string
+  readonly runningPartId: string
+  readonly sessionId: string
+  readonly shellPid: number
+}
+
+/** This test process as a restarted server on the same file, with the live OS port. */
+const restarted = (file: string) =>
+  SupervisionLive.pipe(
+    Layer.provideMerge(Tools.Builtin),
+    Layer.provideMerge(ProcessControl.Live),
+    Layer.provideMerge(ScriptModelLive),
+    Layer.provideMerge(SqliteStoreLive(file)),
+    Layer.provideMerge(Settings.layer({ watchdogInterval: Option.none(), killGrace: Duration.millis(300) }))
+  )
+
+const partOf = (id: string) => PartRepo.pipe(Effect.flatMap((parts) => parts.get(PartId.make(id))), Effect.map(Option.getOrThrow))
+
+describe("startup recovery (real processes)", () => {
+  it.live("a server killed with SIGKILL mid-tool: the restart ends its part, its shell, and keeps what completed", () =>
+    Effect.gen(function*() {
+      const file = tempDb()
+      const crashed = yield* Effect.promise(() => startInstance<ToolReady>(file, "tool"))
+      const { ready } = crashed
+      yield* Effect.promise(() => killHard(crashed.child))
+      // The shell outlives its server: this is the orphan recovery must end.
+      assert.isTrue(isAlive(ready.shellPid), "the shell should survive its server's SIGKILL")
+
+      yield* Effect.gen(function*() {
+        const { report } = yield* RecoveryComplete
+        // Recovery ran in the layer's acquisition: the first session call already sees its result.
+        const sessions = yield* SessionService
+        const session = yield* sessions.get(SessionId.make(ready.sessionId))
+        assert.strictEqual(session.status, "error")
+        assert.deepStrictEqual(session.cancelReason, new OrphanedByCrash({ ownerId: ready.instanceId }))
+        assert.strictEqual(report.orphanedParts, 1)
+        assert.deepStrictEqual(report.deadOwners.map((owner) => [owner.id as string, owner.cause]), [[ready.instanceId, "process-gone"]])
+        assert.deepStrictEqual(report.partIds as ReadonlyArray<string>, [ready.runningPartId])
+        assert.isAtLeast(report.processesKilled, 1)
+        const orphan = yield* partOf(ready.runningPartId)
+        assert.strictEqual(orphan.status, "error")
+        assert.deepStrictEqual(orphan.error, new OrphanedByCrash({ ownerId: ready.instanceId }))
+        const completed = yield* partOf(ready.completedPartId)
+        assert.strictEqual(completed.status, "completed")
+        assert.strictEqual(completed.output, "done\n")
+        assert.isFalse(isAlive(ready.shellPid), "the orphaned shell is gone")
+        const logged = yield* (yield* EventLog).list({ sessionId: SessionId.make(ready.sessionId) })
+        assert.isTrue(logged.some((event) => event.type === "recovery.processes_killed"))
+        // A rescued session takes a new prompt.
+        const again = yield* sessions.runTurn(session.id, { text: JSON.stringify([{ text: "back" }]) })
+        assert.deepStrictEqual(again, { _tag: "Completed", text: "back" })
+        console.log(`recovery after SIGKILL: ${report.tookMs} ms, ${report.processesKilled} process(es) ended`)
+      }).pipe(Effect.provide(restarted(file)))
+    }), 60_000)
+
+  it.live("two processes on one file: a restart never touches the other's running part; a kill is rescued by the other", () =>
+    Effect.gen(function*() {
+      const file = tempDb()
+      const a = yield* Effect.promise(() => startInstance<ToolReady>(file, "tool"))
+      const b = yield* Effect.promise(() => startInstance<ToolReady>(file, "tool"))
+      // Restart B: its orphan is rescued (by A's watchdog, which sees B's pid gone, or by B's own
+      // restart, whichever comes first), and A's live work is not touched.
+      yield* Effect.promise(() => killHard(b.child))
+      const b2 = yield* Effect.promise(() => startInstance<{ instanceId: string }>(file, "idle"))
+      const check = <A>(effect: Effect.Effect<A, never, PartRepo | EventLog>) =>
+        Effect.runPromise(effect.pipe(Effect.provide(SqliteStoreLive(file))))
+      yield* Effect.promise(() =>
+        waitUntil(async () => (await check(partOf(b.ready.runningPartId))).status === "error", 10_000, "B's orphan to be rescued")
+      )
+      assert.deepStrictEqual((yield* Effect.promise(() => check(partOf(b.ready.runningPartId)))).error, new OrphanedByCrash({ ownerId: b.ready.instanceId }))
+      yield* Effect.promise(() => waitUntil(() => !isAlive(b.ready.shellPid), 5_000, "B's shell to be ended"))
+      const aPart = yield* Effect.promise(() => check(partOf(a.ready.runningPartId)))
+      assert.strictEqual(aPart.status, "running")
+      assert.isTrue(isAlive(a.ready.shellPid))
+      // Kill A: B2's watchdog rescues A's orphan (same host: the pid is gone, no lease to wait out).
+      yield* Effect.promise(() => killHard(a.child))
+      const took = yield* Effect.promise(() =>
+        waitUntil(async () => (await check(partOf(a.ready.runningPartId))).status === "error", 10_000, "A's orphan to be rescued")
+      )
+      const rescued = yield* Effect.promise(() => check(partOf(a.ready.runningPartId)))
+      assert.deepStrictEqual(rescued.error, new OrphanedByCrash({ ownerId: a.ready.instanceId }))
+      yield* Effect.promise(() => waitUntil(() => !isAlive(a.ready.shellPid), 5_000, "A's shell to be ended"))
+      const completedA = yield* Effect.promise(() => check(partOf(a.ready.completedPartId)))
+      assert.strictEqual(completedA.status, "completed")
+      const events = yield* Effect.promise(() => check(EventLog.pipe(Effect.flatMap((log) => log.list({ type: "watchdog.orphans_rescued" })))))
+      assert.isTrue(events.some((event) => (event.data as { ownerId: string }).ownerId === a.ready.instanceId), JSON.stringify(events))
+      console.log(`a live peer rescued a killed instance's orphan in ${took} ms`)
+      yield* Effect.promise(() => killHard(b2.child))
+    }), 90_000)
+})

@@ -1,0 +1,141 @@
+import { assert, describe, it } from "@effect/vitest"
+import { AbortIncomplete, SessionCancelled, ToolFailed, ToolTimeout, WatchdogStuck } from "@vigil/domain"
+import { EventLog, PartRepo } from "@vigil/store"
+import { Duration, Effect, Option, TestClock } from "effect"
+import { SessionService } from "../src/SessionService.js"
+import { ToolRunner } from "../src/ToolRunner.js"
+import { allTestTools, getPart, testRuntime } from "./support.js"
+
+const runtime = (settings: Parameters<typeof testRuntime>[0] = {}) => testRuntime({ tools: allTestTools, ...settings })
+
+/** Runs one tool call through the session service (the path `POST /session/:id/tool` takes). */
+const startTool = (tool: string, input: unknown, timeout?: number) =>
+  Effect.gen(function*() {
+    const sessions = yield* SessionService
+    const session = yield* sessions.create()
+    const run = yield* sessions.runTool(session.id, {
+      tool,
+      input,
+      ...(timeout !== undefined ? { timeout: Duration.millis(timeout) } : {})
+    })
+    return { ...run, sessionId: session.id }
+  })
+
+describe("ToolRunner", () => {
+  it.effect("the deadline fires at exactly the configured instant, not before", () =>
+    Effect.gen(function*() {
+      const { partId } = yield* startTool("forever", {}, 1_000)
+      const running = yield* getPart(partId)
+      assert.strictEqual(running.status, "running")
+      assert.strictEqual(running.deadlineAt! - running.startedAt!, 1_000)
+      yield* TestClock.adjust(999)
+      assert.strictEqual((yield* getPart(partId)).status, "running")
+      yield* TestClock.adjust(1)
+      const ended = yield* getPart(partId)
+      assert.strictEqual(ended.status, "error")
+      assert.deepStrictEqual(ended.error, new ToolTimeout({ timeout: 1_000 }))
+      assert.strictEqual(ended.endedAt! - ended.startedAt!, 1_000)
+    }).pipe(Effect.provide(runtime())))
+
+  it.effect("the call's own timeout is capped by tool_timeout", () =>
+    Effect.gen(function*() {
+      const { partId } = yield* startTool("forever", {}, 60_000)
+      yield* TestClock.adjust(4_999)
+      assert.strictEqual((yield* getPart(partId)).status, "running")
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual((yield* getPart(partId)).error, new ToolTimeout({ timeout: 5_000 }))
+    }).pipe(Effect.provide(runtime({ settings: { toolTimeout: Option.some(Duration.seconds(5)) } }))))
+
+  it.effect("with no call timeout, tool_timeout is the deadline; a lower call timeout wins", () =>
+    Effect.gen(function*() {
+      const own = yield* startTool("forever", {})
+      const lower = yield* startTool("forever", {}, 2_000)
+      yield* TestClock.adjust(2_000)
+      assert.deepStrictEqual((yield* getPart(lower.partId)).error, new ToolTimeout({ timeout: 2_000 }))
+      assert.strictEqual((yield* getPart(own.partId)).status, "running")
+      yield* TestClock.adjust(8_000)
+      assert.deepStrictEqual((yield* getPart(own.partId)).error, new ToolTimeout({ timeout: 10_000 }))
+    }).pipe(Effect.provide(runtime())))
+
+  it.effect("a finalizer that never finishes still ends the part AbortIncomplete at deadline + grace", () =>
+    Effect.gen(function*() {
+      const { done, partId, sessionId } = yield* startTool("wedged_finalizer", {}, 1_000)
+      yield* TestClock.adjust(1_000)
+      assert.strictEqual((yield* getPart(partId)).status, "running")
+      yield* TestClock.adjust(999)
+      assert.strictEqual((yield* getPart(partId)).status, "running")
+      yield* TestClock.adjust(1)
+      const ended = yield* getPart(partId)
+      assert.deepStrictEqual(ended.error, new AbortIncomplete({ grace: 1_000, cause: "tool timed out after 1s" }))
+      assert.strictEqual(ended.endedAt! - ended.startedAt!, 2_000)
+      assert.strictEqual(yield* (yield* ToolRunner).leakedFibers, 1)
+      yield* done
+      // The session is freed: it takes new work.
+      assert.strictEqual((yield* (yield* SessionService).get(sessionId)).status, "idle")
+    }).pipe(Effect.provide(runtime())))
+
+  it.effect("an uninterruptible effect likewise ends AbortIncomplete at deadline + grace", () =>
+    Effect.gen(function*() {
+      const { partId } = yield* startTool("uninterruptible", {}, 500)
+      yield* TestClock.adjust(1_499)
+      assert.strictEqual((yield* getPart(partId)).status, "running")
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* getPart(partId)).error?._tag, "AbortIncomplete")
+      assert.strictEqual(yield* (yield* ToolRunner).leakedFibers, 1)
+    }).pipe(Effect.provide(runtime())))
+
+  it.effect("a completed tool keeps its output; failures and defects are ToolFailed", () =>
+    Effect.gen(function*() {
+      const ok = yield* startTool("sleep", { ms: 100 })
+      const failed = yield* startTool("fail", { message: "no such file" })
+      const crashed = yield* startTool("crash", {})
+      yield* TestClock.adjust(100)
+      yield* ok.done
+      yield* failed.done
+      yield* crashed.done
+      const okPart = yield* getPart(ok.partId)
+      assert.strictEqual(okPart.status, "completed")
+      assert.strictEqual(okPart.output, "slept 100")
+      assert.deepStrictEqual((yield* getPart(failed.partId)).error, new ToolFailed({ message: "no such file" }))
+      assert.deepStrictEqual((yield* getPart(crashed.partId)).error, new ToolFailed({ message: "the tool crashed: boom" }))
+    }).pipe(Effect.provide(runtime())))
+
+  it.effect("a cancel ends the part with its reason and keeps the output so far", () =>
+    Effect.gen(function*() {
+      const { partId, sessionId } = yield* startTool("sleep", { ms: 5_000 })
+      yield* TestClock.adjust(10)
+      const sessions = yield* SessionService
+      const after = yield* sessions.abort(sessionId, new SessionCancelled({ by: "test" }))
+      assert.strictEqual(after.status, "cancelled")
+      const part = yield* getPart(partId)
+      assert.strictEqual(part.status, "error")
+      assert.deepStrictEqual(part.error?._tag, "SessionCancelled")
+      assert.strictEqual(part.output, "sleeping 5000\n")
+    }).pipe(Effect.provide(runtime())))
+
+  it.effect("a completion that arrives after a force-error is a late completion, not a rewrite", () =>
+    Effect.gen(function*() {
+      const { done, partId } = yield* startTool("sleep", { ms: 1_000 })
+      const parts = yield* PartRepo
+      assert.isTrue(yield* parts.fail(partId, { reason: new WatchdogStuck({ runningFor: 1, threshold: 1 }), at: 0 }))
+      yield* TestClock.adjust(1_000)
+      yield* done
+      const part = yield* getPart(partId)
+      assert.strictEqual(part.status, "error")
+      assert.strictEqual(part.error?._tag, "WatchdogStuck")
+      const late = yield* (yield* EventLog).list({ type: "part.late_completion" })
+      assert.strictEqual(late.length, 1)
+      assert.strictEqual(late[0]!.partId, partId)
+    }).pipe(Effect.provide(runtime())))
+
+  it.effect("bad tool input is refused before anything runs", () =>
+    Effect.gen(function*() {
+      const sessions = yield* SessionService
+      const session = yield* sessions.create()
+      const error = yield* Effect.flip(sessions.runTool(session.id, { tool: "sleep", input: { ms: "soon" } }))
+      assert.strictEqual(error._tag, "InvalidToolInput")
+      assert.include(error.message, "ms")
+      assert.strictEqual((yield* sessions.parts(session.id)).length, 0)
+      assert.strictEqual((yield* sessions.get(session.id)).status, "idle")
+    }).pipe(Effect.provide(runtime())))
+})

@@ -1,0 +1,115 @@
+import type { Settings as SettingsShape } from "@vigil/domain"
+import { PartId } from "@vigil/domain"
+import type { AnyTool } from "@vigil/tools"
+import type { ToolContext } from "@vigil/tools"
+import { ToolError } from "@vigil/tools"
+import { PartRepo, SqliteStoreLive } from "@vigil/store"
+import { Duration, Effect, Layer, Option, Schema } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll } from "vitest"
+import type { LanguageModelShape } from "../src/LanguageModel.js"
+import { LanguageModels } from "../src/LanguageModel.js"
+import { ProcessControl } from "../src/ProcessControl.js"
+import { SupervisionLive } from "../src/Runtime.js"
+import { scriptModel } from "../src/ScriptModel.js"
+import { Settings } from "../src/Settings.js"
+import { Tools } from "../src/Tools.js"
+
+const dirs: Array<string> = []
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+})
+
+/** A new SQLite file in a temp folder that is removed after the test file. */
+export const tempDb = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), "vigil-runtime-"))
+  dirs.push(dir)
+  return join(dir, "vigil.db")
+}
+
+/** Settings for time tests: small, round numbers, and the scanning loops off unless asked for. */
+export const testSettings = (overrides: Partial<SettingsShape> = {}): Partial<SettingsShape> => ({
+  toolTimeout: Option.some(Duration.seconds(10)),
+  taskTimeout: Option.some(Duration.seconds(60)),
+  idleTimeout: Option.some(Duration.seconds(30)),
+  watchdogInterval: Option.none(),
+  instanceLease: Duration.seconds(30),
+  abortGrace: Duration.seconds(1),
+  killGrace: Duration.millis(300),
+  ...overrides
+})
+
+/** The whole supervision layer on a real SQLite file, with the OS port faked (no real pids). */
+export const testRuntime = (options: {
+  readonly settings?: Partial<SettingsShape>
+  readonly tools?: ReadonlyArray<AnyTool>
+  readonly models?: ReadonlyArray<LanguageModelShape>
+  readonly file?: string
+  readonly processes?: Layer.Layer<ProcessControl>
+  /** Replaces repositories of the real store (a flaky one, say); they are built on the same file. */
+  readonly store?: (file: string) => ReturnType<typeof SqliteStoreLive>
+} = {}) =>
+  SupervisionLive.pipe(
+    Layer.provideMerge(Tools.with(options.tools ?? [])),
+    Layer.provideMerge(options.processes ?? ProcessControl.test()),
+    Layer.provideMerge(
+      Layer.succeed(LanguageModels, {
+        defaultModel: "script",
+        models: new Map([scriptModel, ...(options.models ?? [])].map((model) => [model.name, model]))
+      })
+    ),
+    Layer.provideMerge((options.store ?? SqliteStoreLive)(options.file ?? tempDb())),
+    Layer.provideMerge(Settings.layer(testSettings(options.settings)))
+  )
+
+/** Tools whose behaviour a test controls. */
+export const testTools = {
+  /** Runs until interrupted. */
+  forever: {
+    name: "forever",
+    description: "never finishes on its own",
+    input: Schema.Struct({}),
+    run: () => Effect.never
+  },
+  /** Its abort handler never finishes: the wedged-finalizer case. */
+  wedgedFinalizer: {
+    name: "wedged_finalizer",
+    description: "an interruption that never completes",
+    input: Schema.Struct({}),
+    run: () => Effect.never.pipe(Effect.onInterrupt(() => Effect.never))
+  },
+  /** Ignores interruption altogether. */
+  uninterruptible: {
+    name: "uninterruptible",
+    description: "an uninterruptible region",
+    input: Schema.Struct({}),
+    run: () => Effect.uninterruptible(Effect.never)
+  },
+  /** Sleeps `ms`, printing a line first: progress. */
+  sleep: {
+    name: "sleep",
+    description: "sleeps",
+    input: Schema.Struct({ ms: Schema.Number }),
+    run: (input: { readonly ms: number }, context: ToolContext) =>
+      context.output(`sleeping ${input.ms}\n`).pipe(Effect.zipRight(Effect.sleep(Duration.millis(input.ms))), Effect.as(`slept ${input.ms}`))
+  },
+  fail: {
+    name: "fail",
+    description: "fails",
+    input: Schema.Struct({ message: Schema.String }),
+    run: (input: { readonly message: string }) => Effect.fail(new ToolError({ message: input.message }))
+  },
+  crash: {
+    name: "crash",
+    description: "dies",
+    input: Schema.Struct({}),
+    run: () => Effect.die(new Error("boom"))
+  }
+} satisfies Record<string, AnyTool>
+
+export const allTestTools: ReadonlyArray<AnyTool> = Object.values(testTools)
+
+export const getPart = (id: string) =>
+  PartRepo.pipe(Effect.flatMap((parts) => parts.get(PartId.make(id))), Effect.map(Option.getOrThrow))

@@ -1,0 +1,44 @@
+import type { Duration, Effect, Schema } from "effect"
+import { Data } from "effect"
+
+/** A tool's own failure: the runner records it on the part as `ToolFailed{message}`. */
+export class ToolError extends Data.TaggedError("ToolError")<{ readonly message: string }> {}
+
+/** What a tool's process leaves on its part, so a later process can end what a crashed owner left. */
+export interface ProcessRecord {
+  readonly pid: number
+  readonly pgid: number
+  /** `/proc/<pid>/stat` start time (clock ticks since boot): a pid reused by another process has another one. */
+  readonly startTime: string
+}
+
+/**
+ * What the supervisor hands a running tool. Everything here is progress the supervision layer
+ * sees: output counts as session activity, escalation steps go to the event log.
+ */
+export interface ToolContext {
+  readonly partId: string
+  readonly sessionId: string
+  /** The directory file tools are confined to and shells start in. */
+  readonly root: string
+  /** Streamed output (a chunk of stdout/stderr, a progress line). */
+  readonly output: (chunk: string) => Effect.Effect<void>
+  /** Called once the tool's process exists, before it can do anything worth recovering. */
+  readonly recordProcess: (process: ProcessRecord) => Effect.Effect<void>
+  /** An escalation step or notable fact (`shell.term`, `shell.kill`, `shell.survivors`, …) for the event log. */
+  readonly event: (type: string, data: Record<string, unknown>) => Effect.Effect<void>
+}
+
+export interface ToolDefinition<I = unknown, R = never> {
+  readonly name: string
+  readonly description: string
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly input: Schema.Schema<I, any>
+  /** The call's own deadline, when its input asks for one (the runner caps it by the configured timeout). */
+  readonly timeoutOf?: (input: I) => Duration.Duration | undefined
+  readonly run: (input: I, context: ToolContext) => Effect.Effect<string, ToolError, R>
+}
+
+/** A tool of any input, as held in registries (a tool's own input type is checked where it is defined). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyTool = ToolDefinition<any>
