@@ -6,6 +6,7 @@ import type { LanguageModelShape, Message } from "../src/LanguageModel.js"
 import { scriptModel } from "../src/ScriptModel.js"
 import { SessionService } from "../src/SessionService.js"
 import { ToolRunner } from "../src/ToolRunner.js"
+import { isAlive } from "./processes.js"
 import { allTestTools, testRuntime } from "./support.js"
 
 const script = (...steps: ReadonlyArray<unknown>) => JSON.stringify(steps)
@@ -77,6 +78,44 @@ describe("SessionService", () => {
       const grandParts = yield* sessions.parts(grandchild.id)
       assert.deepStrictEqual(grandParts.filter((part) => part.kind === "tool").map((part) => part.output), ["slept 20"])
       for (const id of [root.id, child.id, grandchild.id]) assert.strictEqual((yield* sessions.get(id)).status, "idle")
+    }).pipe(Effect.provide(runtime())))
+
+  it.live("abort of a parent mid-way ends a grandchild's running shell (by pid) and all three sessions", () =>
+    Effect.gen(function*() {
+      const sessions = yield* SessionService
+      const root = yield* sessions.create({ title: "root" })
+      const grandchild = script({ tool: "bash", input: { command: "sleep 300" } })
+      const child = script({ tool: "task", input: { prompt: grandchild } })
+      yield* sessions.prompt(root.id, { text: script({ tool: "task", input: { prompt: child } }) })
+      let shellPid: number | null = null
+      let leaf: SessionId | undefined
+      for (let i = 0; i < 250 && shellPid === null; i++) {
+        yield* Effect.sleep("20 millis")
+        for (const session of yield* sessions.list()) {
+          const bash = (yield* sessions.parts(session.id)).find((part) => part.tool === "bash")
+          if (bash?.pid != null) {
+            shellPid = bash.pid
+            leaf = session.id
+          }
+        }
+      }
+      assert.isNotNull(shellPid, "the grandchild's shell started")
+      assert.isTrue(isAlive(shellPid!))
+      const after = yield* sessions.abort(root.id, new SessionCancelled({ by: "test" }))
+      assert.strictEqual(after.status, "cancelled")
+      assert.isFalse(isAlive(shellPid!), "the grandchild's shell is gone once abort returns")
+      const all = yield* sessions.list()
+      assert.strictEqual(all.length, 3)
+      for (const session of all) {
+        assert.strictEqual(session.status, "cancelled", `session ${session.title}`)
+        assert.deepStrictEqual(session.cancelReason, new SessionCancelled({ by: "test" }))
+        for (const part of yield* sessions.parts(session.id)) assert.include(["completed", "error"], part.status)
+      }
+      const bash = (yield* sessions.parts(leaf!)).find((part) => part.tool === "bash")!
+      assert.strictEqual(bash.error?._tag, "SessionCancelled")
+      // Aborting an ended session is a no-op.
+      const again = yield* sessions.abort(root.id, new SessionCancelled({ by: "someone else" }))
+      assert.deepStrictEqual(again.cancelReason, new SessionCancelled({ by: "test" }))
     }).pipe(Effect.provide(runtime())))
 
   it.effect("ask waits for a reply, and the reply resumes the turn", () =>
