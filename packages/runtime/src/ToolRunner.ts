@@ -123,6 +123,8 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
 
     /** Interrupts the body and waits for it at most `grace`; past that the fiber is abandoned. */
     const stopBody = Effect.fnUntraced(function*(part: Part, body: Fiber.RuntimeFiber<unknown, unknown>, reason: ErrorReason) {
+      // The first escalation step; the shell's TERM/KILL steps follow from its finalizer.
+      yield* events.record({ type: "part.interrupt", instanceId: lease.id, sessionId: part.sessionId, partId: part.id, reason })
       yield* Fiber.interruptFork(body)
       const finished = yield* Fiber.await(body).pipe(Effect.timeout(grace), Effect.option)
       if (Option.isSome(finished)) return reason
