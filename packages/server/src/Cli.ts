@@ -1,0 +1,117 @@
+import { Command, Options, ValidationError } from "@effect/cli"
+import { SettingsError } from "@vigil/domain"
+import { loadSettings } from "@vigil/runtime"
+import { RepositoriesLive, SqliteLive } from "@vigil/store"
+import { Cause, Config, Console, Effect, Layer, Option } from "effect"
+import { existsSync } from "node:fs"
+import { ServerPassword } from "./Auth.js"
+import { formatRescue, recover, RecoverLive } from "./Recover.js"
+import { defaultConfig, defaultDb, defaultHost, defaultPort, ServerLive } from "./Server.js"
+import { formatStatus, readStatus } from "./Status.js"
+
+const db = Options.text("db").pipe(
+  Options.withFallbackConfig(Config.string("VIGIL_DB")),
+  Options.withDefault(defaultDb),
+  Options.withDescription("the SQLite database file (env VIGIL_DB)")
+)
+
+/** A config file named by flag or env must exist; the default one may be missing (defaults then). */
+const config = Options.text("config").pipe(
+  Options.withFallbackConfig(Config.string("VIGIL_CONFIG")),
+  Options.optional,
+  Options.withDescription(`the JSON config file (env VIGIL_CONFIG; default ${defaultConfig})`)
+)
+
+const settingsFrom = (path: Option.Option<string>) =>
+  loadSettings({ path: Option.getOrElse(path, () => defaultConfig), explicit: Option.isSome(path) })
+
+/** Settings for the commands that have no `--config`: `VIGIL_CONFIG`, else `vigil.json` if present. */
+const settingsFromEnv = Config.option(Config.string("VIGIL_CONFIG")).pipe(Effect.orDie, Effect.flatMap(settingsFrom))
+
+const serve = Command.make(
+  "serve",
+  {
+    port: Options.integer("port").pipe(
+      Options.withFallbackConfig(Config.integer("VIGIL_PORT")),
+      Options.withDefault(defaultPort),
+      Options.withDescription("the port to listen on (env VIGIL_PORT)")
+    ),
+    host: Options.text("host").pipe(
+      Options.withFallbackConfig(Config.string("VIGIL_HOST")),
+      Options.withDefault(defaultHost),
+      Options.withDescription("the address to listen on (env VIGIL_HOST); loopback unless you mean otherwise")
+    ),
+    db,
+    config
+  },
+  (options) =>
+    Effect.gen(function*() {
+      const password = yield* ServerPassword
+      return yield* Layer.launch(
+        ServerLive({
+          port: options.port,
+          host: options.host,
+          db: options.db,
+          settings: settingsFrom(options.config),
+          password
+        })
+      )
+    })
+).pipe(Command.withDescription("run the server: HTTP API and SSE, until SIGINT/SIGTERM"))
+
+const noDatabase = (file: string) => Console.log(`no database at ${file}: nothing has run there yet`)
+
+const status = Command.make(
+  "status",
+  { db },
+  (options) =>
+    // Read-only: no instance is registered, and a missing database is not created.
+    existsSync(options.db)
+      ? readStatus.pipe(
+        Effect.map(formatStatus),
+        Effect.flatMap(Console.log),
+        Effect.provide(RepositoriesLive.pipe(Layer.provide(SqliteLive(options.db))))
+      )
+      : noDatabase(options.db)
+).pipe(Command.withDescription("sessions and running parts, with age and owner"))
+
+const recoverCommand = Command.make(
+  "recover",
+  {
+    db,
+    dryRun: Options.boolean("dry-run").pipe(Options.withDescription("report what recovery would do; write nothing"))
+  },
+  (options) =>
+    existsSync(options.db)
+      ? recover({ dryRun: options.dryRun }).pipe(
+        Effect.map(formatRescue),
+        Effect.flatMap(Console.log),
+        Effect.provide(RecoverLive({ db: options.db, dryRun: options.dryRun, settings: settingsFromEnv }))
+      )
+      : noDatabase(options.db)
+).pipe(Command.withDescription("end what dead server instances left running (the startup recovery, on demand)"))
+
+export const vigil = Command.make("vigil").pipe(
+  Command.withDescription("supervision for an agent server's sessions, tools and model calls"),
+  Command.withSubcommands([serve, status, recoverCommand])
+)
+
+export const cli = Command.run(vigil, { name: "vigil", version: "0.1.0" })
+
+/**
+ * How a failed command is reported: a bad config is one line naming the key and the value (no
+ * stack, no cause); the CLI already printed its own usage errors; anything else in full.
+ */
+export const reportFailure = <E>(cause: Cause.Cause<E>): Effect.Effect<void> => {
+  if (Cause.isInterruptedOnly(cause)) return Effect.void
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error: unknown = failure.value
+    if (error instanceof SettingsError) return Console.error(error.message)
+    if (ValidationError.isValidationError(error)) return Effect.void
+  }
+  return Console.error(Cause.pretty(cause))
+}
+
+/** The whole program: parse the arguments, run the command, report a failure once. */
+export const main = (argv: ReadonlyArray<string>) => cli(argv).pipe(Effect.tapErrorCause(reportFailure))

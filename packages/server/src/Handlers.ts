@@ -1,0 +1,75 @@
+import { HttpApiBuilder } from "@effect/platform"
+import { PartId, PartNotFound, SessionCancelled, SessionId } from "@vigil/domain"
+import { InstanceLease, RecoveryComplete, SessionService, ToolRunner, Watchdog } from "@vigil/runtime"
+import { PartRepo } from "@vigil/store"
+import { Duration, Effect, Layer, Option } from "effect"
+import { VigilApi } from "./Api.js"
+import { eventStreamResponse } from "./EventStream.js"
+
+export const HealthLive = HttpApiBuilder.group(VigilApi, "health", (handlers) =>
+  Effect.gen(function*() {
+    const { instance } = yield* InstanceLease
+    const { report } = yield* RecoveryComplete
+    const watchdog = yield* Watchdog
+    const runner = yield* ToolRunner
+    return handlers.handle("health", () =>
+      Effect.gen(function*() {
+        return {
+          status: "ok" as const,
+          instance: { id: instance.id, pid: instance.pid, host: instance.host, startedAt: instance.startedAt },
+          recovery: report,
+          watchdog: Option.getOrNull(yield* watchdog.lastScan),
+          leakedFibers: yield* runner.leakedFibers
+        }
+      }))
+  }))
+
+export const SessionsLive = HttpApiBuilder.group(VigilApi, "sessions", (handlers) =>
+  Effect.gen(function*() {
+    const sessions = yield* SessionService
+    return handlers
+      .handle("create", ({ payload }) =>
+        sessions.create({
+          parentId: payload.parentId === undefined ? undefined : SessionId.make(payload.parentId),
+          title: payload.title
+        }))
+      .handle("list", () => sessions.list())
+      .handle("get", ({ path }) => sessions.get(SessionId.make(path.id)))
+      .handle("tool", ({ path, payload }) =>
+        sessions.runTool(SessionId.make(path.id), {
+          tool: payload.tool,
+          input: payload.input,
+          timeout: payload.timeout === undefined ? undefined : Duration.millis(payload.timeout)
+        }).pipe(Effect.map(({ partId }) => ({ partId }))))
+      .handle("prompt", ({ path, payload }) =>
+        sessions.prompt(SessionId.make(path.id), { text: payload.text, model: payload.model }).pipe(
+          Effect.as({ sessionId: path.id })
+        ))
+      .handle("abort", ({ path }) => sessions.abort(SessionId.make(path.id), new SessionCancelled({ by: "api" })))
+      .handle("reply", ({ path, payload }) =>
+        sessions.reply(SessionId.make(path.id), payload.requestId, payload.answer).pipe(
+          Effect.as({ sessionId: path.id, requestId: payload.requestId })
+        ))
+      .handle("parts", ({ path }) => sessions.parts(SessionId.make(path.id)))
+  }))
+
+export const PartsLive = HttpApiBuilder.group(VigilApi, "parts", (handlers) =>
+  Effect.gen(function*() {
+    // The session service has no single-part read; the repository is the source of truth for it.
+    const parts = yield* PartRepo
+    return handlers.handle("get", ({ path }) =>
+      parts.get(PartId.make(path.id)).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(new PartNotFound({ partId: path.id, message: `no part ${path.id}` })),
+          onSome: Effect.succeed
+        }))
+      ))
+  }))
+
+export const EventsLive = HttpApiBuilder.group(VigilApi, "events", (handlers) =>
+  handlers.handleRaw("events", () => eventStreamResponse))
+
+/** Every group's handlers, with the API they implement. */
+export const ApiLive = HttpApiBuilder.api(VigilApi).pipe(
+  Layer.provide(Layer.mergeAll(HealthLive, SessionsLive, PartsLive, EventsLive))
+)

@@ -1,0 +1,119 @@
+import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
+import type { RescueReport } from "@vigil/runtime"
+import { ProcessControl, RecoveryComplete, ScriptModelLive, Settings, SupervisionLive, Tools } from "@vigil/runtime"
+import { SqliteStoreLive } from "@vigil/store"
+import type { Redacted } from "effect"
+import { Console, Effect, Layer, Option } from "effect"
+import { createServer } from "node:http"
+import type { Server as NodeServer } from "node:http"
+import { basicAuth } from "./Auth.js"
+import { badRequests } from "./BadRequests.js"
+import { StreamsClosing } from "./EventStream.js"
+import { ApiLive } from "./Handlers.js"
+
+export interface ServerOptions {
+  readonly port: number
+  readonly host: string
+  /** The SQLite file. */
+  readonly db: string
+  /** Read before anything touches the database: a bad value stops start-up with nothing written. */
+  readonly settings: Effect.Effect<SettingsShape, SettingsError>
+  /** `VIGIL_SERVER_PASSWORD`: basic auth on every route when set. */
+  readonly password: Option.Option<Redacted.Redacted<string>>
+  /** Print the URL and the recovery report on start (the CLI does; tests need not). */
+  readonly announce?: boolean
+}
+
+export const defaultPort = 4096
+/** Loopback only unless asked otherwise: the server runs shell commands for whoever reaches it. */
+export const defaultHost = "127.0.0.1"
+export const defaultDb = ".vigil/vigil.db"
+export const defaultConfig = "vigil.json"
+
+/** After this long, connections still open at shutdown are cut. */
+const forceCloseAfterMillis = 2_000
+
+export const urlOf = (address: HttpServer.Address): string =>
+  address._tag === "UnixAddress"
+    ? `unix://${address.path}`
+    : `http://${address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname}:${address.port}`
+
+const plural = (count: number, one: string, many = `${one}s`) => `${count} ${count === 1 ? one : many}`
+
+/**
+ * The recovery report in one line: counts, and how long it took. A dry run only counts the parts
+ * it would end (it frees no session and looks for no process).
+ */
+export const formatRecovery = (report: RescueReport): string =>
+  report.dryRun
+    ? `recovery (dry run): ${plural(report.orphanedParts, "orphaned part")} to end, ${
+      plural(report.deadOwners.length, "dead owner")
+    } (took ${report.tookMs} ms)`
+    : `recovery: ${plural(report.orphanedParts, "orphaned part")}, ${plural(report.sessionsFreed, "session")} freed, ${
+      plural(report.processesKilled, "process", "processes")
+    } killed, ${plural(report.deadOwners.length, "dead owner")} (took ${report.tookMs} ms)`
+
+/**
+ * Stopping: the listener goes first (so no new request reaches sessions being torn down), idle
+ * keep-alive connections are closed at once, and any still open after a short while are cut, so
+ * a client that never hangs up cannot hold the process.
+ */
+const closeConnections = (server: NodeServer) =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      // Acquired after the server listens, so released before it is closed.
+      yield* HttpServer.HttpServer
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          server.closeIdleConnections()
+          setTimeout(() => server.closeAllConnections(), forceCloseAfterMillis).unref()
+        })
+      )
+    })
+  )
+
+const Announce = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const server = yield* HttpServer.HttpServer
+    const { report } = yield* RecoveryComplete
+    yield* Console.log(`vigil listening on ${urlOf(server.address)}`)
+    yield* Console.log(formatRecovery(report))
+    yield* Effect.addFinalizer(() => Console.log("vigil stopping: interrupting turns and tools, releasing the lease"))
+  })
+)
+
+/**
+ * The whole server, composed as DESIGN.md draws it, each step provided to the next:
+ * settings → SQLite store → OS port and models → supervision (lease, startup recovery, sessions,
+ * tool runner, watchdog, idle monitor) → HTTP server → API handlers and `/event` → serving.
+ * Closing runs it backwards: HTTP stops, turns are interrupted, running parts are recorded as
+ * errors, the lease is marked stopped.
+ */
+export const ServerLive = (options: ServerOptions) =>
+  Layer.unwrapEffect(
+    Effect.map(options.settings, (settings) => {
+      const Core = SupervisionLive.pipe(
+        Layer.provideMerge(Tools.Builtin),
+        Layer.provideMerge(Layer.mergeAll(ProcessControl.Live, ScriptModelLive)),
+        Layer.provideMerge(SqliteStoreLive(options.db)),
+        Layer.provideMerge(Layer.succeed(Settings, settings))
+      )
+      const server = createServer()
+      // Auth wraps everything (API, /event, /doc); bad requests are answered inside the API's own
+      // error handling, where the request failures it does not map itself still arrive.
+      const Serve = HttpApiBuilder.serve(basicAuth(options.password))
+      const Top = options.announce === false ? Serve : Announce.pipe(Layer.provideMerge(Serve))
+      return Top.pipe(
+        Layer.provide(HttpApiSwagger.layer({ path: "/doc" })),
+        Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+        Layer.provide(HttpApiBuilder.middleware(badRequests)),
+        Layer.provideMerge(ApiLive),
+        Layer.provideMerge(StreamsClosing.layer),
+        Layer.provideMerge(closeConnections(server)),
+        Layer.provideMerge(NodeHttpServer.layer(() => server, { port: options.port, host: options.host })),
+        Layer.provideMerge(Core)
+      )
+    })
+  )
