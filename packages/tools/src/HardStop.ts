@@ -1,4 +1,6 @@
 import { Duration, Effect } from "effect"
+import type { RestoreClock } from "./LiveClock.js"
+import { onLiveClock } from "./LiveClock.js"
 import * as ProcessTable from "./ProcessTable.js"
 
 export interface HardStopTarget {
@@ -32,64 +34,107 @@ const signal = (pid: number, name: NodeJS.Signals) => {
   }
 }
 
+/**
+ * The processes a stop is about, by identity: pid → start time. A pid seen once is only ever the
+ * same process again if its start time matches; a pid that died and was reused by a stranger
+ * while we polled is neither signalled nor followed to its children.
+ */
+type Known = Map<number, string>
+
+interface Round {
+  /** Live (non-zombie) processes of the target, in this round's snapshot. */
+  readonly alive: ReadonlySet<number>
+  /**
+   * Whether the group still has a member (a zombie counts: it still holds the group id). An empty
+   * group's id is free for the kernel to reuse, so it is never signalled.
+   */
+  readonly groupInUse: boolean
+}
+
 /** The group's members, the given pids, their descendants, and every holder of the marker. */
-const collect = (target: HardStopTarget, known: Set<number>) =>
+const collect = (target: HardStopTarget, known: Known, firstRound: boolean): Effect.Effect<Round> =>
   Effect.gen(function*() {
     const table = yield* ProcessTable.snapshot()
+    const byPid = new Map(table.map((proc) => [proc.pid, proc]))
+    const isKnown = (proc: ProcessTable.ProcessInfo) => known.get(proc.pid) === proc.startTime
+    const add = (pid: number) => {
+      const proc = byPid.get(pid)
+      if (proc !== undefined && !known.has(pid)) known.set(pid, proc.startTime)
+    }
+    let groupInUse = false
     for (const proc of table) {
-      if (target.pgid !== undefined && proc.pgid === target.pgid && proc.state !== "Z") known.add(proc.pid)
+      if (target.pgid !== undefined && proc.pgid === target.pgid) {
+        groupInUse = true
+        add(proc.pid)
+      }
     }
-    for (const pid of target.pids ?? []) known.add(pid)
-    for (const pid of ProcessTable.descendantsIn(table, known)) known.add(pid)
+    // The caller's pids are taken as they are now, once: later rounds follow identities, not numbers.
+    if (firstRound) for (const pid of target.pids ?? []) add(pid)
+    const roots = table.filter(isKnown).map((proc) => proc.pid)
+    for (const pid of ProcessTable.descendantsIn(table, roots)) add(pid)
     if (target.marker !== undefined) {
-      for (const pid of yield* ProcessTable.withEnvMarker(target.marker.name, target.marker.value)) known.add(pid)
+      for (const pid of yield* ProcessTable.withEnvMarker(target.marker.name, target.marker.value)) add(pid)
     }
-    known.delete(process.pid)
-    const alive = table.filter((proc) => known.has(proc.pid) && proc.state !== "Z").map((proc) => proc.pid)
-    return new Set(alive)
+    const alive = new Set<number>()
+    for (const proc of table) {
+      if (proc.pid !== process.pid && proc.state !== "Z" && isKnown(proc)) alive.add(proc.pid)
+    }
+    return { alive, groupInUse }
   })
 
 /**
  * Ends a process tree: SIGTERM to the group and to every member found, then SIGKILL to what is
- * left after `termGrace`. The tree is collected before anything is signalled (once a shell dies,
- * its children are reparented and the parent link is lost) and again on every poll, so children
- * forked meanwhile are caught too. Runs on the live clock: these are real processes.
+ * left after `termGrace`, then at most a second more to see them go. The tree is collected before
+ * anything is signalled (once a shell dies, its children are reparented and the parent link is
+ * lost) and again on every poll, so children forked meanwhile are caught too; the environment
+ * marker finds `setsid` escapees and what a crashed owner left, whoever their parent is now.
+ *
+ * Polls on the live clock (see `LiveClock`): these are real processes, and their tests are
+ * real-process tests. `onStep` runs on the caller's clock.
  */
 export const hardStop = (target: HardStopTarget): Effect.Effect<HardStopReport> =>
+  onLiveClock((restore) => stopWith(target, restore)).pipe(Effect.withSpan("HardStop.hardStop"))
+
+const stopWith = (target: HardStopTarget, restore: RestoreClock): Effect.Effect<HardStopReport> =>
   Effect.gen(function*() {
     const started = performance.now()
-    const known = new Set<number>()
-    let alive = yield* collect(target, known)
-    const termed = [...alive]
-    if (termed.length === 0 && target.pgid === undefined) {
-      return { termed: [], killed: [], survivors: [], tookMs: 0 }
+    const step = (name: "term" | "kill" | "survivors", pids: ReadonlyArray<number>) =>
+      target.onStep ? restore(target.onStep(name, { pids })) : Effect.void
+    const known: Known = new Map()
+    let round = yield* collect(target, known, true)
+    if (round.alive.size === 0 && !round.groupInUse) {
+      return { termed: [], killed: [], survivors: [], tookMs: Math.round(performance.now() - started) }
     }
-    if (target.pgid !== undefined) signal(-target.pgid, "SIGTERM")
-    for (const pid of alive) signal(pid, "SIGTERM")
-    if (termed.length > 0 && target.onStep) yield* target.onStep("term", { pids: termed })
+    const termed = [...round.alive]
+    const termedSet = new Set(termed)
+    if (target.pgid !== undefined && round.groupInUse) signal(-target.pgid, "SIGTERM")
+    for (const pid of round.alive) signal(pid, "SIGTERM")
+    if (termed.length > 0) yield* step("term", termed)
     const deadline = started + Duration.toMillis(target.termGrace)
-    while (alive.size > 0 && performance.now() < deadline) {
+    while (round.alive.size > 0 && performance.now() < deadline) {
       yield* Effect.sleep(Duration.millis(pollMillis))
-      alive = yield* collect(target, known)
+      round = yield* collect(target, known, false)
       // Children forked after the first signal get theirs too.
-      for (const pid of alive) if (!termed.includes(pid)) {
+      for (const pid of round.alive) {
+        if (termedSet.has(pid)) continue
+        termedSet.add(pid)
         termed.push(pid)
         signal(pid, "SIGTERM")
       }
     }
-    const killed = [...alive]
+    const killed = [...round.alive]
     if (killed.length > 0) {
-      if (target.pgid !== undefined) signal(-target.pgid, "SIGKILL")
+      if (target.pgid !== undefined && round.groupInUse) signal(-target.pgid, "SIGKILL")
       for (const pid of killed) signal(pid, "SIGKILL")
-      if (target.onStep) yield* target.onStep("kill", { pids: killed })
+      yield* step("kill", killed)
       const killDeadline = performance.now() + killWaitMillis
-      while (alive.size > 0 && performance.now() < killDeadline) {
+      while (round.alive.size > 0 && performance.now() < killDeadline) {
         yield* Effect.sleep(Duration.millis(pollMillis))
-        alive = yield* collect(target, known)
-        for (const pid of alive) signal(pid, "SIGKILL")
+        round = yield* collect(target, known, false)
+        for (const pid of round.alive) signal(pid, "SIGKILL")
       }
     }
-    const survivors = [...alive]
-    if (survivors.length > 0 && target.onStep) yield* target.onStep("survivors", { pids: survivors })
+    const survivors = [...round.alive]
+    if (survivors.length > 0) yield* step("survivors", survivors)
     return { termed, killed, survivors, tookMs: Math.round(performance.now() - started) }
-  }).pipe(Effect.withSpan("HardStop.hardStop"))
+  })

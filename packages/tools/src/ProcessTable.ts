@@ -60,10 +60,14 @@ export const isAlive = (pid: number, expectedStart?: string): Effect.Effect<bool
 export const snapshot = (): Effect.Effect<ReadonlyArray<ProcessInfo>> =>
   Effect.sync(() => allPids().flatMap((pid) => readStat(pid) ?? []))
 
-/** Every transitive child of `roots` in `table` (or a fresh snapshot). */
+/** Every transitive child of `roots` in `table` (the pure half of `descendants`, for callers holding a snapshot). */
 export const descendantsIn = (table: ReadonlyArray<ProcessInfo>, roots: Iterable<number>): Set<number> => {
   const children = new Map<number, Array<number>>()
-  for (const proc of table) children.set(proc.ppid, [...(children.get(proc.ppid) ?? []), proc.pid])
+  for (const proc of table) {
+    const siblings = children.get(proc.ppid)
+    if (siblings === undefined) children.set(proc.ppid, [proc.pid])
+    else siblings.push(proc.pid)
+  }
   const found = new Set<number>()
   const queue = [...roots]
   while (queue.length > 0) {
@@ -82,7 +86,8 @@ export const descendants = (roots: Iterable<number>): Effect.Effect<Set<number>>
 
 const environOf = (pid: number): string | undefined => {
   try {
-    return readFileSync(`/proc/${pid}/environ`, "latin1")
+    // utf8 as node wrote it (a non-ASCII marker value must match); stray bytes of others' variables just become U+FFFD.
+    return readFileSync(`/proc/${pid}/environ`, "utf8")
   } catch {
     return undefined
   }

@@ -1,7 +1,11 @@
 import { Duration, Effect, Exit, Fiber } from "effect"
 import type { ChildProcess } from "node:child_process"
 import { spawn } from "node:child_process"
+import { stat } from "node:fs/promises"
+import { CappedOutput } from "./CappedOutput.js"
 import { hardStop } from "./HardStop.js"
+import type { RestoreClock } from "./LiveClock.js"
+import { onLiveClock } from "./LiveClock.js"
 import * as ProcessTable from "./ProcessTable.js"
 import type { ProcessRecord } from "./Tool.js"
 import { ToolError } from "./Tool.js"
@@ -34,98 +38,67 @@ export const defaultOutputCap = 64 * 1024
 export const defaultKillGrace = Duration.seconds(2)
 export const defaultDrain = Duration.millis(100)
 
-/** Keeps the first and last halves of `cap` bytes, and says how much was dropped between. */
-class CappedOutput {
-  private head = ""
-  private headBytes = 0
-  private tail: Array<string> = []
-  private tailBytes = 0
-  private dropped = 0
-  constructor(private readonly cap: number) {}
-  add(chunk: string) {
-    const half = Math.floor(this.cap / 2)
-    if (this.headBytes < half) {
-      const room = half - this.headBytes
-      const bytes = Buffer.from(chunk)
-      const taken = bytes.subarray(0, room).toString()
-      this.head += taken
-      this.headBytes += Buffer.byteLength(taken)
-      chunk = bytes.subarray(Buffer.byteLength(taken)).toString()
-      if (chunk === "") return
-    }
-    this.tail.push(chunk)
-    this.tailBytes += Buffer.byteLength(chunk)
-    while (this.tailBytes > half && this.tail.length > 0) {
-      const first = this.tail[0]!
-      const over = this.tailBytes - half
-      const firstBytes = Buffer.byteLength(first)
-      if (firstBytes <= over) {
-        this.tail.shift()
-        this.tailBytes -= firstBytes
-        this.dropped += firstBytes
-      } else {
-        const rest = Buffer.from(first).subarray(over).toString()
-        this.tail[0] = rest
-        this.tailBytes -= firstBytes - Buffer.byteLength(rest)
-        this.dropped += firstBytes - Buffer.byteLength(rest)
-      }
-    }
-  }
-  get truncated() {
-    return this.dropped > 0
-  }
-  text() {
-    const tail = this.tail.join("")
-    return this.dropped > 0 ? `${this.head}\n… [output truncated: ${this.dropped} bytes omitted] …\n${tail}` : this.head + tail
-  }
-}
-
 /**
  * `/bin/sh -c command` in its own process group. Done when the shell exits plus a short, bounded
  * drain of its pipes: a background job holding stdout (a dev server, `sleep 300 &`) never keeps
  * the tool running. What the shell leaves behind is hard-stopped then, and on interruption the
- * whole tree is (SIGTERM to the group and every descendant, SIGKILL after the kill grace).
+ * whole tree is (SIGTERM to the group and every descendant, SIGKILL after the kill grace); either
+ * way the release takes at most the kill grace plus about a second.
+ *
+ * Its waits run on the live clock (they are about real processes, see `LiveClock`); the caller's
+ * callbacks run on the caller's.
  *
  * Not `@effect/platform`'s Command: it cannot start the child as a group leader (`detached`) nor
  * return on exit while a grandchild still holds the pipes, and the hard stop needs both.
  */
-export const runShell = (options: ShellOptions): Effect.Effect<ShellResult, ToolError> => {
+export const runShell = (options: ShellOptions): Effect.Effect<ShellResult, ToolError> =>
+  onLiveClock((restore) => runShellWith(options, restore))
+
+const runShellWith = (options: ShellOptions, restore: RestoreClock): Effect.Effect<ShellResult, ToolError> => {
   const cap = options.outputCap ?? defaultOutputCap
   const killGrace = options.killGrace ?? defaultKillGrace
-  const drainMillis = Duration.toMillis(options.drain ?? defaultDrain)
+  const drain = options.drain ?? defaultDrain
+  const onStart = options.onStart
+  const onOutput = options.onOutput
+  const onStep = options.onStep
+    ? (step: "term" | "kill" | "survivors", data: Record<string, unknown>) => restore(options.onStep!(step, data))
+    : undefined
   const stopTree = (child: ChildProcess) =>
     hardStop({
       ...(child.pid !== undefined ? { pgid: child.pid, pids: [child.pid] } : {}),
       marker: options.marker,
       termGrace: killGrace,
-      ...(options.onStep ? { onStep: options.onStep } : {})
+      ...(onStep ? { onStep } : {})
     })
 
   return Effect.acquireUseRelease(
-    Effect.try({
-      try: () => startShell(options, cap),
-      catch: (error) => new ToolError({ message: `cannot start the shell: ${String(error)}` })
-    }),
+    Effect.flatMap(checkCwd(options.cwd), () =>
+      Effect.try({
+        try: () => startShell(options, cap),
+        catch: (error) => new ToolError({ message: `cannot start /bin/sh in ${options.cwd}: ${String(error)}` })
+      })),
     (shell) =>
       Effect.gen(function*() {
         const { child } = shell
-        if (child.pid !== undefined && options.onStart) {
+        if (child.pid !== undefined && onStart) {
           const pid = child.pid
           // Recorded first: a crash from here on leaves a process recovery can find.
           const start = yield* ProcessTable.startTime(pid)
-          yield* options.onStart({ pid, pgid: pid, startTime: start._tag === "Some" ? start.value : "" })
+          yield* restore(onStart({ pid, pgid: pid, startTime: start._tag === "Some" ? start.value : "" }))
         }
         const flush = Effect.suspend(() => {
           const pending = shell.pending.splice(0).join("")
-          return pending !== "" && options.onOutput ? options.onOutput(pending) : Effect.void
+          return pending !== "" && onOutput ? restore(onOutput(pending)) : Effect.void
         })
         // Output is progress: it is handed on as it arrives, in 100 ms batches.
         const flusher = yield* Effect.fork(flush.pipe(Effect.delay(Duration.millis(100)), Effect.forever))
         const exited = yield* Effect.promise(() => shell.exited)
-        if (exited.error !== undefined) return yield* new ToolError({ message: `cannot run the command: ${exited.error}` })
+        if (exited.error !== undefined) {
+          return yield* new ToolError({ message: `cannot run the command in ${options.cwd}: ${exited.error}` })
+        }
         // The drain: what is still in the pipes, for a bounded moment, then stop reading.
         yield* Effect.promise(() => shell.pipesClosed).pipe(
-          Effect.timeoutTo({ duration: Duration.millis(drainMillis), onSuccess: () => undefined, onTimeout: () => undefined })
+          Effect.timeoutTo({ duration: drain, onSuccess: () => undefined, onTimeout: () => undefined })
         )
         yield* Fiber.interrupt(flusher)
         yield* flush
@@ -147,12 +120,31 @@ export const runShell = (options: ShellOptions): Effect.Effect<ShellResult, Tool
         shell.child.stderr?.destroy()
         // Interrupted: the whole tree goes. Finished: only what it left behind (background jobs).
         const report = yield* stopTree(shell.child)
-        if (Exit.isSuccess(exit) && report.termed.length > 0 && options.onStep) {
-          yield* options.onStep("survivors", { leftBehind: report.termed })
+        if (Exit.isSuccess(exit) && report.termed.length > 0 && onStep) {
+          yield* onStep("survivors", { leftBehind: report.termed })
         }
       })
   )
 }
+
+/**
+ * Node reports a missing cwd as `spawn /bin/sh ENOENT`, which blames the shell: say what is
+ * really wrong before spawning.
+ */
+const checkCwd = (cwd: string): Effect.Effect<void, ToolError> =>
+  Effect.tryPromise({
+    try: () => stat(cwd),
+    catch: (error) =>
+      new ToolError({
+        message: (error as NodeJS.ErrnoException).code === "ENOENT"
+          ? `working directory does not exist: ${cwd}`
+          : `cannot use working directory ${cwd}: ${String(error)}`
+      })
+  }).pipe(
+    Effect.flatMap((info) =>
+      info.isDirectory() ? Effect.void : Effect.fail(new ToolError({ message: `working directory is not a directory: ${cwd}` }))
+    )
+  )
 
 interface StartedShell {
   readonly child: ChildProcess
@@ -173,20 +165,27 @@ const startShell = (options: ShellOptions, cap: number): StartedShell => {
   })
   const output = new CappedOutput(cap)
   const pending: Array<string> = []
-  const onData = (chunk: Buffer) => {
-    const text = chunk.toString("utf8")
+  const onData = (text: string) => {
     output.add(text)
     pending.push(text)
   }
-  child.stdout!.on("data", onData)
-  child.stderr!.on("data", onData)
+  // A decoder per stream: a character split across two reads is joined, not turned into U+FFFD.
+  child.stdout!.setEncoding("utf8").on("data", onData)
+  child.stderr!.setEncoding("utf8").on("data", onData)
   const exited = new Promise<{ code: number | null; signal: string | null; error?: string }>((resolve) => {
     child.once("error", (error) => resolve({ code: null, signal: null, error: error.message }))
     child.once("exit", (code, signal) => resolve({ code, signal }))
   })
-  const closed = (stream: NodeJS.ReadableStream) => new Promise<void>((resolve) => {
-    stream.once("end", resolve)
-    stream.once("close", resolve)
-  })
-  return { child, output, pending, exited, pipesClosed: Promise.all([closed(child.stdout!), closed(child.stderr!)]).then(() => undefined) }
+  const closed = (stream: NodeJS.ReadableStream) =>
+    new Promise<void>((resolve) => {
+      stream.once("end", resolve)
+      stream.once("close", resolve)
+    })
+  return {
+    child,
+    output,
+    pending,
+    exited,
+    pipesClosed: Promise.all([closed(child.stdout!), closed(child.stderr!)]).then(() => undefined)
+  }
 }
