@@ -1,0 +1,287 @@
+import { assert, describe, it } from "@effect/vitest"
+import { afterAll, afterEach } from "vitest"
+import type { Database, PartRow } from "./support/Database.js"
+import { openDatabase, reasonOf } from "./support/Database.js"
+import { sendJson } from "./support/Http.js"
+import type { LeakedProcess } from "./support/Invariants.js"
+import {
+  completedRewritten,
+  leakedProcesses,
+  partsWithoutLiveOwner,
+  sessionsWithoutWork,
+  tally,
+  unexplainedSupervision,
+  wrongShellResults
+} from "./support/Invariants.js"
+import { isLive, readStat } from "./support/Processes.js"
+import type { Health, Workspace } from "./support/ServerProcess.js"
+import { eventually, killEverything, makeWorkspace, ServerProcess, sleep } from "./support/ServerProcess.js"
+import { seededRandom, Workload } from "./support/Workload.js"
+
+/**
+ * Proof under fire: the real server, as a child process on one SQLite file, under many concurrent
+ * sessions running real shell tools, sub-agents and questions, SIGKILLed at random moments and
+ * restarted on the same file and port, then stopped cleanly and started once more. The guarantees
+ * are then checked where they live: in the SQLite file, in /proc, and over HTTP.
+ *
+ * Bounded for CI (`CI` set: fewer workers, shorter rounds, about a minute on 2 cores). A longer
+ * run: `VIGIL_CHAOS_ROUNDS=20 npx vitest run packages/e2e/test/Chaos.test.ts`; a replay of the
+ * workload's choices: `VIGIL_CHAOS_SEED=<the printed seed>` (timing is never replayed exactly);
+ * `VIGIL_CHAOS_KEEP=1` keeps the temp folder (database, config, server log) for a post-mortem;
+ * `VIGIL_CHAOS_STRICT=1` counts the known findings below as violations too.
+ *
+ * Known findings, printed (not failed) by the chaos run until they are fixed:
+ * - a shell part that ended `AbortIncomplete` may leave its process tree running for good: the
+ *   abandoned hard stop dies with the server, and recovery only looks at pending/running parts
+ *   (reproduced on their own by the `it.fails` tests at the end);
+ * - a completed shell part may have lost its output: tools/src/Shell.ts times its 100 ms drain
+ *   from the child's exit, so when the server's event loop is busy for longer than that (a burst
+ *   of sessions at start, say) the timer can fire before the pipe data already written is read,
+ *   and the part completes with "" (seen with 20+ workers; timing-bound, so not reproduced alone).
+ */
+
+const ci = (process.env["CI"] ?? "") !== "" && process.env["CI"] !== "false"
+const strict = process.env["VIGIL_CHAOS_STRICT"] === "1"
+const rounds = Math.max(1, Number(process.env["VIGIL_CHAOS_ROUNDS"] ?? 5))
+const concurrency = Math.max(1, Number(process.env["VIGIL_CHAOS_WORKERS"] ?? (ci ? 10 : 14)))
+const seed = Number(process.env["VIGIL_CHAOS_SEED"] ?? Math.floor(Math.random() * 2 ** 31))
+/** How long the load runs before each kill. */
+const roundMillis = ci ? [3_000, 7_000] as const : [4_000, 9_000] as const
+
+const settings = {
+  tool_timeout: "3 seconds",
+  task_timeout: "10 seconds",
+  idle_timeout: "4 seconds",
+  watchdog_interval: "200 ms",
+  instance_lease: "2 seconds",
+  abort_grace: "500 ms",
+  kill_grace: "200 ms"
+}
+const watchdogMillis = 200
+
+/** Everything a test of this file started, torn down pass or fail. */
+const started: Array<{ workspace: Workspace; server: ServerProcess; db?: Database; workload?: Workload }> = []
+
+const teardown = async () => {
+  for (const run of started.splice(0)) {
+    await run.workload?.stop().catch(() => undefined)
+    await run.server.retire()
+    const partIds = new Set(run.db === undefined ? [] : (await run.db.parts().catch(() => [] as Array<PartRow>)).map((part) => part.id))
+    // The server, then every process carrying the run marker or the marker of a part of this database.
+    const killed = killEverything((id) => partIds.has(id))
+    if (killed > 0) console.log(`chaos cleanup: killed ${killed} leftover process(es)`)
+    await run.db?.close()
+    if (process.env["VIGIL_CHAOS_KEEP"] === "1") console.log(`chaos: kept ${run.workspace.dir}`)
+    else run.workspace.remove()
+  }
+}
+afterEach(teardown, 60_000)
+afterAll(teardown, 60_000)
+
+const isKnownLeak = (leak: LeakedProcess) => !strict && leak.reason === "AbortIncomplete"
+
+describe("chaos: SIGKILL under load, restart, clean stop, restart", () => {
+  it(`keeps every guarantee through ${rounds} crash(es), a clean stop and a restart (seed ${seed})`, async () => {
+    const random = seededRandom(seed)
+    const workspace = makeWorkspace("vigil-e2e-chaos-", settings)
+    const server = new ServerProcess(workspace)
+    const run: (typeof started)[number] = { workspace, server }
+    started.push(run)
+    const violations: Array<string> = []
+    const known = { leaks: new Map<number, string>(), lostOutput: [] as Array<string> }
+    const check = (phase: string, found: ReadonlyArray<string>) => {
+      for (const violation of found) violations.push(`[${phase}] ${violation}`)
+    }
+    const checkLeaks = (phase: string, leaks: ReadonlyArray<LeakedProcess>) => {
+      for (const leak of leaks) {
+        if (isKnownLeak(leak)) known.leaks.set(leak.pid, leak.how)
+        else violations.push(`[${phase}] leaked process ${leak.pid}: ${leak.how}`)
+      }
+    }
+    const startedAt = Date.now()
+    const timeline: Array<string> = []
+    const mark = (what: string) => timeline.push(`${((Date.now() - startedAt) / 1000).toFixed(1)}s ${what}`)
+
+    let health: Health = await server.start()
+    mark(`started ${health.instance.id} on port ${server.port}`)
+    const db = openDatabase(workspace.db)
+    run.db = db
+    const workload = new Workload({ url: () => server.url, random, concurrency })
+    run.workload = workload
+    const seen = new Map<string, { output: string; sessionId: string }>()
+
+    /** Reads every completed part over HTTP; one seen before with another output is a violation now. */
+    const recordCompleted = async (phase: string) => {
+      for (const [id, part] of await workload.completedParts()) {
+        const before = seen.get(id)
+        if (before === undefined) seen.set(id, part)
+        else if (before.output !== part.output) {
+          violations.push(`[${phase}] completed part ${id} changed output: ${JSON.stringify(before.output)} -> ${JSON.stringify(part.output)}`)
+        }
+      }
+    }
+
+    /**
+     * Right after a (re)start answers /health, startup recovery has run: nothing of a previous
+     * instance may still be pending/running or busy/waiting, and no process of its parts is left.
+     */
+    const checkRecovered = async (phase: string) => {
+      const [parts, sessions] = [await db.parts(), await db.sessions()]
+      check(phase, partsWithoutLiveOwner(parts, health.instance.id))
+      const foreign = sessions.filter((session) => (session.status === "busy" || session.status === "waiting") && session.ownerId !== health.instance.id)
+      if (foreign.length > 0) {
+        check(phase, [`${foreign.length} session(s) busy/waiting, owned by a dead instance: ${foreign.map((s) => `${s.id} (${s.ownerId})`).join(", ")}`])
+      }
+      checkLeaks(phase, leakedProcesses(parts, { mayRun: (part) => part.ownerId === health.instance.id }))
+    }
+
+    workload.start()
+    let kills = 0
+    for (let round = 1; round <= rounds; round++) {
+      await sleep(random.int(roundMillis[0], roundMillis[1]))
+      await recordCompleted(`before kill ${round}`)
+      workload.serverDown()
+      await server.kill()
+      kills++
+      mark(`SIGKILL ${round} (${seen.size} completed parts recorded so far)`)
+      await sleep(random.int(0, 500))
+      health = await server.start()
+      mark(`restart ${round}: ${health.instance.id}; recovery ended ${health.recovery.orphanedParts} part(s), killed ${health.recovery.processesKilled} process(es)`)
+      await checkRecovered(`after restart ${round}`)
+      workload.serverUp()
+    }
+
+    // The last stop is a clean one, with work still running: it must leave nothing running.
+    await sleep(random.int(roundMillis[0], roundMillis[1]))
+    await recordCompleted("before the clean stop")
+    await workload.stop()
+    const stopped = await server.stop()
+    mark(`SIGTERM: exit ${stopped.code ?? stopped.signal} after ${stopped.tookMs} ms${stopped.forced ? " (forced)" : ""}`)
+    if (stopped.code !== 0 || stopped.forced) {
+      violations.push(`[clean stop] exit ${stopped.code ?? stopped.signal} after ${stopped.tookMs} ms${stopped.forced ? ", killed after the timeout" : ""}`)
+    }
+    {
+      const [parts, sessions] = [await db.parts(), await db.sessions()]
+      const running = parts.filter((part) => part.status === "pending" || part.status === "running")
+      if (running.length > 0) violations.push(`[clean stop] ${running.length} part(s) left pending/running: ${running.map((p) => p.id).join(", ")}`)
+      const active = sessions.filter((session) => session.status === "busy" || session.status === "waiting")
+      if (active.length > 0) violations.push(`[clean stop] ${active.length} session(s) left busy/waiting: ${active.map((s) => s.id).join(", ")}`)
+    }
+
+    health = await server.start()
+    mark(`final restart: ${health.instance.id}; recovery ended ${health.recovery.orphanedParts} part(s)`)
+    await checkRecovered("after the final restart")
+
+    // A rescued session can go on (guarantee 9): a few sessions a crash ended take a new prompt.
+    const rescued = [...new Set((await db.parts())
+      .filter((part) => reasonOf(part.error)?._tag === "OrphanedByCrash" && workload.sessions.has(part.sessionId))
+      .map((part) => part.sessionId))].slice(0, 4)
+    const goOn = new Workload({ url: () => server.url, random, concurrency: 0 })
+    for (const [index, id] of rescued.entries()) {
+      const echo = `went-on-${index}`
+      const result = await goOn.goOn(id, echo)
+      const ran = result.parts.find((part) => part.tool === "bash" && part.status === "completed" && part.output === `${echo}\n`)
+      if (result.status !== "idle" || ran === undefined) {
+        violations.push(`[go on] rescued session ${id} ended ${result.status} after a new prompt; its last bash part: ${
+          JSON.stringify(result.parts.filter((part) => part.tool === "bash").at(-1) ?? null)
+        }`)
+      }
+    }
+    await goOn.stop()
+    mark(`${rescued.length} rescued session(s) took a new prompt`)
+    await sleep(watchdogMillis + 1_000)
+
+    // The verdict, from the file and /proc.
+    const [parts, sessions] = [await db.parts(), await db.sessions()]
+    const events = await db.events(["recovery.orphans_rescued", "watchdog.orphans_rescued", "watchdog.stuck_part", "idle.cancelled"])
+    check("final", partsWithoutLiveOwner(parts, health.instance.id))
+    check("final", sessionsWithoutWork(sessions, parts, health.instance.id))
+    check("final", completedRewritten(seen, parts))
+    const shell = wrongShellResults(parts, new Map([...workload.commands, ...goOn.commands]))
+    check("final", shell.violations)
+    if (strict) check("final", shell.lostOutput)
+    else known.lostOutput.push(...shell.lostOutput)
+    const leaks = leakedProcesses(parts)
+    checkLeaks("final", leaks)
+    check("final", unexplainedSupervision(parts, sessions, events))
+    check("workload", [...workload.problems, ...goOn.problems])
+
+    const { byReason, completed } = tally(parts)
+    const reasons = [...byReason].sort(([a], [b]) => a.localeCompare(b)).map(([tag, n]) => `${tag} ${n}`).join(", ")
+    console.log([
+      `chaos (seed ${seed}, ${concurrency} workers, ${((Date.now() - startedAt) / 1000).toFixed(1)} s):`,
+      `  kills ${kills} + 1 clean stop; server starts ${server.starts}`,
+      `  sessions ${sessions.length} (${workload.sessions.size} made by the workers, the rest sub-agents); scenarios ${workload.stats.scenarios}`,
+      `  parts ${parts.length}: completed ${completed}; errors: ${reasons}`,
+      `  recovered (OrphanedByCrash) ${byReason.get("OrphanedByCrash") ?? 0}; completed parts recorded before kills ${seen.size}`,
+      `  requests ${workload.stats.requests} (${workload.stats.lostRequests} lost to kills); replies ${workload.stats.replies}; aborts ${workload.stats.aborts}`,
+      `  supervision events ${events.length}; leaked processes at the end ${leaks.length}; violations ${violations.length}`,
+      `  known findings: ${known.leaks.size} process(es) of AbortIncomplete parts left running, ${known.lostOutput.length} completed part(s) with lost output`,
+      ...[...known.leaks].map(([pid, how]) => `    leak ${pid}: ${how}`),
+      ...known.lostOutput.map((line) => `    lost output: ${line}`),
+      ...timeline.map((line) => `  ${line}`)
+    ].join("\n"))
+
+    // The run must have exercised what it checks, or its passing proves nothing.
+    assert.strictEqual(kills, rounds)
+    assert.isAbove(seen.size, 0, "no completed part was recorded before a kill")
+    assert.isAbove(byReason.get("OrphanedByCrash") ?? 0, 0, "no kill caught running work: nothing was recovered")
+    assert.deepStrictEqual(violations, [], `${violations.length} violation(s):\n${violations.join("\n")}\n\nserver log (tail):\n${server.logTail(40)}`)
+  }, 120_000 + rounds * 30_000)
+})
+
+describe("chaos, known findings reproduced on their own", () => {
+  const stubborn = "trap '' TERM; sleep 30; echo never"
+
+  /** One server on a fresh file with these settings, a session, and a TERM-ignoring tool that runs into its deadline. */
+  const startStubborn = async (experimental: Record<string, string>) => {
+    const workspace = makeWorkspace("vigil-e2e-known-", experimental)
+    const server = new ServerProcess(workspace)
+    const run: (typeof started)[number] = { workspace, server }
+    started.push(run)
+    await server.start()
+    const db = openDatabase(workspace.db)
+    run.db = db
+    const session = (await sendJson(server.url, "POST", "/session", {})).json as { id: string }
+    const accepted = await sendJson(server.url, "POST", `/session/${session.id}/tool`, { tool: "bash", input: { command: stubborn } })
+    assert.strictEqual(accepted.status, 202, accepted.text)
+    const partId = (accepted.json as { partId: string }).partId
+    const ended = await eventually("the stubborn part to end", 20_000, async () => {
+      const part = (await sendJson(server.url, "GET", `/part/${partId}`)).json as { status: string; pid: number | null; procStart: string | null; error: unknown }
+      return part.status === "error" ? part : undefined
+    })
+    return { server, db, partId, ended }
+  }
+
+  // runtime/src/Tools.ts offers tools/src/Bash.ts `BashTool`, made once with the shell's default
+  // kill grace (2 s): `experimental.kill_grace` only reaches recovery and the watchdog. With
+  // `abort_grace` 500 ms, a TERM-ignoring tool's hard stop cannot finish within the abort grace:
+  // it ends AbortIncomplete, and its SIGKILL comes 2 s after SIGTERM, from an abandoned fiber.
+  it.fails("known finding: the shell's hard stop uses experimental.kill_grace (SIGKILL 200 ms after SIGTERM)", async () => {
+    const { db, ended, partId } = await startStubborn({ tool_timeout: "1 second", abort_grace: "500 ms", kill_grace: "200 ms" })
+    const steps = await eventually("the hard stop's SIGKILL", 10_000, async () => {
+      const rows = (await db.events(["shell.term", "shell.kill"])).filter((event) => event.partId === partId)
+      return rows.some((event) => event.type === "shell.kill") && rows.some((event) => event.type === "shell.term") ? rows : undefined
+    })
+    const at = (type: string) => steps.find((event) => event.type === type)!.at
+    assert.isBelow(at("shell.kill") - at("shell.term"), 1_000, "SIGKILL came long after the configured kill grace")
+    assert.strictEqual(reasonOf(JSON.stringify(ended.error))?._tag, "ToolTimeout", `the part ended ${JSON.stringify(ended.error)}`)
+  }, 60_000)
+
+  // runtime/src/ToolRunner.ts makes a part terminal (AbortIncomplete) while its hard stop still
+  // runs in an abandoned fiber; runtime/src/Rescue.ts only ends the processes of pending/running
+  // parts. A server that dies (crash or clean stop) before that hard stop finished leaves the
+  // process tree running, and no later start ever looks at it (guarantee 5).
+  it.fails("known finding: a crash during an abandoned hard stop leaves no process behind after the restart", async () => {
+    const { db, ended, server } = await startStubborn({ tool_timeout: "1 second", abort_grace: "500 ms", kill_grace: "3 seconds" })
+    assert.strictEqual(reasonOf(JSON.stringify(ended.error))?._tag, "AbortIncomplete")
+    await server.kill()
+    await server.start()
+    await sleep(1_000)
+    const shell = ended.pid === null ? undefined : readStat(ended.pid)
+    const alive = isLive(shell) && shell.startTime === ended.procStart
+    const leaks = leakedProcesses(await db.parts())
+    assert.isFalse(alive, `the shell ${ended.pid} of the AbortIncomplete part still runs after the restart`)
+    assert.deepStrictEqual(leaks.map((leak) => leak.how), [])
+  }, 60_000)
+})
