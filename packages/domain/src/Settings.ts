@@ -80,7 +80,7 @@ export const parseDuration = (value: unknown): Either.Either<Option.Option<Durat
   if (typeof value === "number") {
     if (!Number.isFinite(value)) return Either.left("must be a finite number of milliseconds")
     if (value < 0) return Either.left("must not be negative")
-    return Either.right(value === 0 ? Option.none() : Option.some(Duration.millis(value)))
+    return fromMillis(value)
   }
   if (typeof value !== "string") {
     return Either.left(
@@ -92,14 +92,24 @@ export const parseDuration = (value: unknown): Either.Either<Option.Option<Durat
   const text = value.trim().toLowerCase()
   if (text === "false" || text === "off") return Either.right(Option.none())
   const match = /^(-?\d+(?:\.\d+)?)\s*([a-z]*)$/.exec(text)
-  if (match === null) return Either.left(`cannot read "${value}" as a duration (try "90 seconds", "5m" or 5000)`)
+  if (match === null) return Either.left(`cannot read it as a duration (try "90 seconds", "5m" or 5000)`)
   const amount = Number(match[1])
   const unit = match[2] ?? ""
   if (amount < 0) return Either.left("must not be negative")
   const factor = unit === "" ? 1 : unitMillis.find(([pattern]) => pattern.test(unit))?.[1]
-  if (factor === undefined) return Either.left(`unknown unit "${unit}" (use ms, s, m, h or d)`)
-  const millis = amount * factor
-  return Either.right(millis === 0 ? Option.none() : Option.some(Duration.millis(millis)))
+  if (factor === undefined) return Either.left(`unknown unit ${JSON.stringify(unit)} (use ms, s, m, h or d)`)
+  return fromMillis(amount * factor)
+}
+
+/**
+ * Zero is off; anything else must be a whole-millisecond-scale, finite duration: a value that
+ * would round to zero (and so silently turn a rule off, or make a lease expire at once) is refused.
+ */
+const fromMillis = (millis: number): Either.Either<Option.Option<Duration.Duration>, string> => {
+  if (!Number.isFinite(millis)) return Either.left("must be a finite duration")
+  if (millis === 0) return Either.right(Option.none())
+  if (millis < 1) return Either.left("must be at least 1 ms (or 0 / false to turn the rule off)")
+  return Either.right(Option.some(Duration.millis(millis)))
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
@@ -134,7 +144,8 @@ export const parseSettings = (
     return undefined
   }
   for (const [key, value] of Object.entries(experimental ?? {})) {
-    const spec = settingsKeys[key]
+    // Own keys only: `__proto__` or `constructor` must not find Object.prototype's members.
+    const spec = Object.hasOwn(settingsKeys, key) ? settingsKeys[key] : undefined
     if (spec === undefined) {
       return Either.left(
         new SettingsError({

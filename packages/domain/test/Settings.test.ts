@@ -156,7 +156,7 @@ describe("parseSettings: rejected values", () => {
     [
       "an unparsable string",
       { experimental: { idle_timeout: "soon" } },
-      `invalid config: experimental.idle_timeout = "soon": cannot read "soon" as a duration (try "90 seconds", "5m" or 5000)`
+      `invalid config: experimental.idle_timeout = "soon": cannot read it as a duration (try "90 seconds", "5m" or 5000)`
     ],
     [
       "an unknown unit",
@@ -236,14 +236,14 @@ describe("parseSettings: rejected values", () => {
     const error = rejected({ experimental: { tool_timeout: value } })
     assert.strictEqual(
       error.message,
-      `invalid config: experimental.tool_timeout = "${"x".repeat(76)}...: cannot read "${value}" as a duration (try "90 seconds", "5m" or 5000)`
+      `invalid config: experimental.tool_timeout = "${"x".repeat(76)}...: cannot read it as a duration (try "90 seconds", "5m" or 5000)`
     )
   })
 
   it("a bad environment value names the environment variable", () => {
     assert.strictEqual(
       rejected({}, { VIGIL_IDLE_TIMEOUT: "soon" }).message,
-      `invalid config: VIGIL_IDLE_TIMEOUT = "soon": cannot read "soon" as a duration (try "90 seconds", "5m" or 5000)`
+      `invalid config: VIGIL_IDLE_TIMEOUT = "soon": cannot read it as a duration (try "90 seconds", "5m" or 5000)`
     )
     assert.strictEqual(
       rejected({}, { VIGIL_TOOL_TIMEOUT: "-1m" }).message,

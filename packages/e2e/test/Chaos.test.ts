@@ -257,7 +257,7 @@ describe("chaos, known findings reproduced on their own", () => {
   // kill grace (2 s): `experimental.kill_grace` only reaches recovery and the watchdog. With
   // `abort_grace` 500 ms, a TERM-ignoring tool's hard stop cannot finish within the abort grace:
   // it ends AbortIncomplete, and its SIGKILL comes 2 s after SIGTERM, from an abandoned fiber.
-  it.fails("known finding: the shell's hard stop uses experimental.kill_grace (SIGKILL 200 ms after SIGTERM)", async () => {
+  it("found by chaos: the shell's hard stop uses experimental.kill_grace (SIGKILL 200 ms after SIGTERM)", async () => {
     const { db, ended, partId } = await startStubborn({ tool_timeout: "1 second", abort_grace: "500 ms", kill_grace: "200 ms" })
     const steps = await eventually("the hard stop's SIGKILL", 10_000, async () => {
       const rows = (await db.events(["shell.term", "shell.kill"])).filter((event) => event.partId === partId)

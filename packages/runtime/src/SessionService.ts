@@ -19,7 +19,7 @@ import {
 import { PartRepo, SessionRepo } from "@vigil/store"
 import type { AnyTool, ToolDefinition } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
-import { Cause, Clock, Deferred, Duration, Effect, Exit, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
+import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
 import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
@@ -336,8 +336,10 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const prompt = Effect.fn("SessionService.prompt")(function*(id: SessionId, options: { readonly text: string; readonly model?: string | undefined }) {
       const model = yield* modelOf(options.model)
       yield* claim(id)
-      yield* insertFinished(id, "prompt", options.text)
-      return yield* beginTurn(id, agentLoop(id, model))
+      return yield* insertFinished(id, "prompt", options.text).pipe(
+        Effect.zipRight(beginTurn(id, agentLoop(id, model))),
+        Effect.onError(() => transition(id, ["busy"], "idle").pipe(Effect.ignore))
+      )
     })
 
     /** Runs a turn and waits for its end (used by `task`, and by tests driving the service). */
@@ -362,15 +364,27 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           message: `invalid input for ${tool.name}: ${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}`
         })
       }
+      // The input is stored as JSON: one that cannot be (nested thousands deep, say) is refused
+      // here, before the session is claimed, rather than failing half-way through.
+      const storable = Either.try(() => JSON.stringify(options.input))
+      if (Either.isLeft(storable)) {
+        return yield* new InvalidToolInput({ tool: tool.name, message: `invalid input for ${tool.name}: it cannot be stored as JSON (${String(storable.left)})` })
+      }
       yield* claim(id)
-      const handle = yield* runner.runTool({
-        sessionId: id,
-        tool,
-        input: options.input,
-        ...(options.timeout !== undefined ? { timeout: options.timeout } : {})
+      const start = Effect.gen(function*() {
+        const handle = yield* runner.runTool({
+          sessionId: id,
+          tool,
+          input: options.input,
+          ...(options.timeout !== undefined ? { timeout: options.timeout } : {})
+        })
+        const turn = yield* beginTurn(id, handle.await.pipe(Effect.map((outcome) => (outcome._tag === "Completed" ? outcome.output : ""))))
+        return { partId: handle.partId, done: Deferred.await(turn.done) }
       })
-      const turn = yield* beginTurn(id, handle.await.pipe(Effect.map((outcome) => (outcome._tag === "Completed" ? outcome.output : ""))))
-      return { partId: handle.partId, done: Deferred.await(turn.done) }
+      // Whatever goes wrong between the claim and the turn, the session is not left busy.
+      return yield* start.pipe(
+        Effect.onError(() => transition(id, ["busy"], "idle").pipe(Effect.ignore))
+      )
     })
 
     const reply = Effect.fn("SessionService.reply")(function*(id: SessionId, requestId: string, answer: string) {

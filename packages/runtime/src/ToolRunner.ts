@@ -22,6 +22,7 @@ import {
   Exit,
   Fiber,
   FiberMap,
+  FiberSet,
   Option,
   ParseResult,
   Ref,
@@ -30,6 +31,7 @@ import {
 import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
+import { ProcessControl } from "./ProcessControl.js"
 import { Settings } from "./Settings.js"
 
 /** A body that ends its part with a given reason (a `task` whose child was cancelled, say). */
@@ -84,6 +86,11 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const activity = yield* Activity
     const settings = yield* Settings
     const lease = yield* InstanceLease
+    const processes = yield* ProcessControl
+    // Hard stops of abandoned bodies: the runner's scope waits for them (each bounded by the kill
+    // grace), so even a clean shutdown leaves no process of a wedged tool behind. Made before the
+    // supervisors' map, so it closes after it: supervisors interrupted at shutdown can still add.
+    const abandonedStops = yield* FiberSet.make()
     const supervisors = yield* FiberMap.make<PartId>()
     const controls = new Map<PartId, Control>()
     const leaked = yield* Ref.make(0)
@@ -130,6 +137,15 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       if (Option.isSome(finished)) return reason
       const count = yield* Ref.updateAndGet(leaked, (n) => n + 1)
       const abandoned = new AbortIncomplete({ grace: Duration.toMillis(grace), cause: describeReason(reason) })
+      // The body's own finalizer (a shell's hard stop) may be what is wedged: end the part's
+      // processes from here too, by its marker and recorded group, without waiting for it.
+      yield* FiberSet.run(
+        abandonedStops,
+        parts.get(part.id).pipe(
+          Effect.flatMap((current) => processes.endPartProcesses(Option.isSome(current) ? [current.value] : [part])),
+          Effect.catchAllCause((cause) => Effect.logWarning("hard stop of an abandoned part failed", cause))
+        )
+      )
       yield* events.record({
         type: "part.abort_incomplete",
         instanceId: lease.id,

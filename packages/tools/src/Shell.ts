@@ -37,6 +37,8 @@ export interface ShellResult {
 export const defaultOutputCap = 64 * 1024
 export const defaultKillGrace = Duration.seconds(2)
 export const defaultDrain = Duration.millis(100)
+/** The bound on reading what a shell wrote when nothing it started is left to hold the pipes. */
+const drainWithoutHolders = Duration.seconds(5)
 
 /**
  * `/bin/sh -c command` in its own process group. Done when the shell exits plus a short, bounded
@@ -96,9 +98,17 @@ const runShellWith = (options: ShellOptions, restore: RestoreClock): Effect.Effe
         if (exited.error !== undefined) {
           return yield* new ToolError({ message: `cannot run the command in ${options.cwd}: ${exited.error}` })
         }
-        // The drain: what is still in the pipes, for a bounded moment, then stop reading.
+        // The drain. The pipes stay open after the shell exits only while something it started
+        // still holds them; with nothing left, wait for them to close (a busy event loop may not
+        // have read what was already written: a short timer here would lose it). With a holder
+        // (`sleep 300 &`, a dev server), read for a bounded moment, then stop.
+        const holders = yield* ProcessTable.withEnvMarker(options.marker.name, options.marker.value)
         yield* Effect.promise(() => shell.pipesClosed).pipe(
-          Effect.timeoutTo({ duration: drain, onSuccess: () => undefined, onTimeout: () => undefined })
+          Effect.timeoutTo({
+            duration: holders.size === 0 ? Duration.max(drain, drainWithoutHolders) : drain,
+            onSuccess: () => undefined,
+            onTimeout: () => undefined
+          })
         )
         yield* Fiber.interrupt(flusher)
         yield* flush
