@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import { ErrorReason } from "./ErrorReason.js"
-import { InstanceId, PartId, SessionId } from "./Ids.js"
+import { InstanceId, makePartId, PartId, SessionId } from "./Ids.js"
 import { PartKind, PartStatus, SessionStatus } from "./Status.js"
 
 /** Epoch milliseconds, read from Effect's Clock so TestClock drives every time rule. */
@@ -40,6 +40,28 @@ export class Part extends Schema.Class<Part>("Part")({
   pgid: Schema.NullOr(Schema.Number),
   procStart: Schema.NullOr(Schema.String)
 }) {}
+
+/**
+ * A new part row: what the caller knows, and nothing else set (no process, no child, no
+ * deadline, not started). Ids sort in creation order.
+ */
+export const newPart = (
+  fields: Pick<Part, "sessionId" | "kind" | "tool" | "input" | "status" | "ownerId" | "createdAt"> & Partial<Part>
+): Part =>
+  new Part({
+    id: makePartId(),
+    callId: null,
+    output: null,
+    error: null,
+    startedAt: null,
+    endedAt: null,
+    deadlineAt: null,
+    childSessionId: null,
+    pid: null,
+    pgid: null,
+    procStart: null,
+    ...fields
+  })
 
 export class Instance extends Schema.Class<Instance>("Instance")({
   id: InstanceId,

@@ -3,9 +3,9 @@ import {
   describeReason,
   InvalidToolInput,
   isSessionActive,
-  makePartId,
   makeSessionId,
-  Part,
+  newPart,
+  type Part,
   RequestNotFound,
   Session,
   SessionBusy,
@@ -218,58 +218,22 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       }
     })
 
-    const insertFinished = Effect.fnUntraced(function*(sessionId: SessionId, kind: "prompt" | "text", text: string) {
+    /** A part that is born terminal: the prompt, the assistant's text, a tool call refused up front. */
+    const insertEnded = Effect.fnUntraced(function*(
+      fields: Pick<Part, "sessionId" | "kind" | "tool" | "input" | "status" | "output" | "error" | "callId">
+    ) {
       const now = yield* Clock.currentTimeMillis
-      const part = new Part({
-        id: makePartId(),
-        sessionId,
-        kind,
-        tool: "",
-        input: null,
-        callId: null,
-        status: "completed",
-        output: text,
-        error: null,
-        createdAt: now,
-        startedAt: now,
-        endedAt: now,
-        deadlineAt: null,
-        ownerId: lease.id,
-        childSessionId: null,
-        pid: null,
-        pgid: null,
-        procStart: null
-      })
+      const part = newPart({ ...fields, ownerId: lease.id, createdAt: now, startedAt: now, endedAt: now })
       yield* parts.insert(part)
       yield* events.publish({ type: "part.updated", part })
     })
 
+    const insertFinished = (sessionId: SessionId, kind: "prompt" | "text", text: string) =>
+      insertEnded({ sessionId, kind, tool: "", input: null, callId: null, status: "completed", output: text, error: null })
+
     /** A tool call the model made that cannot run still gets a (failed) part, so it has a result. */
-    const insertRefusedCall = Effect.fnUntraced(function*(sessionId: SessionId, callId: string, name: string, input: unknown, message: string) {
-      const now = yield* Clock.currentTimeMillis
-      const part = new Part({
-        id: makePartId(),
-        sessionId,
-        kind: "tool",
-        tool: name,
-        input,
-        callId,
-        status: "error",
-        output: null,
-        error: new ToolFailed({ message }),
-        createdAt: now,
-        startedAt: now,
-        endedAt: now,
-        deadlineAt: null,
-        ownerId: lease.id,
-        childSessionId: null,
-        pid: null,
-        pgid: null,
-        procStart: null
-      })
-      yield* parts.insert(part)
-      yield* events.publish({ type: "part.updated", part })
-    })
+    const insertRefusedCall = (sessionId: SessionId, callId: string, name: string, input: unknown, message: string) =>
+      insertEnded({ sessionId, kind: "tool", tool: name, input, callId, status: "error", output: null, error: new ToolFailed({ message }) })
 
     // The tools sessions offer. `task` and `ask` need the session service itself, so they live here.
     const tools = new Map<string, AnyTool>()

@@ -2,7 +2,7 @@ import type { ErrorReason, PartKind, SessionId } from "@vigil/domain"
 import {
   AbortIncomplete,
   describeReason,
-  makePartId,
+  newPart,
   Part,
   PartId,
   SessionCancelled,
@@ -249,25 +249,15 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const execute = Effect.fn("ToolRunner.execute")(function*<A>(execution: Execution<A>) {
       const now = yield* Clock.currentTimeMillis
       const deadlineAt = Option.match(execution.timeout, { onNone: () => null, onSome: (d) => now + Duration.toMillis(d) })
-      const pending = new Part({
-        id: makePartId(),
+      const pending = newPart({
         sessionId: execution.sessionId,
         kind: execution.kind,
         tool: execution.name,
         input: execution.input,
         callId: execution.callId ?? null,
         status: "pending",
-        output: null,
-        error: null,
         createdAt: now,
-        startedAt: null,
-        endedAt: null,
-        deadlineAt: null,
-        ownerId: lease.id,
-        childSessionId: null,
-        pid: null,
-        pgid: null,
-        procStart: null
+        ownerId: lease.id
       })
       yield* parts.insert(pending)
       if (execution.onCreated) yield* execution.onCreated(pending.id)
