@@ -1,7 +1,8 @@
-import type { InstanceId, PartId, SessionId } from "@vigil/domain"
-import { OrphanedByCrash } from "@vigil/domain"
+import type { InstanceId, Part, SessionId } from "@vigil/domain"
+import { isPartTerminal, OrphanedByCrash, PartId } from "@vigil/domain"
 import { PartRepo, SessionRepo } from "@vigil/store"
-import { Clock, Effect } from "effect"
+import { partMarkerName, ProcessTable } from "@vigil/tools"
+import { Clock, Effect, Option } from "effect"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
@@ -33,6 +34,39 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
     const events = yield* Events
     const processes = yield* ProcessControl
     const self = yield* InstanceLease
+
+    /**
+     * Processes still running for parts that already ended under an owner that is now dead: a hard
+     * stop abandoned with `AbortIncomplete` and cut short by a crash, or a rescue done from another
+     * host, which could not signal them. Found by the marker every tool process carries (one pass
+     * over /proc), so nothing is missed however long ago the part ended.
+     */
+    const endLeftoverProcesses = Effect.fnUntraced(function*() {
+      const holders = yield* ProcessTable.markerHolders(partMarkerName)
+      const ended: Array<Part> = []
+      for (const id of holders.keys()) {
+        const part = yield* parts.get(PartId.make(id))
+        if (Option.isSome(part) && isPartTerminal(part.value.status) && part.value.ownerId !== self.id) ended.push(part.value)
+      }
+      if (ended.length === 0) return 0
+      const dead = yield* liveness.deadAmong([...new Set(ended.map((part) => part.ownerId))])
+      const left = ended.filter((part) => dead.has(part.ownerId))
+      const killed = yield* processes.endPartProcesses(left)
+      let count = 0
+      for (const part of left) {
+        const pids = killed.get(part.id)
+        if (pids === undefined) continue
+        count += pids.length
+        yield* events.record({
+          type: "recovery.processes_killed",
+          instanceId: self.id,
+          sessionId: part.sessionId,
+          partId: part.id,
+          data: { pids, ownerId: part.ownerId, partStatus: part.status, leftover: true }
+        })
+      }
+      return count
+    })
 
     const rescueDeadOwners = Effect.fn("Rescue.rescueDeadOwners")(function*(
       options: { readonly dryRun?: boolean; readonly trigger: "startup" | "watchdog" | "cli" }
@@ -100,6 +134,7 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
           })
         }
       }
+      if (options.trigger !== "watchdog" && !options.dryRun) processesKilled += yield* endLeftoverProcesses()
       return {
         deadOwners: [...dead].map(([id, { cause }]) => ({ id, cause })),
         orphanedParts,

@@ -100,9 +100,18 @@ const environOf = (pid: number): string | undefined => {
  * One pass over /proc however many values are asked for.
  */
 export const withEnvMarkers = (name: string, values: ReadonlySet<string>): Effect.Effect<Map<string, Set<number>>> =>
+  values.size === 0 ? Effect.sync(() => new Map()) : markerHolders(name, (value) => values.has(value))
+
+/**
+ * Every live process carrying the marker `name`, by its value (all values, or those `wanted`):
+ * what a sweep for processes whose part has ended uses. One pass over /proc.
+ */
+export const markerHolders = (
+  name: string,
+  wanted: (value: string) => boolean = () => true
+): Effect.Effect<Map<string, Set<number>>> =>
   Effect.sync(() => {
     const found = new Map<string, Set<number>>()
-    if (values.size === 0) return found
     const prefix = `${name}=`
     for (const pid of allPids()) {
       if (pid === process.pid) continue
@@ -111,7 +120,7 @@ export const withEnvMarkers = (name: string, values: ReadonlySet<string>): Effec
       for (const entry of environ.split("\0")) {
         if (!entry.startsWith(prefix)) continue
         const value = entry.slice(prefix.length)
-        if (values.has(value)) {
+        if (wanted(value)) {
           const stat = readStat(pid)
           if (stat !== undefined && stat.state !== "Z") found.set(value, (found.get(value) ?? new Set()).add(pid))
         }
