@@ -1,0 +1,1 @@
+export * from "../packages/runtime/node_modules/effect/dist/dts/index.js"

@@ -1,0 +1,80 @@
+import { readFileSync } from "node:fs"
+import { ProcessTable, runShell } from "../../packages/tools/src/index.js"
+import { Duration, Effect, Fiber } from "../effect.js"
+import type { Row } from "../Report.js"
+import { max, median, row, show } from "../Report.js"
+
+const runs = 10
+const killGraceMs = 200
+const markerName = "VIGIL_BENCH_TREE"
+
+/** Every process of the tree ignores SIGTERM (an ignored signal stays ignored across exec). */
+const command = `trap '' TERM; (trap '' TERM; sleep 300) & setsid sh -c 'trap "" TERM; sleep 300' & sleep 300`
+
+const commandName = (pid: number): string => {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim()
+  } catch {
+    return ""
+  }
+}
+
+/** The tree is up once its three `sleep`s exist (each starts after its shell set its trap). */
+const treeUp = (marker: string) =>
+  Effect.gen(function*() {
+    const deadline = performance.now() + 5_000
+    while (performance.now() < deadline) {
+      const pids = yield* ProcessTable.withEnvMarker(markerName, marker)
+      if ([...pids].filter((pid) => commandName(pid) === "sleep").length >= 3) return pids.size
+      yield* Effect.sleep("5 millis")
+    }
+    return yield* Effect.dieMessage("the TERM-ignoring tree did not come up within 5 s")
+  })
+
+/**
+ * Figure 5: `runShell` with a kill grace of 200 ms runs a tree that ignores SIGTERM (a subshell,
+ * a `setsid` escapee, a foreground sleep); the fiber is interrupted, which hard-stops the tree in
+ * its release. Measured from the interrupt to the moment no process with the run's marker is left
+ * (the interrupt returns once the hard stop saw the tree dead; /proc is checked again after it).
+ */
+export const hardStopFigures = (dir: string) =>
+  Effect.gen(function*() {
+    const timings: Array<number> = []
+    let treeSize = 0
+    for (let run = 0; run < runs; run++) {
+      const marker = `bench-${process.pid}-${run}`
+      const fiber = yield* Effect.fork(
+        runShell({ command, cwd: dir, marker: { name: markerName, value: marker }, killGrace: Duration.millis(killGraceMs) })
+      )
+      treeSize = yield* treeUp(marker)
+      const started = performance.now()
+      yield* Fiber.interrupt(fiber)
+      let left = yield* ProcessTable.withEnvMarker(markerName, marker)
+      while (left.size > 0 && performance.now() - started < 5_000) {
+        yield* Effect.sleep("1 millis")
+        left = yield* ProcessTable.withEnvMarker(markerName, marker)
+      }
+      if (left.size > 0) return yield* Effect.dieMessage(`the hard stop left ${[...left].join(", ")} alive`)
+      timings.push(performance.now() - started)
+    }
+    const target = { kind: "max", limit: killGraceMs + 100, text: `≤ kill grace + 100 = ${killGraceMs + 100} ms` } as const
+    return [
+      row({
+        figure: 5,
+        name: "hard stop of a TERM-ignoring tree, median of 10",
+        value: median(timings),
+        unit: "ms",
+        target,
+        note: `${treeSize} processes (one in its own session via setsid), kill grace ${killGraceMs} ms; runs: ${
+          timings.map(show).join(", ")
+        } ms`
+      }),
+      row({
+        figure: 5,
+        name: "hard stop of a TERM-ignoring tree, max of 10",
+        value: max(timings),
+        unit: "ms",
+        target
+      })
+    ] satisfies ReadonlyArray<Row>
+  })

@@ -1,0 +1,99 @@
+import { join } from "node:path"
+import type { SessionId } from "../../packages/domain/src/index.js"
+import { ToolRunner, Watchdog } from "../../packages/runtime/src/index.js"
+import { openDatabase } from "../Database.js"
+import { Effect } from "../effect.js"
+import type { Row } from "../Report.js"
+import { max, median, row, show } from "../Report.js"
+import { benchRuntime, benchTools, buildOpen, openSession, settledHeap } from "../Support.js"
+
+const tools = 10_000
+const sessionCount = 100
+const scans = 5
+
+/**
+ * Figure 4: ten thousand supervised tools sleeping 60 s on the real clock, in 100 busy sessions.
+ * The heap they hold (after full collections), one watchdog scan over them, and the shutdown that
+ * ends them all (closing the runtime's scope: each supervisor interrupts its body, then records
+ * the part terminal).
+ */
+export const sleeperFigures = (dir: string) =>
+  Effect.gen(function*() {
+    const file = join(dir, "sleepers.db")
+    const runtime = yield* buildOpen(benchRuntime({ file, tools: [benchTools.sleep60, benchTools.noop] }))
+    const measured = yield* Effect.gen(function*() {
+      const runner = yield* ToolRunner
+      const watchdog = yield* Watchdog
+      const sessions: Array<SessionId> = []
+      for (let i = 0; i < sessionCount; i++) sessions.push(yield* openSession(`sleepers ${i}`))
+      // Warm every path first (statement caches, lazily built schemas), so the delta is the tools.
+      yield* Effect.forEach(sessions, (sessionId) =>
+        runner.runTool({ sessionId, tool: benchTools.noop, input: {} }).pipe(Effect.flatMap((handle) => handle.await)), {
+        discard: true
+      })
+      yield* Effect.sleep("50 millis")
+      const before = settledHeap()
+      const started = performance.now()
+      for (let i = 0; i < tools; i++) {
+        yield* runner.runTool({ sessionId: sessions[i % sessionCount]!, tool: benchTools.sleep60, input: {} })
+      }
+      const startMs = performance.now() - started
+      // Every supervisor and body is forked by now; let them all reach their waits.
+      yield* Effect.sleep("200 millis")
+      const after = settledHeap()
+      const running = (yield* runner.running).length
+      if (running !== tools) return yield* Effect.dieMessage(`${running} tools running, expected ${tools}`)
+      const timings: Array<number> = []
+      for (let i = 0; i < scans; i++) {
+        const scanStarted = performance.now()
+        const summary = yield* watchdog.scan
+        timings.push(performance.now() - scanStarted)
+        if (summary.stuckParts !== 0) return yield* Effect.dieMessage(`the scan found ${summary.stuckParts} stuck parts`)
+      }
+      return { before, after, startMs, timings }
+    }).pipe(Effect.provide(runtime.context), Effect.onError(() => runtime.close))
+    const shutdownMs = yield* runtime.close
+    const ended = yield* Effect.sync(() => {
+      const db = openDatabase(file)
+      try {
+        return Number(db.prepare(`SELECT count(*) AS n FROM parts WHERE tool = 'sleep60' AND status = 'error'`).get()!["n"])
+      } finally {
+        db.close()
+      }
+    })
+    if (ended !== tools) return yield* Effect.dieMessage(`shutdown left ${tools - ended} of ${tools} sleeping parts not terminal`)
+
+    const { before, after, startMs, timings } = measured
+    const perTool = (after.heapUsed - before.heapUsed) / tools
+    return [
+      row({
+        figure: 4,
+        name: "heap per supervised sleeping tool (10k running)",
+        value: perTool / 1024,
+        unit: "KiB",
+        note: `heapUsed ${show(before.heapUsed / 1048576)} → ${show(after.heapUsed / 1048576)} MiB` +
+          (before.collected ? " after full collections" : " (no gc available: run under node --expose-gc)")
+      }),
+      row({
+        figure: 4,
+        name: "start of 10k sleeping tools, one after another",
+        value: startMs,
+        unit: "ms",
+        note: `${show(tools / (startMs / 1000))} starts/s`
+      }),
+      row({
+        figure: 4,
+        name: "watchdog scan with 10k running (median of 5)",
+        value: median(timings),
+        unit: "ms",
+        note: `max ${show(max(timings))} ms`
+      }),
+      row({
+        figure: 4,
+        name: "shutdown with 10k running (close the runtime scope)",
+        value: shutdownMs,
+        unit: "ms",
+        note: `all ${ended} parts recorded terminal (SessionCancelled by shutdown)`
+      })
+    ] satisfies ReadonlyArray<Row>
+  })

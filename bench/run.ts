@@ -1,0 +1,92 @@
+import { writeFileSync } from "node:fs"
+import { cpus, totalmem } from "node:os"
+import { fileURLToPath } from "node:url"
+import { Cause, Effect, Logger, LogLevel } from "./effect.js"
+import { deadlineFigures } from "./figures/Deadlines.js"
+import { hardStopFigures } from "./figures/HardStop.js"
+import { recoveryFigures } from "./figures/Recovery.js"
+import { sleeperFigures } from "./figures/Sleepers.js"
+import { throughputFigures } from "./figures/Throughput.js"
+import type { Row } from "./Report.js"
+import { show, table } from "./Report.js"
+import { collectGarbage, tempFolder } from "./Support.js"
+
+/**
+ * `pnpm bench`: the performance figures of DESIGN.md ("Performance targets"), each measured once
+ * in this run with its bare-SQLite floor beside it where there is one. Prints a table and writes
+ * bench/results.json. Not a test: a missed target is reported (with by how much), not failed.
+ * Run as `node --expose-gc --import tsx bench/run.ts` for the steadiest heap figure (plain `tsx`
+ * works too: the benchmark turns the flag on itself).
+ */
+const figures: ReadonlyArray<{
+  readonly numbers: ReadonlyArray<number>
+  readonly title: string
+  readonly run: (dir: string) => Effect.Effect<ReadonlyArray<Row>, unknown>
+}> = [
+  { numbers: [1, 2], title: "startup recovery and watchdog scan over 1,000,000 parts", run: recoveryFigures },
+  { numbers: [3], title: "no-op tool lifecycle throughput and its floor", run: throughputFigures },
+  { numbers: [4], title: "10,000 supervised sleeping tools", run: sleeperFigures },
+  { numbers: [5], title: "hard stop of a TERM-ignoring process tree", run: hardStopFigures },
+  { numbers: [6], title: "deadline accuracy under load", run: deadlineFigures }
+]
+
+const progress = (line: string) => Effect.sync(() => process.stderr.write(`${line}\n`))
+
+/** A figure that fails is a row saying so; the others still run. */
+const measure = (figure: (typeof figures)[number], dir: string) =>
+  Effect.gen(function*() {
+    yield* progress(`• ${figure.numbers.join(", ")}: ${figure.title} …`)
+    const started = performance.now()
+    const rows = yield* figure.run(dir).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.succeed(figure.numbers.map((number): Row => ({
+          figure: number,
+          name: figure.title,
+          value: Number.NaN,
+          unit: "",
+          baseline: "",
+          target: "",
+          verdict: "FAILED",
+          note: Cause.pretty(cause).split("\n").slice(0, 3).join(" ")
+        })))
+      )
+    )
+    yield* progress(`  done in ${show((performance.now() - started) / 1000)} s`)
+    return rows
+  })
+
+const main = Effect.gen(function*() {
+  const dir = yield* tempFolder
+  const started = performance.now()
+  const rows: Array<Row> = []
+  for (const figure of figures) rows.push(...(yield* measure(figure, dir)))
+  const totalSeconds = (performance.now() - started) / 1000
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${show(totalmem() / 2 ** 30)} GiB, node ${process.version}`
+  yield* Effect.sync(() => {
+    console.log(`\nvigil benchmarks: ${machine}; ${show(totalSeconds)} s\n`)
+    console.log(table(rows))
+    const missed = rows.filter((r) => r.verdict.startsWith("MISSED") || r.verdict === "FAILED")
+    console.log(missed.length === 0 ? "\nall targets met" : `\n${missed.length} row(s) missed their target or failed`)
+    const file = fileURLToPath(new URL("./results.json", import.meta.url))
+    writeFileSync(
+      file,
+      `${JSON.stringify({
+        at: new Date().toISOString(),
+        machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, memoryBytes: totalmem(), node: process.version },
+        gc: collectGarbage(),
+        totalSeconds: Math.round(totalSeconds * 10) / 10,
+        rows
+      }, null, 2)}\n`
+    )
+    console.log(`written: ${file}`)
+  })
+}).pipe(Effect.scoped)
+
+// Warnings the runtime logs for each supervision action (thousands here) are not the measurement.
+Effect.runPromise(main.pipe(Effect.provide(Logger.minimumLogLevel(LogLevel.Error)))).then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error)
+    process.exit(1)
+  }
+)
