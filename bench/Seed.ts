@@ -7,7 +7,7 @@ import { Effect, Layer } from "./effect.js"
 export const history = {
   parts: 1_000_000,
   sessions: 100_000,
-  /** Every 100th part is a `running` orphan: 10,000 of them. */
+  /** 1% of the parts are `running` orphans: 10,000 of them. */
   orphanEvery: 100,
   deadInstances: 10,
   /** Busy sessions of the dead instances, holding the orphans (10 each). */
@@ -18,6 +18,18 @@ export const history = {
 } as const
 
 export const orphanCount = history.parts / history.orphanEvery
+
+/**
+ * Where the orphans sit among the parts. `recent`: the newest 10,000 (part ids sort by creation
+ * time, and what a crash leaves running is what was started last), so they share a few hundred
+ * pages. `scattered`: every 100th part, so each lies on a page of its own: the worst case for the
+ * rescue's writes.
+ */
+export type OrphanLayout = "recent" | "scattered"
+
+/** The part number of orphan `k` (0 ≤ k < orphanCount). */
+export const orphanPart = (layout: OrphanLayout, k: number): number =>
+  layout === "recent" ? history.parts - orphanCount + k : k * history.orphanEvery
 
 export const partId = (n: number): string => `prt_bench${String(n).padStart(8, "0")}`
 export const sessionId = (n: number): string => `ses_bench${String(n).padStart(7, "0")}`
@@ -30,7 +42,7 @@ export const migrate = (file: string) => Effect.scoped(Layer.build(SqliteStoreLi
  * with recorded processes), 100,000 sessions (1,000 busy ones of the dead instances), 60 instance
  * rows: generated inside SQLite in one transaction, on the migrated schema and its indexes.
  */
-export const seedHistory = (file: string) =>
+export const seedHistory = (file: string, layout: OrphanLayout) =>
   Effect.gen(function*() {
     yield* migrate(file)
     const started = performance.now()
@@ -38,7 +50,7 @@ export const seedHistory = (file: string) =>
       const db = openDatabase(file)
       try {
         db.pragma("cache_size = -262144")
-        db.transaction(() => insertHistory(db, Date.now()))()
+        db.transaction(() => insertHistory(db, Date.now(), layout))()
         db.pragma("wal_checkpoint(TRUNCATE)")
       } finally {
         db.close()
@@ -47,7 +59,7 @@ export const seedHistory = (file: string) =>
     return { seedMs: performance.now() - started }
   })
 
-const insertHistory = (db: Database, now: number) => {
+const insertHistory = (db: Database, now: number, layout: OrphanLayout) => {
   const day = 86_400_000
   const old = now - 30 * day
   const instance = db.prepare(
@@ -74,10 +86,12 @@ const insertHistory = (db: Database, now: number) => {
        ${old} + n
      FROM seq`
   ).run()
-  // Orphan k (part n = k * 100) is in busy session k % 1000, owned by that session's dead owner.
+  // Orphan k is in busy session k % 1000, owned by that session's dead owner.
+  const orphanK = layout === "recent" ? `n - ${history.parts - orphanCount}` : `n / ${every}`
+  const isOrphan = layout === "recent" ? `n >= ${history.parts - orphanCount}` : `n % ${every} = 0`
   db.prepare(
     `WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ${history.parts - 1}),
-     rows AS (SELECT n, n % ${every} = 0 AS orphan, (n / ${every}) % ${busy} AS busySession FROM seq)
+     rows AS (SELECT n, ${isOrphan} AS orphan, (${orphanK}) AS k, (${orphanK}) % ${busy} AS busySession FROM seq)
      INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
        ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
      SELECT printf('prt_bench%08d', n),
@@ -92,8 +106,8 @@ const insertHistory = (db: Database, now: number) => {
        CASE WHEN orphan THEN ${now - day + 540_000} ELSE ${old} + n + 600000 END,
        CASE WHEN orphan THEN 'ins_dead_' || (busySession % ${dead}) ELSE 'ins_old_' || (n % ${stopped}) END,
        NULL,
-       CASE WHEN orphan THEN 3000000 + n / ${every} ELSE NULL END,
-       CASE WHEN orphan THEN 3000000 + n / ${every} ELSE NULL END,
+       CASE WHEN orphan THEN 3000000 + k ELSE NULL END,
+       CASE WHEN orphan THEN 3000000 + k ELSE NULL END,
        CASE WHEN orphan THEN '12345' ELSE NULL END
      FROM rows`
   ).run()
@@ -103,10 +117,10 @@ const insertHistory = (db: Database, now: number) => {
  * Puts the orphans back as they were before a rescue (running, their sessions busy), so the same
  * rescue can be measured again, the bare way.
  */
-export const restoreOrphans = (db: Database) =>
+export const restoreOrphans = (db: Database, layout: OrphanLayout) =>
   db.transaction(() => {
     const part = db.prepare(`UPDATE parts SET status = 'running', error = NULL, ended_at = NULL WHERE id = ?`)
-    for (let k = 0; k < orphanCount; k++) part.run(partId(k * history.orphanEvery))
+    for (let k = 0; k < orphanCount; k++) part.run(partId(orphanPart(layout, k)))
     const session = db.prepare(`UPDATE sessions SET status = 'busy', cancel_reason = NULL WHERE id = ?`)
     for (let s = 0; s < history.busySessions; s++) session.run(sessionId(s))
   })()

@@ -10,7 +10,7 @@ import { benchRuntime, benchTools, buildOpen, openSession } from "../Support.js"
 
 const warmup = 1_000
 const perRound = 4_000
-const rounds = 3
+const rounds = 5
 const floorPerRound = 20_000
 
 /**
@@ -18,40 +18,48 @@ const floorPerRound = 20_000
  * running, run the body in its supervised fiber, persist completed, all awaited), one at a time
  * and eight at a time; against the floor: the two writes a part cannot do without (insert it,
  * update it to completed) with better-sqlite3 prepared statements, on a file of the same schema.
- * Each rate is the median of three rounds.
+ * Each rate is the median of five rounds; the rounds of the three kinds are interleaved.
  */
 export const throughputFigures = (dir: string) =>
   Effect.gen(function*() {
-    const runtime = yield* buildOpen(benchRuntime({ file: join(dir, "throughput.db"), tools: [benchTools.noop] }))
-    const rates = yield* Effect.gen(function*() {
-      const runner = yield* ToolRunner
-      const sessionId = yield* openSession("throughput")
-      const lifecycle = runner.runTool({ sessionId, tool: benchTools.noop, input: {} }).pipe(
-        Effect.flatMap((handle) => handle.await),
-        Effect.flatMap((outcome) =>
-          outcome._tag === "Completed" ? Effect.void : Effect.dieMessage(`a no-op tool did not complete: ${JSON.stringify(outcome)}`)
-        )
-      )
-      const perSecond = (count: number, concurrency: number) =>
-        Effect.gen(function*() {
-          const started = performance.now()
-          yield* Effect.forEach(Array.from({ length: count }), () => lifecycle, { concurrency, discard: true })
-          return count / ((performance.now() - started) / 1000)
-        })
-      yield* perSecond(warmup, 8)
-      const sequential: Array<number> = []
-      const concurrent: Array<number> = []
-      for (let round = 0; round < rounds; round++) {
-        sequential.push(yield* perSecond(perRound, 1))
-        concurrent.push(yield* perSecond(perRound, 8))
-      }
-      return { sequential: median(sequential), concurrent: median(concurrent) }
-    }).pipe(Effect.provide(runtime.context), Effect.onError(() => runtime.close))
-    yield* runtime.close
-
     const floorFile = join(dir, "floor.db")
     yield* migrate(floorFile)
-    const floor = yield* Effect.sync(() => bareWrites(floorFile))
+    const runtime = yield* buildOpen(benchRuntime({ file: join(dir, "throughput.db"), tools: [benchTools.noop] }))
+    const rates = yield* Effect.acquireUseRelease(
+      Effect.sync(() => bareWrites(floorFile)),
+      (floorRound) =>
+        Effect.gen(function*() {
+          const runner = yield* ToolRunner
+          const sessionId = yield* openSession("throughput")
+          const lifecycle = runner.runTool({ sessionId, tool: benchTools.noop, input: {} }).pipe(
+            Effect.flatMap((handle) => handle.await),
+            Effect.flatMap((outcome) =>
+              outcome._tag === "Completed" ? Effect.void : Effect.dieMessage(`a no-op tool did not complete: ${JSON.stringify(outcome)}`)
+            )
+          )
+          const perSecond = (count: number, concurrency: number) =>
+            Effect.gen(function*() {
+              const started = performance.now()
+              yield* Effect.forEach(Array.from({ length: count }), () => lifecycle, { concurrency, discard: true })
+              return count / ((performance.now() - started) / 1000)
+            })
+          yield* perSecond(warmup, 8)
+          floorRound.run(warmup)
+          // Rounds interleaved, so a noisy neighbour on the machine weighs on both sides alike.
+          const sequential: Array<number> = []
+          const concurrent: Array<number> = []
+          const floor: Array<number> = []
+          for (let round = 0; round < rounds; round++) {
+            floor.push(floorRound.run(floorPerRound))
+            sequential.push(yield* perSecond(perRound, 1))
+            concurrent.push(yield* perSecond(perRound, 8))
+          }
+          return { sequential: median(sequential), concurrent: median(concurrent), floor: median(floor) }
+        }).pipe(Effect.provide(runtime.context)),
+      (floorRound) => Effect.sync(() => floorRound.close())
+    ).pipe(Effect.onError(() => runtime.close))
+    yield* runtime.close
+    const { floor } = rates
 
     const ratio = (rate: number) => floor / rate
     const targetRate = { kind: "min", limit: 5_000 } as const
@@ -97,25 +105,28 @@ export const throughputFigures = (dir: string) =>
     ] satisfies ReadonlyArray<Row>
   })
 
-/** Pairs per second: insert a running part (every column, as PartRepo writes it), then complete it. */
-const bareWrites = (file: string): number => {
+/**
+ * Rounds of pairs (insert a running part, every column as PartRepo writes it, then complete it),
+ * each returning pairs per second, on a connection of their own.
+ */
+const bareWrites = (file: string) => {
   const db = openDatabase(file)
-  try {
-    const now = Date.now()
-    const sessionId = makeSessionId()
-    db.prepare(
-      `INSERT INTO sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
-       VALUES (?, NULL, NULL, 'floor', 'busy', NULL, ?, 'ins_floor', ?)`
-    ).run(sessionId, now, now)
-    const insert = db.prepare(
-      `INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
-         ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
-       VALUES (?, ?, 'tool', 'noop', '{}', NULL, 'running', NULL, NULL, ?, ?, NULL, ?, 'ins_floor', NULL, NULL, NULL, NULL)`
-    )
-    const complete = db.prepare(
-      `UPDATE parts SET status = 'completed', output = '', ended_at = ? WHERE id = ? AND status = 'running' AND owner_id = 'ins_floor'`
-    )
-    const round = (count: number) => {
+  const now = Date.now()
+  const sessionId = makeSessionId()
+  db.prepare(
+    `INSERT INTO sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
+     VALUES (?, NULL, NULL, 'floor', 'busy', NULL, ?, 'ins_floor', ?)`
+  ).run(sessionId, now, now)
+  const insert = db.prepare(
+    `INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
+       ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
+     VALUES (?, ?, 'tool', 'noop', '{}', NULL, 'running', NULL, NULL, ?, ?, NULL, ?, 'ins_floor', NULL, NULL, NULL, NULL)`
+  )
+  const complete = db.prepare(
+    `UPDATE parts SET status = 'completed', output = '', ended_at = ? WHERE id = ? AND status = 'running' AND owner_id = 'ins_floor'`
+  )
+  return {
+    run: (count: number): number => {
       const started = performance.now()
       for (let i = 0; i < count; i++) {
         const id = makePartId()
@@ -124,10 +135,7 @@ const bareWrites = (file: string): number => {
         complete.run(Date.now(), id)
       }
       return count / ((performance.now() - started) / 1000)
-    }
-    round(warmup)
-    return median(Array.from({ length: rounds }, () => round(floorPerRound)))
-  } finally {
-    db.close()
+    },
+    close: () => db.close()
   }
 }
