@@ -1,5 +1,6 @@
 import { Command, Options, ValidationError } from "@effect/cli"
 import { SettingsError } from "@vigil/domain"
+import { loadProviders } from "@vigil/provider"
 import { loadSettings } from "@vigil/runtime"
 import { RepositoriesLive, SqliteLive } from "@vigil/store"
 import { Cause, Config, Console, Effect, Layer, Option } from "effect"
@@ -24,6 +25,10 @@ const config = Options.text("config").pipe(
 
 const settingsFrom = (path: Option.Option<string>) =>
   loadSettings({ path: Option.getOrElse(path, () => defaultConfig), explicit: Option.isSome(path) })
+
+/** `provider` and `model` from the same file; `{env:NAME}` in them is read from the environment. */
+const providersFrom = (path: Option.Option<string>) =>
+  loadProviders({ path: Option.getOrElse(path, () => defaultConfig), explicit: Option.isSome(path) })
 
 /** Settings for the commands that have no `--config`: `VIGIL_CONFIG`, else `vigil.json` if present. */
 const settingsFromEnv = Config.option(Config.string("VIGIL_CONFIG")).pipe(Effect.orDie, Effect.flatMap(settingsFrom))
@@ -53,6 +58,7 @@ const serve = Command.make(
           host: options.host,
           db: options.db,
           settings: settingsFrom(options.config),
+          providers: providersFrom(options.config),
           password
         })
       )

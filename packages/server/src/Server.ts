@@ -2,7 +2,9 @@ import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
-import { ProcessControl, RecoveryComplete, ScriptModelLive, Settings, SupervisionLive, Tools } from "@vigil/runtime"
+import type { ProviderConfig } from "@vigil/provider"
+import { noProviders, ProvidersLive } from "@vigil/provider"
+import { ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
 import { SqliteStoreLive } from "@vigil/store"
 import type { Redacted } from "effect"
 import { Console, Effect, Layer, Option } from "effect"
@@ -20,6 +22,8 @@ export interface ServerOptions {
   readonly db: string
   /** Read before anything touches the database: a bad value stops start-up with nothing written. */
   readonly settings: Effect.Effect<SettingsShape, SettingsError>
+  /** `provider` and `model` in the config file, read as early as the settings; none: only `script`. */
+  readonly providers?: Effect.Effect<ProviderConfig, SettingsError>
   /** `VIGIL_SERVER_PASSWORD`: basic auth on every route when set. */
   readonly password: Option.Option<Redacted.Redacted<string>>
   /** Print the URL and the recovery report on start (the CLI does; tests need not). */
@@ -93,10 +97,10 @@ const Announce = Layer.scopedDiscard(
  */
 export const ServerLive = (options: ServerOptions) =>
   Layer.unwrapEffect(
-    Effect.map(options.settings, (settings) => {
+    Effect.map(Effect.all([options.settings, options.providers ?? Effect.succeed(noProviders)]), ([settings, providers]) => {
       const Core = SupervisionLive.pipe(
         Layer.provideMerge(Tools.Builtin),
-        Layer.provideMerge(Layer.mergeAll(ProcessControl.Live, ScriptModelLive)),
+        Layer.provideMerge(Layer.mergeAll(ProcessControl.Live, ProvidersLive(providers))),
         Layer.provideMerge(SqliteStoreLive(options.db)),
         Layer.provideMerge(Layer.succeed(Settings, settings))
       )

@@ -1,0 +1,313 @@
+/**
+ * A language model on any OpenAI-compatible chat-completions endpoint, written directly on
+ * `@effect/platform`'s HttpClient rather than on `@effect/ai` 0.37 + `@effect/ai-openai` 0.41.
+ * Those were tried first; they do not fit:
+ * - `@effect/ai-openai`'s language model speaks OpenAI's Responses API (`POST /responses`). The
+ *   servers an "OpenAI-compatible" provider means (llama.cpp, vLLM, Ollama, LM Studio, gateways)
+ *   have `/chat/completions` in common, not `/responses`. Reaching that route through the package
+ *   means its low-level `streamRequest` with our own chunk schema, our own tool-call accumulation and
+ *   our own message mapping: everything below, plus its weight.
+ * - Its SSE decoding skips frames it cannot decode (by design, for OpenAI's keep-alive events),
+ *   where a malformed chunk must end the step with a clear error here.
+ * - Its errors (`AiError`) would have to be taken apart again to say "HTTP 429: <the provider's
+ *   message>" or "connection refused", and it brings `@effect/experimental` and `@effect/rpc` as
+ *   peers for no gain here.
+ * A custom base URL and an inactivity timeout it could have done (`apiUrl`, `Stream.timeoutFail`).
+ *
+ * What this adds to the runner's supervision (deadline, abort grace): a stream inactivity timeout,
+ * clear errors, and a request that is aborted on interruption (HttpClient aborts the request when
+ * the fiber reading it is interrupted, and the response stream when it ends).
+ */
+import type { HttpClientError } from "@effect/platform"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import type { LanguageModelShape, Message, ModelRequest, ModelResponse, ToolCall, ToolSpec } from "@vigil/runtime"
+import { ModelError } from "@vigil/runtime"
+import { Duration, Effect, Either, Option, Redacted, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import type { ProviderSettings } from "./ProviderConfig.js"
+
+interface WireToolCall {
+  readonly id: string
+  readonly type: "function"
+  readonly function: { readonly name: string; readonly arguments: string }
+}
+
+type WireMessage =
+  | { readonly role: "user"; readonly content: string }
+  | { readonly role: "assistant"; readonly content: string | null; readonly tool_calls?: ReadonlyArray<WireToolCall> }
+  | { readonly role: "tool"; readonly tool_call_id: string; readonly content: string }
+
+const wireToolCall = (call: ToolCall): WireToolCall => ({
+  id: call.id,
+  type: "function",
+  function: { name: call.name, arguments: JSON.stringify(call.input ?? {}) }
+})
+
+/**
+ * The history as chat-completions messages. The history keeps an answer's text and each of its
+ * tool calls apart; text directly followed by a call is sent as one assistant message, as the
+ * model produced it (some servers' chat templates refuse two assistant turns in a row).
+ */
+export const toWireMessages = (messages: ReadonlyArray<Message>): Array<WireMessage> => {
+  const wire: Array<WireMessage> = []
+  for (const message of messages) {
+    switch (message.role) {
+      case "user":
+        wire.push({ role: "user", content: message.text })
+        break
+      case "assistant": {
+        const previous = wire[wire.length - 1]
+        if (
+          previous?.role === "assistant" && previous.tool_calls === undefined && previous.content !== null &&
+          message.text === "" && message.toolCalls.length > 0
+        ) {
+          wire[wire.length - 1] = { role: "assistant", content: previous.content, tool_calls: message.toolCalls.map(wireToolCall) }
+        } else if (message.toolCalls.length > 0) {
+          wire.push({ role: "assistant", content: message.text === "" ? null : message.text, tool_calls: message.toolCalls.map(wireToolCall) })
+        } else {
+          wire.push({ role: "assistant", content: message.text })
+        }
+        break
+      }
+      case "tool":
+        wire.push({ role: "tool", tool_call_id: message.callId, content: message.output })
+        break
+    }
+  }
+  return wire
+}
+
+/** A tool offered to the model: its input schema as JSON Schema, without the `$schema` marker. */
+export const toWireTool = (tool: ToolSpec) => {
+  const parameters = typeof tool.parameters === "object" && tool.parameters !== null
+    ? Object.fromEntries(Object.entries(tool.parameters).filter(([key]) => key !== "$schema"))
+    : { type: "object", properties: {} }
+  return { type: "function" as const, function: { name: tool.name, description: tool.description, parameters } }
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+const snippet = (text: string, max = 200) => {
+  const flat = text.replace(/\s+/g, " ").trim()
+  return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat
+}
+
+export const formatMillis = (duration: Duration.Duration): string => {
+  const millis = Math.round(Duration.toMillis(duration))
+  return millis < 1000 ? `${millis} ms` : `${Number((millis / 1000).toFixed(3))} s`
+}
+
+/** The socket-level reason under a transport error (node puts the errno code on the error or its cause). */
+export const transportProblem = (cause: unknown): string => {
+  const seen = new Set<unknown>()
+  const queue: Array<unknown> = [cause]
+  while (queue.length > 0) {
+    const current = queue.shift()
+    if (!isRecord(current) && !(current instanceof Error)) continue
+    if (seen.has(current)) continue
+    seen.add(current)
+    switch ((current as { code?: unknown }).code) {
+      case "ECONNREFUSED":
+        return "connection refused"
+      case "ENOTFOUND":
+      case "EAI_AGAIN":
+        return "host not found"
+      case "ECONNRESET":
+        return "connection reset by the server"
+      case "ETIMEDOUT":
+        return "connection timed out"
+      case "EHOSTUNREACH":
+      case "ENETUNREACH":
+        return "host unreachable"
+    }
+    queue.push((current as { cause?: unknown }).cause)
+    const errors = (current as { errors?: unknown }).errors
+    if (Array.isArray(errors)) queue.push(...errors)
+  }
+  return cause instanceof Error ? cause.message : String(cause)
+}
+
+/** The provider's own words in an error body: OpenAI's `{ error: { message } }` and its cousins. */
+export const providerErrorMessage = (body: string): string => {
+  const parsed = Either.try(() => JSON.parse(body) as unknown)
+  if (Either.isRight(parsed) && isRecord(parsed.right)) {
+    const json = parsed.right
+    const error = json["error"]
+    if (isRecord(error) && typeof error["message"] === "string") return snippet(error["message"], 500)
+    if (typeof error === "string") return snippet(error, 500)
+    if (typeof json["message"] === "string") return snippet(json["message"], 500)
+    if (typeof json["detail"] === "string") return snippet(json["detail"], 500)
+  }
+  return snippet(body, 300)
+}
+
+/** A URL as shown in an error: no user or password, should one be in it. */
+const displayURL = (url: string) => {
+  try {
+    const parsed = new URL(url)
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname.replace(/\/+$/, "")}`
+  } catch {
+    return url
+  }
+}
+
+interface PendingCall {
+  id: string | undefined
+  name: string
+  arguments: string
+}
+
+/**
+ * One model of one provider: `generate` is a streamed chat completion. Every failure is a
+ * `ModelError` whose message names the provider and the problem, and never holds the API key.
+ */
+export const makeOpenAiCompatibleModel = (
+  options: { readonly provider: ProviderSettings; readonly model: string },
+  client: HttpClient.HttpClient
+): LanguageModelShape => {
+  const { provider, model } = options
+  const shownURL = displayURL(provider.baseURL)
+  const secret = Option.map(provider.apiKey, Redacted.value)
+  const scrub = (text: string) =>
+    Option.match(secret, { onNone: () => text, onSome: (key) => (key === "" ? text : text.split(key).join("<redacted>")) })
+  const fail = (problem: string) => new ModelError({ message: scrub(`provider ${provider.id}: ${problem}`) })
+
+  const inactive = Option.map(provider.inactivityTimeout, (timeout) => ({
+    timeout,
+    error: () => fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.inactivityTimeout)`)
+  }))
+  /** Waiting for the response head, or for an error body, counts as silence too. */
+  const quietFor = <A>(effect: Effect.Effect<A, ModelError>): Effect.Effect<A, ModelError> =>
+    Option.match(inactive, {
+      onNone: () => effect,
+      onSome: ({ error, timeout }) => Effect.timeoutFail(effect, { duration: timeout, onTimeout: error })
+    })
+
+  const requestFailed = (error: HttpClientError.HttpClientError) =>
+    error._tag === "RequestError" && error.reason === "InvalidUrl"
+      ? fail(`invalid URL ${shownURL}/chat/completions`)
+      : error._tag === "RequestError"
+      ? fail(`cannot reach ${shownURL}: ${transportProblem(error.cause)}`)
+      : fail(`the response from ${shownURL} broke off: ${transportProblem(error.cause)}`)
+
+  const url = `${provider.baseURL}/chat/completions`
+
+  const generate = (request: ModelRequest): Effect.Effect<ModelResponse, ModelError> =>
+    Effect.gen(function*() {
+      const body = {
+        model,
+        stream: true,
+        messages: toWireMessages(request.messages),
+        ...(request.tools.length > 0 ? { tools: request.tools.map(toWireTool) } : {})
+      }
+      const httpRequest = yield* HttpClientRequest.post(url).pipe(
+        HttpClientRequest.setHeader("accept", "text/event-stream"),
+        Option.isSome(provider.apiKey) ? HttpClientRequest.bearerToken(provider.apiKey.value) : (self) => self,
+        HttpClientRequest.bodyJson(body),
+        Effect.mapError(() => fail("the request could not be encoded as JSON"))
+      )
+      const response = yield* quietFor(client.execute(httpRequest).pipe(Effect.mapError(requestFailed)))
+
+      if (response.status < 200 || response.status >= 300) {
+        const text = yield* quietFor(response.text.pipe(Effect.mapError(requestFailed))).pipe(
+          Effect.orElseSucceed(() => "")
+        )
+        const detail = text.trim() === "" ? "" : `: ${providerErrorMessage(text)}`
+        return yield* fail(`HTTP ${response.status}${detail}`)
+      }
+
+      const text: Array<string> = []
+      const calls = new Map<number, PendingCall>()
+      let done = false
+      let finished = false
+
+      /** One chunk (or, from a server that did not stream, the whole completion). */
+      const takeChunk = Effect.fnUntraced(function*(data: string) {
+        if (data === "[DONE]") {
+          done = true
+          return
+        }
+        const parsed = Either.try(() => JSON.parse(data) as unknown)
+        if (Either.isLeft(parsed) || !isRecord(parsed.right)) {
+          return yield* fail(`malformed chunk (not a JSON object): ${snippet(data)}`)
+        }
+        const chunk = parsed.right
+        if (chunk["error"] !== undefined) {
+          return yield* fail(`the provider reported an error: ${providerErrorMessage(data)}`)
+        }
+        const choices = chunk["choices"]
+        // A chunk without choices (usage figures, say) carries nothing for us.
+        if (!Array.isArray(choices) || choices.length === 0) return
+        const choice: unknown = choices[0]
+        if (!isRecord(choice)) return yield* fail(`malformed chunk (choices[0] is not an object): ${snippet(data)}`)
+        if (typeof choice["finish_reason"] === "string") finished = true
+        const delta = choice["delta"] ?? choice["message"]
+        if (!isRecord(delta)) return
+        const content = delta["content"]
+        if (typeof content === "string" && content !== "") {
+          text.push(content)
+          yield* request.onText(content)
+        }
+        const toolCalls = delta["tool_calls"]
+        if (!Array.isArray(toolCalls)) return
+        for (const [position, fragment] of toolCalls.entries()) {
+          if (!isRecord(fragment)) return yield* fail(`malformed chunk (a tool call is not an object): ${snippet(data)}`)
+          const index = typeof fragment["index"] === "number" ? fragment["index"] : position
+          const pending = calls.get(index) ?? { id: undefined, name: "", arguments: "" }
+          calls.set(index, pending)
+          if (typeof fragment["id"] === "string" && fragment["id"] !== "") pending.id = fragment["id"]
+          const fn = fragment["function"]
+          if (isRecord(fn)) {
+            // The name comes whole, once; a server that repeats it must not make it `readread`.
+            if (typeof fn["name"] === "string" && pending.name === "") pending.name = fn["name"]
+            if (typeof fn["arguments"] === "string") pending.arguments += fn["arguments"]
+          }
+        }
+      })
+
+      const contentType = response.headers["content-type"] ?? ""
+      if (contentType.includes("application/json")) {
+        // A server that ignored `stream: true` answers with the whole completion at once.
+        const whole = yield* quietFor(response.text.pipe(Effect.mapError(requestFailed)))
+        yield* takeChunk(whole)
+        finished = true
+      } else {
+        // Each `data:` line is one chunk: chat-completions chunks never span lines, and reading
+        // them line by line also works with servers that leave out the blank line between events.
+        const payloads = response.stream.pipe(
+          Stream.mapError(requestFailed),
+          (stream) =>
+            Option.match(inactive, {
+              onNone: () => stream,
+              onSome: ({ error, timeout }) => Stream.timeoutFail(stream, error, timeout)
+            }),
+          Stream.decodeText(),
+          Stream.splitLines,
+          Stream.filterMap((line) =>
+            line.startsWith("data:") ? Option.some(line.slice(5).trim()) : Option.none()
+          ),
+          Stream.takeUntil((data) => data === "[DONE]")
+        )
+        yield* Stream.runForEach(payloads, takeChunk)
+        if (!done && !finished) return yield* fail("the stream ended before the answer was complete (no [DONE])")
+      }
+
+      const toolCalls: Array<ToolCall> = []
+      for (const [index, call] of [...calls.entries()].sort(([a], [b]) => a - b)) {
+        const id = call.id ?? `call_${randomUUID().replaceAll("-", "").slice(0, 24)}`
+        if (call.name === "") return yield* fail(`tool call #${index} (${id}) has no function name`)
+        const input = call.arguments.trim() === ""
+          ? Either.right<unknown>({})
+          : Either.try(() => JSON.parse(call.arguments) as unknown)
+        if (Either.isLeft(input)) {
+          return yield* fail(`the arguments of tool call ${call.name} (${id}) are not valid JSON: ${snippet(call.arguments)}`)
+        }
+        toolCalls.push({ id, name: call.name, input: input.right })
+      }
+      return { text: text.join(""), toolCalls } satisfies ModelResponse
+    })
+
+  return { name: `${provider.id}/${model}`, generate }
+}
+

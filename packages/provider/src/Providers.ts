@@ -1,0 +1,58 @@
+import { HttpClient } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
+import type { LanguageModelShape } from "@vigil/runtime"
+import { LanguageModels, scriptModel } from "@vigil/runtime"
+import { Effect, Layer } from "effect"
+import { makeOpenAiCompatibleModel } from "./OpenAiCompatible.js"
+import type { ProviderConfig, ProviderSettings } from "./ProviderConfig.js"
+import { splitModelName } from "./ProviderConfig.js"
+
+/**
+ * The models a prompt can name. Model names are open-ended (`"openai/gpt-4o-mini"`), so `get`
+ * makes a model on demand for any `<provider>/<name>` of a configured provider; iterating lists
+ * what is known up front (`script` and the names under `provider.<id>.models`), which is what an
+ * "unknown model" error shows.
+ */
+export class ProviderModels extends Map<string, LanguageModelShape> {
+  constructor(
+    known: Iterable<readonly [string, LanguageModelShape]>,
+    private readonly resolve: (name: string) => LanguageModelShape | undefined
+  ) {
+    super(known)
+  }
+
+  override get(name: string): LanguageModelShape | undefined {
+    return super.get(name) ?? this.resolve(name)
+  }
+
+  override has(name: string): boolean {
+    return this.get(name) !== undefined
+  }
+}
+
+/** `LanguageModels` for a config: `script`, plus every model of every configured provider. */
+export const makeLanguageModels = (config: ProviderConfig) =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const providers = new Map<string, ProviderSettings>(config.providers.map((provider) => [provider.id, provider]))
+    const resolve = (name: string): LanguageModelShape | undefined => {
+      const { model, provider } = splitModelName(name)
+      const settings = provider === undefined ? undefined : providers.get(provider)
+      return settings === undefined || model === "" ? undefined : makeOpenAiCompatibleModel({ provider: settings, model }, client)
+    }
+    const known: Array<readonly [string, LanguageModelShape]> = [[scriptModel.name, scriptModel]]
+    for (const provider of config.providers) {
+      for (const model of provider.models) {
+        known.push([`${provider.id}/${model}`, makeOpenAiCompatibleModel({ provider, model }, client)])
+      }
+    }
+    return { defaultModel: config.defaultModel, models: new ProviderModels(known, resolve) }
+  })
+
+/** The models on a given HttpClient (a test's, say). */
+export const ProvidersLayer = (config: ProviderConfig): Layer.Layer<LanguageModels, never, HttpClient.HttpClient> =>
+  Layer.effect(LanguageModels, makeLanguageModels(config))
+
+/** The models on node's HTTP client, whose requests are aborted (the socket destroyed) on interruption. */
+export const ProvidersLive = (config: ProviderConfig): Layer.Layer<LanguageModels> =>
+  ProvidersLayer(config).pipe(Layer.provide(NodeHttpClient.layer))
