@@ -1,6 +1,7 @@
 import { Instance, makeInstanceId } from "@vigil/domain"
 import { InstanceRepo } from "@vigil/store"
 import { Clock, Duration, Effect, Schedule } from "effect"
+import { InstanceLocks } from "./InstanceLocks.js"
 import { ProcessControl } from "./ProcessControl.js"
 import { Settings } from "./Settings.js"
 
@@ -14,6 +15,7 @@ export class InstanceLease extends Effect.Service<InstanceLease>()("vigil/Instan
     const repo = yield* InstanceRepo
     const settings = yield* Settings
     const processes = yield* ProcessControl
+    const locks = yield* InstanceLocks
     const now = yield* Clock.currentTimeMillis
     const instance = new Instance({
       id: makeInstanceId(),
@@ -25,6 +27,9 @@ export class InstanceLease extends Effect.Service<InstanceLease>()("vigil/Instan
       leaseMillis: Duration.toMillis(settings.instanceLease),
       stoppedAt: null
     })
+    // Taken before the row exists and released after it is marked stopped (scope order), so every
+    // registered, running instance holds its lock (PostgreSQL; a no-op on SQLite).
+    yield* locks.hold(instance.id).pipe(Effect.orDie)
     yield* Effect.acquireRelease(repo.register(instance), () =>
       Clock.currentTimeMillis.pipe(
         Effect.flatMap((at) => repo.stop(instance.id, at)),
@@ -47,5 +52,6 @@ export class InstanceLease extends Effect.Service<InstanceLease>()("vigil/Instan
     )
     yield* Effect.logInfo("instance registered").pipe(Effect.annotateLogs({ instance: instance.id, pid: instance.pid }))
     return { id: instance.id, instance } as const
-  })
+  }),
+  dependencies: [InstanceLocks.Live]
 }) {}

@@ -1,30 +1,37 @@
 import type { Instance, InstanceId } from "@vigil/domain"
 import { leaseExpired } from "@vigil/domain"
 import { InstanceRepo } from "@vigil/store"
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Option } from "effect"
 import { InstanceLease } from "./InstanceLease.js"
+import { InstanceLocks } from "./InstanceLocks.js"
 import { ProcessControl } from "./ProcessControl.js"
 
-export type DeathCause = "stopped" | "lease-expired" | "process-gone" | "unknown-instance"
+export type DeathCause = "stopped" | "lease-expired" | "process-gone" | "lock-released" | "unknown-instance"
 
 /**
  * Who is dead. An instance that stopped or whose lease ran out is dead anywhere; a peer on this
  * host is dead at once when its pid is gone or now belongs to another process, so a crash next
- * door is repaired in milliseconds instead of a lease. This instance is never dead to itself.
+ * door is repaired in milliseconds instead of a lease; on PostgreSQL a peer on another host is dead
+ * at once when its instance lock is free. This instance is never dead to itself.
  */
 export class Liveness extends Effect.Service<Liveness>()("vigil/Liveness", {
   effect: Effect.gen(function*() {
     const instances = yield* InstanceRepo
     const processes = yield* ProcessControl
     const self = yield* InstanceLease
+    const locks = yield* InstanceLocks
 
     const causeOfDeath = Effect.fn("Liveness.causeOfDeath")(function*(instance: Instance, now: number) {
       if (instance.id === self.id) return null
       if (instance.stoppedAt !== null) return "stopped" as const
       if (leaseExpired(instance, now)) return "lease-expired" as const
-      if (instance.host === processes.host && !(yield* processes.isAlive(instance.pid, instance.procStart))) {
-        return "process-gone" as const
+      if (instance.host === processes.host) {
+        return (yield* processes.isAlive(instance.pid, instance.procStart)) ? null : "process-gone" as const
       }
+      // Another host: a free lock means its process is gone (its session ended with it). On this
+      // host the pid answers more precisely (a lock can also be free while its connection is being
+      // re-made). When the store cannot tell (SQLite, a failed check) the lease stays the rule.
+      if (Option.exists(yield* locks.isHeld(instance.id), (held) => !held)) return "lock-released" as const
       return null
     })
 
@@ -44,5 +51,6 @@ export class Liveness extends Effect.Service<Liveness>()("vigil/Liveness", {
     })
 
     return { causeOfDeath, deadAmong } as const
-  })
+  }),
+  dependencies: [InstanceLocks.Live]
 }) {}

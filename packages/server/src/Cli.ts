@@ -2,7 +2,9 @@ import { Command, Options, ValidationError } from "@effect/cli"
 import { SettingsError } from "@vigil/domain"
 import { loadProviders } from "@vigil/provider"
 import { loadSettings } from "@vigil/runtime"
-import { RepositoriesLive, SqliteLive } from "@vigil/store"
+import type { StoreLocation } from "@vigil/store"
+import { RepositoriesLive, StoreClientLive, StoreUrlError } from "@vigil/store"
+import type { Redacted } from "effect"
 import { Cause, Config, Console, Effect, Layer, Option } from "effect"
 import { existsSync } from "node:fs"
 import { ServerPassword } from "./Auth.js"
@@ -15,6 +17,30 @@ const db = Options.text("db").pipe(
   Options.withDefault(defaultDb),
   Options.withDescription("the SQLite database file (env VIGIL_DB)")
 )
+
+/**
+ * A PostgreSQL database shared by several instances (`postgres://…`), instead of the SQLite file.
+ * Redacted: it may hold a password, and is never printed.
+ */
+const databaseUrl = Options.redacted("database-url").pipe(
+  Options.withFallbackConfig(Config.redacted("VIGIL_DATABASE_URL")),
+  Options.optional,
+  Options.withDescription("a PostgreSQL URL, postgres://… (env VIGIL_DATABASE_URL); replaces --db")
+)
+
+const storeOf = (options: { readonly db: string; readonly databaseUrl: Option.Option<Redacted.Redacted<string>> }): StoreLocation => ({
+  sqliteFile: options.db,
+  databaseUrl: Option.getOrUndefined(options.databaseUrl)
+})
+
+/** Read-only commands never create a database: a missing SQLite file is said so, not made. */
+const withExistingStore = <A, E, R>(
+  location: StoreLocation,
+  run: Effect.Effect<A, E, R>
+): Effect.Effect<A | void, E, R> =>
+  location.databaseUrl === undefined && !existsSync(location.sqliteFile)
+    ? Console.log(`no database at ${location.sqliteFile}: nothing has run there yet`)
+    : run
 
 /** A config file named by flag or env must exist; the default one may be missing (defaults then). */
 const config = Options.text("config").pipe(
@@ -47,6 +73,7 @@ const serve = Command.make(
       Options.withDescription("the address to listen on (env VIGIL_HOST); loopback unless you mean otherwise")
     ),
     db,
+    databaseUrl,
     config
   },
   (options) =>
@@ -57,6 +84,7 @@ const serve = Command.make(
           port: options.port,
           host: options.host,
           db: options.db,
+          databaseUrl: Option.getOrUndefined(options.databaseUrl),
           settings: settingsFrom(options.config),
           providers: providersFrom(options.config),
           password
@@ -65,36 +93,37 @@ const serve = Command.make(
     })
 ).pipe(Command.withDescription("run the server: HTTP API and SSE, until SIGINT/SIGTERM"))
 
-const noDatabase = (file: string) => Console.log(`no database at ${file}: nothing has run there yet`)
-
 const status = Command.make(
   "status",
-  { db },
+  { db, databaseUrl },
   (options) =>
-    // Read-only: no instance is registered, and a missing database is not created.
-    existsSync(options.db)
-      ? readStatus.pipe(
+    // Read-only: no instance is registered, no migration is run, and a missing database is not created.
+    withExistingStore(
+      storeOf(options),
+      readStatus.pipe(
         Effect.map(formatStatus),
         Effect.flatMap(Console.log),
-        Effect.provide(RepositoriesLive.pipe(Layer.provide(SqliteLive(options.db))))
+        Effect.provide(RepositoriesLive.pipe(Layer.provide(StoreClientLive(storeOf(options)))))
       )
-      : noDatabase(options.db)
+    )
 ).pipe(Command.withDescription("sessions and running parts, with age and owner"))
 
 const recoverCommand = Command.make(
   "recover",
   {
     db,
+    databaseUrl,
     dryRun: Options.boolean("dry-run").pipe(Options.withDescription("report what recovery would do; write nothing"))
   },
   (options) =>
-    existsSync(options.db)
-      ? recover({ dryRun: options.dryRun }).pipe(
+    withExistingStore(
+      storeOf(options),
+      recover({ dryRun: options.dryRun }).pipe(
         Effect.map(formatRescue),
         Effect.flatMap(Console.log),
-        Effect.provide(RecoverLive({ db: options.db, dryRun: options.dryRun, settings: settingsFromEnv }))
+        Effect.provide(RecoverLive({ store: storeOf(options), dryRun: options.dryRun, settings: settingsFromEnv }))
       )
-      : noDatabase(options.db)
+    )
 ).pipe(Command.withDescription("end what dead server instances left running (the startup recovery, on demand)"))
 
 export const vigil = Command.make("vigil").pipe(
@@ -113,7 +142,7 @@ export const reportFailure = <E>(cause: Cause.Cause<E>): Effect.Effect<void> => 
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error: unknown = failure.value
-    if (error instanceof SettingsError) return Console.error(error.message)
+    if (error instanceof SettingsError || error instanceof StoreUrlError) return Console.error(error.message)
     if (ValidationError.isValidationError(error)) return Effect.void
   }
   return Console.error(Cause.pretty(cause))

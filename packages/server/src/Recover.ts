@@ -2,7 +2,8 @@ import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
 import { Instance, makeInstanceId } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
 import { Events, InstanceLease, Liveness, ProcessControl, Rescue, Settings } from "@vigil/runtime"
-import { SqliteStoreLive } from "@vigil/store"
+import type { StoreLocation } from "@vigil/store"
+import { StoreLive } from "@vigil/store"
 import { Clock, Duration, Effect, Layer } from "effect"
 import { formatRecovery } from "./Server.js"
 
@@ -35,7 +36,7 @@ const UnregisteredLease = Layer.effect(
  * registered lease, released at the end) or, for a dry run, an unregistered one that writes nothing.
  */
 export const RecoverLive = (options: {
-  readonly db: string
+  readonly store: StoreLocation
   readonly dryRun: boolean
   readonly settings: Effect.Effect<SettingsShape, SettingsError>
 }) =>
@@ -46,7 +47,7 @@ export const RecoverLive = (options: {
         Layer.provideMerge(Events.Default),
         Layer.provideMerge(options.dryRun ? UnregisteredLease : InstanceLease.Default),
         Layer.provideMerge(ProcessControl.Live),
-        Layer.provideMerge(SqliteStoreLive(options.db)),
+        Layer.provideMerge(StoreLive(options.store)),
         Layer.provideMerge(Layer.succeed(Settings, settings))
       ))
   )

@@ -5,7 +5,7 @@ import type { RescueReport } from "@vigil/runtime"
 import type { ProviderConfig } from "@vigil/provider"
 import { noProviders, ProvidersLive } from "@vigil/provider"
 import { ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
-import { SqliteStoreLive } from "@vigil/store"
+import { StoreLive } from "@vigil/store"
 import type { Redacted } from "effect"
 import { Console, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
@@ -18,8 +18,10 @@ import { ApiLive } from "./Handlers.js"
 export interface ServerOptions {
   readonly port: number
   readonly host: string
-  /** The SQLite file. */
+  /** The SQLite file, the default store. */
   readonly db: string
+  /** `VIGIL_DATABASE_URL`: a PostgreSQL database shared by several instances, instead of the file. */
+  readonly databaseUrl?: Redacted.Redacted<string> | undefined
   /** Read before anything touches the database: a bad value stops start-up with nothing written. */
   readonly settings: Effect.Effect<SettingsShape, SettingsError>
   /** `provider` and `model` in the config file, read as early as the settings; none: only `script`. */
@@ -101,7 +103,7 @@ export const ServerLive = (options: ServerOptions) =>
       const Core = SupervisionLive.pipe(
         Layer.provideMerge(Tools.Builtin),
         Layer.provideMerge(Layer.mergeAll(ProcessControl.Live, ProvidersLive(providers))),
-        Layer.provideMerge(SqliteStoreLive(options.db)),
+        Layer.provideMerge(StoreLive({ databaseUrl: options.databaseUrl, sqliteFile: options.db })),
         Layer.provideMerge(Layer.succeed(Settings, settings))
       )
       const server = createServer()

@@ -71,9 +71,30 @@ export const migrations = Migrator.fromRecord({
 
 const runMigrations = Migrator.make({})({ loader: migrations, table: "vigil_migrations" })
 
+/**
+ * On PostgreSQL several instances may start at once on an empty database, and the migrator's
+ * "create the migrations table if it is missing" is not safe against a concurrent twin: the
+ * migration run is serialized across processes with a session advisory lock, held on a reserved
+ * connection while the migrator works on the pool. SQLite serializes writers on its own.
+ */
+const serialized = <A, E, R>(run: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    return yield* sql.onDialectOrElse({
+      pg: () =>
+        Effect.scoped(Effect.gen(function*() {
+          const conn = yield* sql.reserve
+          yield* conn.executeRaw("SELECT pg_advisory_lock(hashtextextended('vigil/migrations', 0))", [])
+          yield* Effect.addFinalizer(() => conn.executeRaw("SELECT pg_advisory_unlock_all()", []).pipe(Effect.ignore))
+          return yield* run
+        })),
+      orElse: () => run
+    })
+  })
+
 /** Applies what is missing; a second run is a no-op. Start-up stops on a failed migration. */
 export const MigrationsLive = Layer.effectDiscard(
-  runMigrations.pipe(
+  serialized(runMigrations).pipe(
     Effect.tap((applied) =>
       applied.length > 0 ? Effect.logInfo("applied migrations", applied.map(([id, name]) => `${id}_${name}`)) : Effect.void
     ),

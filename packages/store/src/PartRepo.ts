@@ -141,15 +141,27 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
 
     /**
      * Ends every pending/running part of a dead owner in one fenced statement, returning the rows it
-     * ended (with their recorded processes, so the caller can end those too).
+     * ended (with their recorded processes, so the caller can end those too). The status fence
+     * already makes a second rescue a no-op; on PostgreSQL, where several instances on several
+     * hosts may rescue the same owner at once, the rows are also locked and a row another rescue
+     * holds is skipped rather than waited for, so concurrent rescues return disjoint sets.
      */
     const endActiveOfOwner = Effect.fn("PartRepo.endActiveOfOwner")(function*(
       ownerId: InstanceId,
       reason: ErrorReason,
       at: number
     ) {
-      return yield* sql`UPDATE parts SET status = 'error', error = ${reasonJson(reason)}, ended_at = ${at}
-        WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') RETURNING *`.pipe(Effect.flatMap(decodeParts))
+      const error = reasonJson(reason)
+      return yield* sql.onDialectOrElse({
+        pg: () =>
+          sql`UPDATE parts SET status = 'error', error = ${error}, ended_at = ${at}
+            WHERE id IN (
+              SELECT id FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') FOR UPDATE SKIP LOCKED
+            ) AND owner_id = ${ownerId} AND status IN ('pending', 'running') RETURNING *`,
+        orElse: () =>
+          sql`UPDATE parts SET status = 'error', error = ${error}, ended_at = ${at}
+            WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') RETURNING *`
+      }).pipe(Effect.flatMap(decodeParts))
     }, Effect.orDie)
 
     return {

@@ -85,15 +85,26 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       return rows.map((row) => row.ownerId as InstanceId)
     }, Effect.orDie)
 
-    /** Frees every busy/waiting session of a dead owner; fenced on the owner, so a live one is never touched. */
+    /**
+     * Frees every busy/waiting session of a dead owner; fenced on the owner, so a live one is never
+     * touched. On PostgreSQL a row another rescue holds is skipped, as for parts.
+     */
     const endActiveOfOwner = Effect.fn("SessionRepo.endActiveOfOwner")(function*(
       ownerId: InstanceId,
       reason: ErrorReason,
       at: number
     ) {
-      const rows = yield* sql<{ id: string }>`UPDATE sessions SET status = 'error', cancel_reason = ${
-        reasonJson(reason)
-      }, last_activity_at = ${at} WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting') RETURNING id`
+      const cancelReason = reasonJson(reason)
+      const rows = yield* sql.onDialectOrElse({
+        pg: () =>
+          sql<{ id: string }>`UPDATE sessions SET status = 'error', cancel_reason = ${cancelReason}, last_activity_at = ${at}
+            WHERE id IN (
+              SELECT id FROM sessions WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting') FOR UPDATE SKIP LOCKED
+            ) AND owner_id = ${ownerId} AND status IN ('busy', 'waiting') RETURNING id`,
+        orElse: () =>
+          sql<{ id: string }>`UPDATE sessions SET status = 'error', cancel_reason = ${cancelReason}, last_activity_at = ${at}
+            WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting') RETURNING id`
+      })
       return rows.map((row) => SessionId.make(row.id))
     }, Effect.orDie)
 

@@ -1,10 +1,10 @@
-import { assert, describe, it } from "@effect/vitest"
+import { assert, it } from "@effect/vitest"
 import { IdleCancelled, makeInstanceId, makePartId, makeSessionId, ToolTimeout } from "@vigil/domain"
 import { EventLog } from "@vigil/store"
 import { Effect } from "effect"
-import { withStore } from "./fixtures.js"
+import { describeBackends } from "./fixtures.js"
 
-describe("EventLog", () => {
+describeBackends("EventLog", ({ withStore }) => {
   it.effect("append returns increasing ids", () =>
     withStore(Effect.gen(function*() {
       const log = yield* EventLog

@@ -1,8 +1,8 @@
-import { assert, describe, it } from "@effect/vitest"
+import { assert, it } from "@effect/vitest"
 import { Instance, makeInstanceId } from "@vigil/domain"
 import { InstanceRepo } from "@vigil/store"
 import { Effect } from "effect"
-import { withStore } from "./fixtures.js"
+import { describeBackends } from "./fixtures.js"
 
 const makeInstance = (fields: Partial<ConstructorParameters<typeof Instance>[0]> = {}) =>
   new Instance({
@@ -17,7 +17,7 @@ const makeInstance = (fields: Partial<ConstructorParameters<typeof Instance>[0]>
     ...fields
   })
 
-describe("InstanceRepo", () => {
+describeBackends("InstanceRepo", ({ withStore }) => {
   it.effect("register, then getMany returns the row", () =>
     withStore(Effect.gen(function*() {
       const repo = yield* InstanceRepo

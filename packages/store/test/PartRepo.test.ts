@@ -3,7 +3,7 @@ import type { Part } from "@vigil/domain"
 import { OrphanedByCrash, SessionCancelled, ToolFailed, ToolTimeout, WatchdogStuck } from "@vigil/domain"
 import { outputCapBytes, PartRepo, SessionRepo } from "@vigil/store"
 import { Effect, Option } from "effect"
-import { makePart, makeSession, ownerA, ownerB, withStore } from "./fixtures.js"
+import { describeBackends, makePart, makeSession, ownerA, ownerB } from "./fixtures.js"
 
 /** Inserts a session and the given parts of it (built from `fields`), returning the parts. */
 const seed = (...fieldsList: ReadonlyArray<Partial<ConstructorParameters<typeof Part>[0]>>) =>
@@ -33,7 +33,7 @@ const runningFields = { status: "running", startedAt: 2_000, deadlineAt: 5_000 }
 const completedFields = { status: "completed", startedAt: 2_000, endedAt: 3_000, output: "done" } as const
 const errorFields = { status: "error", startedAt: 2_000, endedAt: 3_000, error: timeout } as const
 
-describe("PartRepo", () => {
+describeBackends("PartRepo", ({ withStore }) => {
   it.effect("insert and get round-trip every field", () =>
     withStore(Effect.gen(function*() {
       const part = yield* seedOne({
@@ -293,6 +293,33 @@ describe("PartRepo", () => {
         assert.deepStrictEqual(yield* read(running!), ended.find((p) => p.id === running!.id))
 
         assert.deepStrictEqual(yield* repo.endActiveOfOwner(ownerA, reason, 8_000), [])
+      })))
+
+    it.effect("concurrent rescues of one owner end each part once: disjoint sets whose union is every active part", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const active = yield* seed(...Array.from({ length: 150 }, (_, i) => (i % 3 === 0 ? {} : runningFields)))
+        const [done] = yield* seed(completedFields)
+        const [other] = yield* seed({ ...runningFields, ownerId: ownerB })
+        const reason = new OrphanedByCrash({ ownerId: ownerA })
+        const rescuers = [0, 1, 2, 3]
+        const results = yield* Effect.all(
+          rescuers.map((i) => repo.endActiveOfOwner(ownerA, reason, 7_000 + i)),
+          { concurrency: "unbounded" }
+        )
+        const returned = results.flatMap((ended) => ended.map((part) => part.id))
+        assert.strictEqual(new Set(returned).size, returned.length, "no part is returned by two rescues")
+        assert.deepStrictEqual([...returned].sort(), active.map((part) => part.id).sort())
+        for (const [i, ended] of results.entries()) {
+          for (const part of ended) {
+            // each row holds the rescue that returned it
+            const row = yield* read(part)
+            assert.deepStrictEqual([row.status, row.error, row.endedAt], ["error", reason, 7_000 + i])
+          }
+        }
+        assert.deepStrictEqual(yield* read(done!), done)
+        assert.deepStrictEqual(yield* read(other!), other)
+        assert.deepStrictEqual(yield* repo.endActiveOfOwner(ownerA, reason, 9_000), [])
       })))
   })
 

@@ -3,7 +3,7 @@ import type { Session } from "@vigil/domain"
 import { IdleCancelled, OrphanedByCrash, SessionCancelled } from "@vigil/domain"
 import { SessionRepo } from "@vigil/store"
 import { Effect, Option } from "effect"
-import { makeSession, ownerA, ownerB, withStore } from "./fixtures.js"
+import { describeBackends, makeSession, ownerA, ownerB } from "./fixtures.js"
 
 const insertAll = (...sessions: ReadonlyArray<Session>) =>
   Effect.flatMap(SessionRepo, (repo) => Effect.forEach(sessions, repo.insert, { discard: true }))
@@ -13,7 +13,7 @@ const read = (session: Session) =>
 
 const ids = (sessions: ReadonlyArray<Session>) => sessions.map((s) => s.id).sort()
 
-describe("SessionRepo", () => {
+describeBackends("SessionRepo", ({ withStore }) => {
   it.effect("insert and get round-trip every field", () =>
     withStore(Effect.gen(function*() {
       const repo = yield* SessionRepo

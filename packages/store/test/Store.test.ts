@@ -1,8 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { migrations, PartRepo, SessionRepo, SqliteStoreLive } from "@vigil/store"
-import { Cause, Effect, Exit, Option } from "effect"
-import { makePart, makeSession, tempDbFile, withStore } from "./fixtures.js"
+import { isPostgresUrl, migrations, PartRepo, SessionRepo, StoreLive } from "@vigil/store"
+import { Cause, Effect, Exit, Layer, Option } from "effect"
+import type { Backend } from "./fixtures.js"
+import { describeBackends, makePart, makeSession, postgres, sqlite, tempDbFile } from "./fixtures.js"
+import { freshPgSchema } from "@vigil/store/test-database"
 
 const partialIndexes = [
   "parts_active_deadline",
@@ -12,17 +14,69 @@ const partialIndexes = [
   "sessions_active_owner"
 ]
 
-describe("SqliteStoreLive", () => {
+/** Which rows each partial index covers, as each dialect writes the predicate back. */
+const predicates = {
+  sqlite: (name: string) =>
+    name.startsWith("parts_")
+      ? "WHERE status IN ('pending', 'running')"
+      : "WHERE status IN ('busy', 'waiting')",
+  postgres: (name: string) =>
+    name.startsWith("parts_")
+      ? "WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]))"
+      : "WHERE (status = ANY (ARRAY['busy'::text, 'waiting'::text]))"
+}
+
+/** Tables and partial indexes (name, definition) of the store's own schema. */
+const catalog = (backend: Backend) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (backend.name === "sqlite") {
+      const tables = yield* sql<{ name: string }>`
+        SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
+      const indexes = yield* sql<{ name: string; sql: string }>`
+        SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql LIKE '%WHERE%' ORDER BY name`
+      return { tables: tables.map((t) => t.name), indexes: indexes.map((i) => ({ name: i.name, definition: i.sql })) }
+    }
+    const tables = yield* sql<{ tableName: string }>`
+      SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name`
+    const indexes = yield* sql<{ indexname: string; indexdef: string }>`
+      SELECT indexname, indexdef FROM pg_indexes
+      WHERE schemaname = current_schema() AND indexdef LIKE '%WHERE%' ORDER BY indexname`
+    return {
+      tables: tables.map((t) => t.tableName),
+      indexes: indexes.map((i) => ({ name: i.indexname, definition: i.indexdef }))
+    }
+  })
+
+/** The plan of a query, as text: SQLite's EXPLAIN QUERY PLAN, or PostgreSQL's EXPLAIN with sequential scans priced out (a tiny table would otherwise be scanned). */
+const planOf = (backend: Backend, query: (sql: SqlClient.SqlClient) => Effect.Effect<ReadonlyArray<object>, unknown>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (backend.name === "sqlite") {
+      const rows = (yield* Effect.orDie(query(sql))) as ReadonlyArray<{ detail: string }>
+      return rows.map((row) => row.detail).join("\n")
+    }
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      yield* sql`SET LOCAL enable_seqscan = off`
+      // one text column, named "QUERY PLAN"
+      const rows = yield* Effect.orDie(query(sql))
+      return rows.map((row) => String(Object.values(row)[0])).join("\n")
+    })).pipe(Effect.orDie)
+  })
+
+describeBackends("the store", (backend) => {
+  const { withStore } = backend
+
   it.effect("migrations applied twice are a no-op", () =>
     Effect.scoped(Effect.gen(function*() {
-      const file = yield* tempDbFile
+      const open = yield* backend.freshDatabase
       const session = makeSession()
 
       yield* Effect.gen(function*() {
         yield* (yield* SessionRepo).insert(session)
-      }).pipe(Effect.provide(SqliteStoreLive(file)))
+      }).pipe(Effect.provide(open()))
 
-      // A second boot on the same file: the store layer builds again without error, and
+      // A second boot on the same database: the store layer builds again without error, and
       // the first boot's rows are still there (nothing was recreated).
       const { kept, rows } = yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -30,7 +84,7 @@ describe("SqliteStoreLive", () => {
         const rows = yield* sql<{ migrationId: number; name: string }>`
           SELECT migration_id, name FROM vigil_migrations ORDER BY migration_id`
         return { kept, rows }
-      }).pipe(Effect.provide(SqliteStoreLive(file)))
+      }).pipe(Effect.provide(open()))
 
       assert.deepStrictEqual(kept, Option.some(session))
       const known = yield* migrations
@@ -44,46 +98,23 @@ describe("SqliteStoreLive", () => {
 
   it.effect("creates the tables and the partial indexes over the live rows", () =>
     withStore(Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const tables = yield* sql<{ name: string }>`
-        SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
-      assert.deepStrictEqual(tables.map((t) => t.name), ["events", "instances", "parts", "sessions", "vigil_migrations"])
-
-      const indexes = yield* sql<{ name: string; sql: string }>`
-        SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql LIKE '%WHERE%' ORDER BY name`
+      const { indexes, tables } = yield* catalog(backend)
+      assert.deepStrictEqual(tables, ["events", "instances", "parts", "sessions", "vigil_migrations"])
       assert.deepStrictEqual(indexes.map((i) => i.name), partialIndexes)
       for (const index of indexes) {
-        const where = index.name.startsWith("parts_")
-          ? "WHERE status IN ('pending', 'running')"
-          : "WHERE status IN ('busy', 'waiting')"
-        assert.isTrue(index.sql.endsWith(where), index.sql)
+        assert.isTrue(index.definition.endsWith(predicates[backend.name](index.name)), index.definition)
       }
     })))
 
   it.effect("the watchdog's and recovery's queries read through the partial indexes", () =>
     withStore(Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const plan = (rows: ReadonlyArray<{ detail: string }>) => rows.map((row) => row.detail).join("\n")
-      const byOwner = yield* sql<{ detail: string }>`EXPLAIN QUERY PLAN
-        SELECT * FROM parts WHERE owner_id = ${"x"} AND status IN ('pending', 'running')`
-      assert.include(plan(byOwner), "parts_active_owner")
-      const activeSessions = yield* sql<{ detail: string }>`EXPLAIN QUERY PLAN
-        SELECT * FROM sessions WHERE owner_id = ${"x"} AND status IN ('busy', 'waiting')`
-      assert.include(plan(activeSessions), "sessions_active_owner")
-    })))
-
-  it.effect("opens the file in WAL mode with foreign keys on and a busy timeout", () =>
-    withStore(Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const [journal] = yield* sql<{ journalMode: string }>`PRAGMA journal_mode`
-      const [foreignKeys] = yield* sql<{ foreignKeys: number }>`PRAGMA foreign_keys`
-      const [busy] = yield* sql<{ timeout: number }>`PRAGMA busy_timeout`
-      const [synchronous] = yield* sql<{ synchronous: number }>`PRAGMA synchronous`
-      assert.deepStrictEqual(journal, { journalMode: "wal" })
-      assert.deepStrictEqual(foreignKeys, { foreignKeys: 1 })
-      assert.deepStrictEqual(busy, { timeout: 5000 })
-      // NORMAL
-      assert.deepStrictEqual(synchronous, { synchronous: 1 })
+      const explain = backend.name === "sqlite" ? "EXPLAIN QUERY PLAN" : "EXPLAIN"
+      const byOwner = yield* planOf(backend, (sql) =>
+        sql`${sql.literal(explain)} SELECT * FROM parts WHERE owner_id = ${"x"} AND status IN ('pending', 'running')`)
+      assert.include(byOwner, "parts_active_owner")
+      const activeSessions = yield* planOf(backend, (sql) =>
+        sql`${sql.literal(explain)} SELECT * FROM sessions WHERE owner_id = ${"x"} AND status IN ('busy', 'waiting')`)
+      assert.include(activeSessions, "sessions_active_owner")
     })))
 
   it.effect("foreign keys are enforced: a part of an unknown session is refused", () =>
@@ -96,7 +127,74 @@ describe("SqliteStoreLive", () => {
       assert.isTrue(Option.isSome(defect))
       const error = Option.getOrThrow(defect) as { _tag: string; cause: { code: string } }
       assert.strictEqual(error._tag, "SqlError")
-      assert.strictEqual(error.cause.code, "SQLITE_CONSTRAINT_FOREIGNKEY")
+      assert.strictEqual(error.cause.code, backend.name === "sqlite" ? "SQLITE_CONSTRAINT_FOREIGNKEY" : "23503")
       assert.deepStrictEqual(yield* parts.get(orphan.id), Option.none())
+    })))
+})
+
+describe("SqliteStoreLive", () => {
+  it.effect("opens the file in WAL mode with foreign keys on and a busy timeout", () =>
+    sqlite.withStore(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const [journal] = yield* sql<{ journalMode: string }>`PRAGMA journal_mode`
+      const [foreignKeys] = yield* sql<{ foreignKeys: number }>`PRAGMA foreign_keys`
+      const [busy] = yield* sql<{ timeout: number }>`PRAGMA busy_timeout`
+      const [synchronous] = yield* sql<{ synchronous: number }>`PRAGMA synchronous`
+      assert.deepStrictEqual(journal, { journalMode: "wal" })
+      assert.deepStrictEqual(foreignKeys, { foreignKeys: 1 })
+      assert.deepStrictEqual(busy, { timeout: 5000 })
+      // NORMAL
+      assert.deepStrictEqual(synchronous, { synchronous: 1 })
+    })))
+})
+
+describe("StoreLive", () => {
+  it("only a postgres:// or postgresql:// URL names PostgreSQL", () => {
+    for (const url of ["postgres://u:p@h:5432/db", "postgresql://h/db", " POSTGRES://h/db"]) assert.isTrue(isPostgresUrl(url), url)
+    for (const url of ["", "sqlite://x", "mysql://h/db", ".vigil/vigil.db", "file:postgres://x"]) assert.isFalse(isPostgresUrl(url), url)
+  })
+
+  it.effect("without a URL (or with an empty one) it is the SQLite file", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const file = yield* tempDbFile
+      for (const databaseUrl of [undefined, "", "  "]) {
+        const dialect = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql.onDialectOrElse({ sqlite: () => Effect.succeed("sqlite"), orElse: () => Effect.succeed("other") })).pipe(
+            Effect.provide(Layer.orDie(StoreLive({ databaseUrl, sqliteFile: file })))
+          )
+        assert.strictEqual(dialect, "sqlite")
+      }
+    })))
+
+  it.effect("any other URL stops start-up with one line that names the key, not the URL", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Effect.provide(Effect.void, StoreLive({ databaseUrl: "mysql://root:secret@db/vigil", sqliteFile: "unused.db" }))
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+      assert.deepStrictEqual(
+        Option.map(error, (e) => ({ _tag: e._tag, message: e.message })),
+        Option.some({ _tag: "StoreUrlError", message: "VIGIL_DATABASE_URL must be a postgres:// or postgresql:// URL (got mysql:)" })
+      )
+      assert.notInclude(JSON.stringify(Option.getOrThrow(error)), "secret")
+    }))
+})
+
+describe.skipIf(postgres.skip)("StoreLive (postgres)", () => {
+  it.effect("a postgres:// URL is PostgreSQL, and the repositories work on it", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const url = yield* freshPgSchema
+      const session = makeSession()
+      const [dialect, back] = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* (yield* SessionRepo).insert(session)
+        return [
+          yield* sql.onDialectOrElse({ pg: () => Effect.succeed("pg"), orElse: () => Effect.succeed("other") }),
+          yield* (yield* SessionRepo).get(session.id)
+        ] as const
+      }).pipe(Effect.provide(Layer.orDie(StoreLive({ databaseUrl: url, sqliteFile: "never-created.db" }))))
+      assert.strictEqual(dialect, "pg")
+      assert.deepStrictEqual(back, Option.some(session))
     })))
 })

@@ -1,10 +1,14 @@
 import type { InstanceId, SessionId } from "@vigil/domain"
 import { makeInstanceId, makePartId, makeSessionId, Part, Session } from "@vigil/domain"
-import { SqliteStoreLive } from "@vigil/store"
+import type { Store } from "@vigil/store"
+import { PgStoreLive, SqliteStoreLive } from "@vigil/store"
+import type { Scope } from "effect"
 import { Effect, Layer } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { describe } from "vitest"
+import { freshPgSchema, pgSkipped } from "@vigil/store/test-database"
 
 /** A fresh directory under the OS temp dir, removed (with the database and its WAL files) on scope close. */
 export const tempDir = Effect.acquireRelease(
@@ -14,14 +18,57 @@ export const tempDir = Effect.acquireRelease(
 
 export const tempDbFile = Effect.map(tempDir, (dir) => join(dir, "vigil.db"))
 
-/**
- * Runs `body` against the real store on a new SQLite file. The store's scope closes (the database
- * is closed) before the directory is removed.
- */
-export const withStore = <A, E, R>(body: Effect.Effect<A, E, R>) =>
-  Effect.scoped(
-    Effect.flatMap(tempDbFile, (file) => Effect.provide(body, Layer.orDie(SqliteStoreLive(file))))
-  )
+/** A database the repository suites run against. */
+export interface Backend {
+  readonly name: "sqlite" | "postgres"
+  /** Skipped (PostgreSQL without `VIGIL_TEST_DATABASE_URL`, outside CI). */
+  readonly skip: boolean
+  /**
+   * A fresh, empty database for the scope (a temp SQLite file, or a PostgreSQL schema dropped
+   * after), as a function that opens the store on it: call it twice for two boots of one database.
+   */
+  readonly freshDatabase: Effect.Effect<() => Layer.Layer<Store>, never, Scope.Scope>
+  /**
+   * Runs `body` against the real store on a fresh database. The store's scope closes (the
+   * database is closed) before the database is removed.
+   */
+  readonly withStore: <A, E, R>(body: Effect.Effect<A, E, R>) => Effect.Effect<A, E, Exclude<R, Store | Scope.Scope>>
+}
+
+const backend = (
+  name: Backend["name"],
+  skip: boolean,
+  freshDatabase: Backend["freshDatabase"]
+): Backend => ({
+  name,
+  skip,
+  freshDatabase,
+  withStore: <A, E, R>(body: Effect.Effect<A, E, R>) =>
+    Effect.scoped(Effect.flatMap(freshDatabase, (open) => Effect.provide(body, open()))) as Effect.Effect<
+      A,
+      E,
+      Exclude<R, Store | Scope.Scope>
+    >
+})
+
+export const sqlite: Backend = backend(
+  "sqlite",
+  false,
+  Effect.map(tempDbFile, (file) => () => Layer.orDie(SqliteStoreLive(file)))
+)
+
+export const postgres: Backend = backend(
+  "postgres",
+  pgSkipped,
+  Effect.map(freshPgSchema, (url) => () => Layer.orDie(PgStoreLive(url)))
+)
+
+export const backends: ReadonlyArray<Backend> = [sqlite, postgres]
+
+/** One suite per backend: `describeBackends("PartRepo", ({ withStore }) => { … })`. */
+export const describeBackends = (name: string, suite: (backend: Backend) => void) => {
+  for (const each of backends) describe.skipIf(each.skip)(`${name} (${each.name})`, () => suite(each))
+}
 
 export const ownerA: InstanceId = makeInstanceId()
 export const ownerB: InstanceId = makeInstanceId()
@@ -62,4 +109,3 @@ export const makePart = (sessionId: SessionId, fields: Partial<ConstructorParame
     procStart: null,
     ...fields
   })
-

@@ -87,7 +87,11 @@ export class ServerProcess {
   starts = 0
   private retired = false
 
-  constructor(private readonly workspace: Workspace) {}
+  /**
+   * `env` is added to the server's environment (the test's own `VIGIL_*` variables never reach
+   * it): `VIGIL_DATABASE_URL` for a shared PostgreSQL store, `VIGIL_HOST_NAME` to play a host.
+   */
+  constructor(private readonly workspace: Workspace, private readonly env: Record<string, string> = {}) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`
@@ -112,7 +116,7 @@ export class ServerProcess {
       ["--import", tsxLoader, binPath, "serve", "--host", "127.0.0.1", "--port", String(this.port), "--db", this.workspace.db, "--config", this.workspace.config],
       {
         cwd: this.workspace.dir,
-        env: { ...inherited, [runMarker.name]: runMarker.value },
+        env: { ...inherited, ...this.env, [runMarker.name]: runMarker.value },
         stdio: ["ignore", "pipe", log]
       }
     )
