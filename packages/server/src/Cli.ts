@@ -3,7 +3,7 @@ import { SettingsError } from "@vigil/domain"
 import { loadProviders } from "@vigil/provider"
 import { loadSettings } from "@vigil/runtime"
 import type { StoreLocation } from "@vigil/store"
-import { RepositoriesLive, StoreClientLive, StoreUrlError } from "@vigil/store"
+import { RepositoriesLive, StoreClientLive, StoreConnectError, StoreUrlError } from "@vigil/store"
 import type { Redacted } from "effect"
 import { Cause, Config, Console, Effect, Layer, Option } from "effect"
 import { existsSync } from "node:fs"
@@ -142,7 +142,7 @@ export const reportFailure = <E>(cause: Cause.Cause<E>): Effect.Effect<void> => 
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error: unknown = failure.value
-    if (error instanceof SettingsError || error instanceof StoreUrlError) return Console.error(error.message)
+    if (error instanceof SettingsError || error instanceof StoreUrlError || error instanceof StoreConnectError) return Console.error(error.message)
     if (ValidationError.isValidationError(error)) return Effect.void
   }
   return Console.error(Cause.pretty(cause))

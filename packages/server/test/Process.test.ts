@@ -131,6 +131,38 @@ describe("vigil serve, as a process", () => {
     assert.isFalse(existsSync(db))
   })
 
+  it("a bad or unreachable VIGIL_DATABASE_URL stops start-up with one line that never shows the password", async () => {
+    const dir = tempDir(dirs)
+    const db = join(dir, "vigil.db")
+    const password = "s3cret-Pa55"
+    const serve = ["serve", "--port", "0", "--db", db]
+    const cases = [
+      {
+        url: `mysql://root:${password}@db.example/vigil`,
+        says: "VIGIL_DATABASE_URL must be a postgres:// or postgresql:// URL (got mysql:)",
+        commands: [serve]
+      },
+      // Port 1 on loopback: nothing listens, the connection is refused at once.
+      {
+        url: `postgres://vigil:${password}@127.0.0.1:1/vigil`,
+        says: "cannot connect to PostgreSQL at 127.0.0.1:1/vigil: connect ECONNREFUSED",
+        commands: [serve, ["status", "--db", db], ["recover", "--db", db]]
+      }
+    ]
+    for (const { commands, says, url } of cases) {
+      for (const args of commands) {
+        const result = await vigilRun(args, { cwd: dir, env: { VIGIL_DATABASE_URL: url } })
+        assert.strictEqual(result.code, 1, `${args[0]}: ${result.stderr}`)
+        const lines = result.stderr.split("\n").filter((line) => line.trim() !== "")
+        assert.strictEqual(lines.length, 1, result.stderr)
+        assert.include(lines[0], says)
+        assert.notInclude(result.stdout + result.stderr, password, "the password is never printed")
+        assert.notInclude(result.stdout, "listening")
+      }
+    }
+    assert.isFalse(existsSync(db), "the SQLite file is not used when a database URL is given")
+  })
+
   it("status and recover show what a crashed server left; a dry run writes nothing, a real one ends it", async () => {
     const dir = tempDir(dirs)
     const db = join(dir, "vigil.db")

@@ -5,6 +5,7 @@ import { EventLog } from "./EventLog.js"
 import { InstanceRepo } from "./InstanceRepo.js"
 import { MigrationsLive } from "./Migrations.js"
 import { PartRepo } from "./PartRepo.js"
+import type { StoreConnectError } from "./Postgres.js"
 import { PgLive } from "./Postgres.js"
 import { SessionRepo } from "./SessionRepo.js"
 import { SqliteLive } from "./Sqlite.js"
@@ -71,7 +72,7 @@ export const resolveStore = (
 /** The connection alone, without migrations: for read-only commands (`vigil status`). */
 export const StoreClientLive = (
   location: StoreLocation
-): Layer.Layer<SqlClient.SqlClient, ConfigError.ConfigError | SqlError.SqlError | StoreUrlError> =>
+): Layer.Layer<SqlClient.SqlClient, ConfigError.ConfigError | SqlError.SqlError | StoreConnectError | StoreUrlError> =>
   Either.match(resolveStore(location), {
     onLeft: (error) => Layer.fail(error),
     onRight: (store) => store._tag === "sqlite" ? SqliteLive(store.file) : PgLive(store.url)
@@ -80,7 +81,7 @@ export const StoreClientLive = (
 /** The store a server runs on, migrated: PostgreSQL or the SQLite file, as `resolveStore` chooses. */
 export const StoreLive = (
   location: StoreLocation
-): Layer.Layer<Store, ConfigError.ConfigError | SqlError.SqlError | StoreUrlError> =>
+): Layer.Layer<Store, ConfigError.ConfigError | SqlError.SqlError | StoreConnectError | StoreUrlError> =>
   Either.match(resolveStore(location), {
     onLeft: (error) => Layer.fail(error),
     onRight: (store) => store._tag === "sqlite" ? SqliteStoreLive(store.file) : PgStoreLive(store.url)
