@@ -25,9 +25,19 @@ export interface InstanceLocksShape {
   readonly isHeld: (instanceId: InstanceId) => Effect.Effect<Option.Option<boolean>>
 }
 
-/** How often the held lock's connection is checked, and how soon a lost lock is taken again. */
+/** How often the held lock's connection is checked. */
 const checkEvery = Duration.seconds(1)
 const pingTimeout = Duration.seconds(5)
+/** A lost lock is taken again at once, then backing off to once a second while the database is away. */
+const retake = Schedule.exponential(Duration.millis(50)).pipe(Schedule.union(Schedule.spaced(checkEvery)))
+
+/**
+ * How long a lock must stay free before a peer takes it for death. A live instance whose
+ * connection dropped (a database restart, a killed backend) has its lock free until it takes it
+ * again: within a ping period and a reconnect, about a second. A second look after this long tells
+ * that apart from a process that is gone.
+ */
+export const lockConfirmAfter = Duration.seconds(3)
 
 /**
  * PostgreSQL: a session-level advisory lock keyed by the instance id, taken on a connection
@@ -71,7 +81,7 @@ const postgres = (sql: SqlClient.SqlClient): InstanceLocksShape => {
           ),
           Effect.tapError((error) => Deferred.fail(taken, error)),
           Effect.catchAllCause((cause) => Effect.logError("instance lock lost; taking it again", cause)),
-          Effect.repeat(Schedule.spaced(checkEvery)),
+          Effect.repeat(retake),
           Effect.annotateLogs({ module: "InstanceLocks", instance: instanceId }),
           Effect.forkScoped
         )

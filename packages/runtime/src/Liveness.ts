@@ -3,7 +3,7 @@ import { leaseExpired } from "@vigil/domain"
 import { InstanceRepo } from "@vigil/store"
 import { Clock, Effect, Option } from "effect"
 import { InstanceLease } from "./InstanceLease.js"
-import { InstanceLocks } from "./InstanceLocks.js"
+import { InstanceLocks, lockConfirmAfter } from "./InstanceLocks.js"
 import { ProcessControl } from "./ProcessControl.js"
 
 export type DeathCause = "stopped" | "lease-expired" | "process-gone" | "lock-released" | "unknown-instance"
@@ -28,11 +28,14 @@ export class Liveness extends Effect.Service<Liveness>()("vigil/Liveness", {
       if (instance.host === processes.host) {
         return (yield* processes.isAlive(instance.pid, instance.procStart)) ? null : "process-gone" as const
       }
-      // Another host: a free lock means its process is gone (its session ended with it). On this
-      // host the pid answers more precisely (a lock can also be free while its connection is being
-      // re-made). When the store cannot tell (SQLite, a failed check) the lease stays the rule.
-      if (Option.exists(yield* locks.isHeld(instance.id), (held) => !held)) return "lock-released" as const
-      return null
+      // Another host: a lock that stays free means its process is gone (its session ended with it).
+      // A live instance's lock is also free for a moment while it re-makes a dropped connection, so
+      // a free lock is looked at twice, `lockConfirmAfter` apart. On this host the pid answers
+      // sooner. When the store cannot tell (SQLite, a failed check) the lease stays the rule.
+      const isFree = Effect.map(locks.isHeld(instance.id), Option.exists((held) => !held))
+      if (!(yield* isFree)) return null
+      yield* Effect.sleep(lockConfirmAfter)
+      return (yield* isFree) ? "lock-released" as const : null
     })
 
     /** The dead among `ids`, with why; an id with no instance row at all is dead too. */
@@ -42,11 +45,16 @@ export class Liveness extends Effect.Service<Liveness>()("vigil/Liveness", {
       const rows = yield* instances.getMany(others)
       const byId = new Map(rows.map((row) => [row.id, row]))
       const dead = new Map<InstanceId, { readonly cause: DeathCause; readonly instance: Instance | undefined }>()
-      for (const id of others) {
+      // All at once: the second look at several free locks costs one wait, not one each.
+      yield* Effect.forEach(others, (id) => {
         const instance = byId.get(id)
-        const cause = instance === undefined ? "unknown-instance" as const : yield* causeOfDeath(instance, now)
-        if (cause !== null) dead.set(id, { cause, instance })
-      }
+        return Effect.map(
+          instance === undefined ? Effect.succeed("unknown-instance" as const) : causeOfDeath(instance, now),
+          (cause) => {
+            if (cause !== null) dead.set(id, { cause, instance })
+          }
+        )
+      }, { concurrency: "unbounded", discard: true })
       return dead
     })
 
