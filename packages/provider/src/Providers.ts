@@ -9,16 +9,21 @@ import { splitModelName } from "./ProviderConfig.js"
 
 /**
  * The models a prompt can name. Model names are open-ended (`"openai/gpt-4o-mini"`), so `get`
- * makes a model on demand for any `<provider>/<name>` of a configured provider; iterating lists
- * what is known up front (`script` and the names under `provider.<id>.models`), which is what an
- * "unknown model" error shows.
+ * makes a model on demand for any `<provider>/<name>` of a configured provider; the entries are
+ * what is known up front (`script` and the names under `provider.<id>.models`). `keys()`, which is
+ * what an "unknown model" error lists, adds `<provider>/*` for each provider.
  */
 export class ProviderModels extends Map<string, LanguageModelShape> {
   constructor(
     known: Iterable<readonly [string, LanguageModelShape]>,
-    private readonly resolve: (name: string) => LanguageModelShape | undefined
+    private readonly resolve: (name: string) => LanguageModelShape | undefined,
+    private readonly patterns: ReadonlyArray<string> = []
   ) {
     super(known)
+  }
+
+  override keys(): MapIterator<string> {
+    return new Map([...super.keys(), ...this.patterns].map((key) => [key, key])).keys()
   }
 
   override get(name: string): LanguageModelShape | undefined {
@@ -46,7 +51,8 @@ export const makeLanguageModels = (config: ProviderConfig) =>
         known.push([`${provider.id}/${model}`, makeOpenAiCompatibleModel({ provider, model }, client)])
       }
     }
-    return { defaultModel: config.defaultModel, models: new ProviderModels(known, resolve) }
+    const patterns = config.providers.map((provider) => `${provider.id}/*`)
+    return { defaultModel: config.defaultModel, models: new ProviderModels(known, resolve, patterns) }
   })
 
 /** The models on a given HttpClient (a test's, say). */

@@ -175,7 +175,7 @@ describe("LanguageModels from providers", () => {
         Effect.provideService(HttpClient.HttpClient, unusedClient)
       )
       assert.strictEqual(defaultModel, "openai/fake")
-      assert.deepStrictEqual([...models.keys()], ["script", "openai/listed"])
+      assert.deepStrictEqual([...models.keys()], ["script", "openai/listed", "openai/*"])
       assert.strictEqual(models.get("script")?.name, "script")
       assert.strictEqual(models.get("openai/gpt-4o-mini")?.name, "openai/gpt-4o-mini")
       assert.strictEqual(models.get("openai/org/model-7b")?.name, "openai/org/model-7b")
