@@ -1,5 +1,6 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import {
+  Instance,
   InvalidToolInput,
   Part,
   PartNotFound,
@@ -7,6 +8,7 @@ import {
   Session,
   SessionBusy,
   SessionNotFound,
+  SupervisionEvent,
   UnknownModel,
   UnknownTool
 } from "@vigil/domain"
@@ -146,15 +148,51 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
   )
 {}
 
-export class PartsGroup extends HttpApiGroup.make("parts").add(
-  HttpApiEndpoint.get("get", "/part/:id")
-    .setPath(IdPath)
-    .addSuccess(Part)
-    .addError(PartNotFound, { status: 404 })
-) {}
+export class PartsGroup extends HttpApiGroup.make("parts")
+  .add(
+    HttpApiEndpoint.get("get", "/part/:id")
+      .setPath(IdPath)
+      .addSuccess(Part)
+      .addError(PartNotFound, { status: 404 })
+  )
+  // Every pending or running part of every session, read through the partial index of live rows.
+  .add(HttpApiEndpoint.get("active", "/part/active").addSuccess(Schema.Array(Part)))
+{}
 
-export class EventsGroup extends HttpApiGroup.make("events").add(
-  HttpApiEndpoint.get("events", "/event").addSuccess(EventStream)
+/** `GET /event/log`: the newest supervision events first, of one session when `sessionId` is given. */
+export const EventLogQuery = Schema.Struct({
+  sessionId: Schema.optional(Schema.String),
+  limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)))
+})
+
+export class EventsGroup extends HttpApiGroup.make("events")
+  .add(HttpApiEndpoint.get("events", "/event").addSuccess(EventStream))
+  .add(HttpApiEndpoint.get("log", "/event/log").setUrlParams(EventLogQuery).addSuccess(Schema.Array(SupervisionEvent)))
+{}
+
+/** An instance row with what this server makes of it now: alive or dead (and why), heartbeat age. */
+export const InstanceStatus = Schema.Struct({
+  ...Instance.fields,
+  alive: Schema.Boolean,
+  /** `stopped`, `lease-expired`, `process-gone`, …: runtime's `Liveness` verdict; null when alive. */
+  deathCause: Schema.NullOr(Schema.String),
+  /** This server's own instance. */
+  self: Schema.Boolean,
+  heartbeatAgeMs: Schema.Number
+}).annotations({ identifier: "InstanceStatus" })
+
+/**
+ * `GET /instance`: the instances still registered as running, those that own live sessions or
+ * parts, and the dead owners the last startup recovery handled; with the server's clock (`now`),
+ * so a client can place deadlines and ages on the server's time.
+ */
+export const InstanceList = Schema.Struct({
+  now: Schema.Number,
+  instances: Schema.Array(InstanceStatus)
+}).annotations({ identifier: "InstanceList" })
+
+export class InstancesGroup extends HttpApiGroup.make("instances").add(
+  HttpApiEndpoint.get("list", "/instance").addSuccess(InstanceList)
 ) {}
 
 export class VigilApi extends HttpApi.make("vigil")
@@ -162,6 +200,7 @@ export class VigilApi extends HttpApi.make("vigil")
   .add(SessionsGroup)
   .add(PartsGroup)
   .add(EventsGroup)
+  .add(InstancesGroup)
   .annotateContext(OpenApi.annotations({
     title: "vigil",
     description: "Supervised sessions, tool executions and model steps: nothing stays stuck."

@@ -1,10 +1,11 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { PartId, PartNotFound, SessionCancelled, SessionId } from "@vigil/domain"
 import { InstanceLease, RecoveryComplete, SessionService, ToolRunner, Watchdog } from "@vigil/runtime"
-import { PartRepo } from "@vigil/store"
+import { EventLog, PartRepo } from "@vigil/store"
 import { Duration, Effect, Layer, Option } from "effect"
 import { VigilApi } from "./Api.js"
 import { eventStreamResponse } from "./EventStream.js"
+import { listInstances } from "./Instances.js"
 
 export const HealthLive = HttpApiBuilder.group(VigilApi, "health", (handlers) =>
   Effect.gen(function*() {
@@ -57,19 +58,33 @@ export const PartsLive = HttpApiBuilder.group(VigilApi, "parts", (handlers) =>
   Effect.gen(function*() {
     // The session service has no single-part read; the repository is the source of truth for it.
     const parts = yield* PartRepo
-    return handlers.handle("get", ({ path }) =>
-      parts.get(PartId.make(path.id)).pipe(
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(new PartNotFound({ partId: path.id, message: `no part ${path.id}` })),
-          onSome: Effect.succeed
-        }))
-      ))
+    return handlers
+      .handle("get", ({ path }) =>
+        parts.get(PartId.make(path.id)).pipe(
+          Effect.flatMap(Option.match({
+            onNone: () => Effect.fail(new PartNotFound({ partId: path.id, message: `no part ${path.id}` })),
+            onSome: Effect.succeed
+          }))
+        ))
+      .handle("active", () => parts.active())
   }))
 
 export const EventsLive = HttpApiBuilder.group(VigilApi, "events", (handlers) =>
-  handlers.handleRaw("events", () => eventStreamResponse))
+  Effect.gen(function*() {
+    const log = yield* EventLog
+    return handlers
+      .handleRaw("events", () => eventStreamResponse)
+      .handle("log", ({ urlParams }) =>
+        log.list({
+          ...(urlParams.sessionId === undefined ? {} : { sessionId: SessionId.make(urlParams.sessionId) }),
+          limit: urlParams.limit ?? 200
+        }))
+  }))
+
+export const InstancesLive = HttpApiBuilder.group(VigilApi, "instances", (handlers) =>
+  Effect.map(listInstances, (list) => handlers.handle("list", () => list)))
 
 /** Every group's handlers, with the API they implement. */
 export const ApiLive = HttpApiBuilder.api(VigilApi).pipe(
-  Layer.provide(Layer.mergeAll(HealthLive, SessionsLive, PartsLive, EventsLive))
+  Layer.provide(Layer.mergeAll(HealthLive, SessionsLive, PartsLive, EventsLive, InstancesLive))
 )
