@@ -12,6 +12,7 @@ import { createServer } from "node:http"
 import type { Server as NodeServer } from "node:http"
 import { basicAuth } from "./Auth.js"
 import { badRequests } from "./BadRequests.js"
+import { DashboardLive } from "./dashboard/Dashboard.js"
 import { StreamsClosing } from "./EventStream.js"
 import { ApiLive } from "./Handlers.js"
 
@@ -113,6 +114,7 @@ export const ServerLive = (options: ServerOptions) =>
       const Top = options.announce === false ? Serve : Announce.pipe(Layer.provideMerge(Serve))
       return Top.pipe(
         Layer.provide(HttpApiSwagger.layer({ path: "/doc" })),
+        Layer.provide(DashboardLive),
         Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
         Layer.provide(HttpApiBuilder.middleware(badRequests)),
         Layer.provideMerge(ApiLive),

@@ -1,0 +1,90 @@
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Data, Effect } from "effect"
+import { build } from "esbuild"
+import { readFile } from "node:fs/promises"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+/**
+ * The live dashboard at `/`: one HTML page, its stylesheet and its script, all served from this
+ * package (no CDN: it works offline). The script is `client.ts` and the pure view modules it
+ * imports, bundled by esbuild once, on the first request for it, and kept: starting a server
+ * that nobody opens the page of costs nothing.
+ */
+
+const here = dirname(fileURLToPath(import.meta.url))
+export const clientEntry = join(here, "client.ts")
+export const stylesheet = join(here, "dashboard.css")
+
+export class DashboardBuildError extends Data.TaggedError("DashboardBuildError")<{ readonly cause: unknown }> {}
+
+/** The browser script: ES2022, one file, minified. */
+export const bundleClient = Effect.tryPromise({
+  try: () =>
+    build({
+      entryPoints: [clientEntry],
+      bundle: true,
+      write: false,
+      format: "esm",
+      platform: "browser",
+      target: "es2022",
+      minify: true,
+      legalComments: "none",
+      logLevel: "silent"
+    }),
+  catch: (cause) => new DashboardBuildError({ cause })
+}).pipe(Effect.map((result) => result.outputFiles[0]!.text))
+
+export const page = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>vigil</title>
+<link rel="stylesheet" href="/dashboard/app.css">
+</head>
+<body>
+<header>
+  <h1>vigil</h1>
+  <span id="connection" class="connecting">connecting</span>
+  <span id="counts"></span>
+  <span id="filter" hidden>session <code id="filter-id"></code> <button id="filter-clear" type="button">× all sessions</button></span>
+</header>
+<div id="flash" hidden></div>
+<main>
+  <section class="p-sessions"><h2>Sessions</h2><div class="scroll"><table id="sessions"></table></div></section>
+  <section class="p-parts"><h2>Running parts</h2><div class="scroll"><table id="parts"></table></div></section>
+  <section class="p-events"><h2>Supervision log <small>newest first · click a session to filter</small></h2><div class="scroll"><table id="events"></table></div></section>
+  <section class="p-instances"><h2>Instances</h2><div class="scroll"><table id="instances"></table></div>
+    <h3>Last startup recovery</h3><div id="recovery"></div></section>
+</main>
+<script type="module" src="/dashboard/app.js"></script>
+</body>
+</html>
+`
+
+const asset = (body: string, contentType: string) =>
+  HttpServerResponse.text(body, { contentType, headers: { "cache-control": "no-cache" } })
+
+/** `/`, `/dashboard/app.js`, `/dashboard/app.css` on the API's router (so the server's auth covers them). */
+export const DashboardLive = HttpApiBuilder.Router.use((router) =>
+  Effect.gen(function*() {
+    const script = yield* Effect.cached(bundleClient)
+    const css = yield* Effect.cached(Effect.tryPromise({
+      try: () => readFile(stylesheet, "utf8"),
+      catch: (cause) => new DashboardBuildError({ cause })
+    }))
+    const served = (body: Effect.Effect<string, DashboardBuildError>, contentType: string) =>
+      body.pipe(
+        Effect.map((text) => asset(text, contentType)),
+        Effect.catchAll((error) =>
+          Effect.logError("dashboard asset unavailable", error.cause).pipe(
+            Effect.as(HttpServerResponse.text(`dashboard unavailable: ${String(error.cause)}`, { status: 500 }))
+          )
+        )
+      )
+    yield* router.get("/", Effect.succeed(asset(page, "text/html; charset=utf-8")))
+    yield* router.get("/dashboard/app.js", served(script, "text/javascript; charset=utf-8"))
+    yield* router.get("/dashboard/app.css", served(css, "text/css; charset=utf-8"))
+  })
+)
