@@ -43,7 +43,8 @@ export const makeLanguageModels = (config: ProviderConfig) =>
     const resolve = (name: string): LanguageModelShape | undefined => {
       const { model, provider } = splitModelName(name)
       const settings = provider === undefined ? undefined : providers.get(provider)
-      return settings === undefined || model === "" ? undefined : makeOpenAiCompatibleModel({ provider: settings, model }, client)
+      // `*` is how `keys()` shows "any name", not a name.
+      return settings === undefined || model === "" || model === "*" ? undefined : makeOpenAiCompatibleModel({ provider: settings, model }, client)
     }
     const known: Array<readonly [string, LanguageModelShape]> = [[scriptModel.name, scriptModel]]
     for (const provider of config.providers) {

@@ -182,6 +182,7 @@ describe("LanguageModels from providers", () => {
       assert.isTrue(models.has("openai/fake"))
       assert.isUndefined(models.get("other/gpt-4o"))
       assert.isUndefined(models.get("openai/"))
+      assert.isUndefined(models.get("openai/*"))
       assert.isUndefined(models.get("gpt-4o"))
       assert.isFalse(models.has("other/x"))
     }))

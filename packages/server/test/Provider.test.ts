@@ -190,7 +190,7 @@ describe("vigil serve with a provider in vigil.json, as a process", () => {
       assert.include(parts.find((part) => part.tool === "bash").output, "from-the-process")
       assert.strictEqual(fake.requests.length, 3)
       for (const recorded of fake.requests) assert.strictEqual(recorded.headers.authorization, `Bearer ${testKey}`)
-      // The rejected first turn is in the history the model sees next, its error text redacted.
+      // The failed first turn's prompt is in the history the model sees next; the key is nowhere in it.
       const history = JSON.stringify(fake.requests[1]!.body.messages)
       assert.include(history, "first")
       assert.notInclude(history, testKey)
