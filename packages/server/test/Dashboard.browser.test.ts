@@ -1,5 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Redacted } from "effect"
+import { Instance, makeInstanceId, makeSessionId, newPart, Session } from "@vigil/domain"
+import { InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
+import { Effect, Redacted } from "effect"
 import { copyFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { Browser, Page } from "playwright-core"
@@ -16,7 +18,7 @@ import {
   sleep
 } from "./DashboardSupport.js"
 import type { RunningServer } from "./support.js"
-import { eventually, removeDirs, request, tempDir } from "./support.js"
+import { eventually, removeDirs, request, tempDir, withStore } from "./support.js"
 
 /**
  * The dashboard end to end: the real server, a real headless chromium, the page driven as a
@@ -303,8 +305,108 @@ describe.skipIf(!chromiumAvailable && !inCi)("the dashboard in headless chromium
     await sleep(2_000)
     const shot = join(outputDir, "dashboard.png")
     await page.screenshot({ path: shot, fullPage: true })
-    if (process.env["VIGIL_DOCS_SCREENSHOT"] === "1") copyFileSync(shot, join(docsDir, "dashboard.png"))
     for (const id of [root.id, stuck.id]) await request(`${server.url}/session/${id}/abort`, { method: "POST" })
+  })
+})
+
+describe.skipIf(!chromiumAvailable && !inCi)("the dashboard after a crash", () => {
+  let crashed: RunningServer
+  let closeCrashBrowser: () => Promise<void> = async () => undefined
+  let crashBrowser: Browser
+  const deadId = makeInstanceId()
+  const orphanSession = makeSessionId()
+
+  beforeAll(async () => {
+    if (!chromiumAvailable) throw new Error(`no chromium at ${chromiumPath} (set VIGIL_CHROMIUM)`)
+    ensureOutputDir()
+    const file = join(tempDir(dirs), "vigil.db")
+    // A first boot makes the schema; then what a server on another machine left when it died:
+    // a busy session and a running part, its lease long expired.
+    await (await serverOn({ db: file, port: 0 })).close()
+    const now = Date.now()
+    await withStore(file, Effect.gen(function*() {
+      yield* (yield* InstanceRepo).register(new Instance({
+        id: deadId,
+        pid: 4242,
+        host: "build-box-2",
+        procStart: null,
+        startedAt: now - 3_600_000,
+        heartbeatAt: now - 600_000,
+        leaseMillis: 30_000,
+        stoppedAt: null
+      }))
+      yield* (yield* SessionRepo).insert(new Session({
+        id: orphanSession,
+        parentId: null,
+        parentPartId: null,
+        title: "nightly migration (its server crashed)",
+        status: "busy",
+        cancelReason: null,
+        lastActivityAt: now - 600_000,
+        ownerId: deadId,
+        createdAt: now - 900_000
+      }))
+      yield* (yield* PartRepo).insert(newPart({
+        sessionId: orphanSession,
+        kind: "tool",
+        tool: "bash",
+        input: { command: "./migrate.sh" },
+        status: "running",
+        ownerId: deadId,
+        createdAt: now - 700_000,
+        startedAt: now - 700_000,
+        deadlineAt: now - 100_000
+      }))
+    }))
+    crashed = await serverOn({ db: file, port: 0 })
+    ;({ browser: crashBrowser, close: closeCrashBrowser } = await launchBrowser())
+  }, 60_000)
+
+  afterAll(async () => {
+    await closeCrashBrowser()
+    await crashed?.close()
+  })
+
+  it("shows the startup recovery's report, the dead instance and why, and the orphan it ended (docs/dashboard.png)", async () => {
+    const view = await crashBrowser.newPage({ viewport: { width: 1440, height: 900 } })
+    await view.goto(crashed.url)
+    await view.locator("#connection.live").waitFor({ timeout: 10_000 })
+    await view.locator("#recovery").getByText("1 orphaned part ended").waitFor({ timeout: 10_000 })
+    assert.include(await view.locator("#recovery").innerText(), "1 session freed")
+    assert.strictEqual(await view.locator(`#recovery code[title="${deadId}"]`).count(), 1)
+    const deadRow = view.locator(`#instances tr.dead:has(code[title="${deadId}"])`)
+    await deadRow.waitFor({ timeout: 10_000 })
+    assert.include(await deadRow.innerText(), "build-box-2")
+    assert.include(await deadRow.innerText(), "dead: lease-expired")
+    const rescued = view.locator(`#sessions tr[data-session="${orphanSession}"]`)
+    await rescued.waitFor({ timeout: 5_000 })
+    assert.strictEqual(await rescued.locator(".pill.st-busy").count(), 0)
+    assert.include(await rescued.innerText(), "interrupted: the server running it")
+    await view.locator(`#events tr.ev-recovery:has-text("recovery.orphans_rescued")`).waitFor({ timeout: 5_000 })
+
+    // Life goes on around it: a tree of sessions at work, one tool about to time out, one aborted.
+    const post = async (path: string, body: unknown) => (await request(`${crashed.url}${path}`, { body })).body
+    const root = await post("/session", { title: "refactor the auth module" })
+    await post(`/session/${root.id}/tool`, { tool: "bash", input: { command: "sleep 120" }, timeout: 90_000 })
+    const tests = await post("/session", { title: "sub-agent: run the test suite", parentId: root.id })
+    await post(`/session/${tests.id}/tool`, { tool: "bash", input: { command: "sleep 120" }, timeout: 12_000 })
+    const lint = await post("/session", { title: "sub-agent: lint", parentId: root.id })
+    await post(`/session/${lint.id}/tool`, { tool: "bash", input: { command: "echo ok" } })
+    const flaky = await post("/session", { title: "sub-agent: fetch a flaky API", parentId: tests.id })
+    await post(`/session/${flaky.id}/tool`, { tool: "bash", input: { command: "sleep 30" }, timeout: 1_500 })
+    const dev = await post("/session", { title: "dev server that never exits" })
+    await post(`/session/${dev.id}/tool`, { tool: "bash", input: { command: "sleep 300" } })
+    const wrong = await post("/session", { title: "wrong branch checked out" })
+    await post(`/session/${wrong.id}/tool`, { tool: "bash", input: { command: "sleep 300" } })
+    view.once("dialog", (dialog) => void dialog.accept())
+    await view.locator(`button[data-abort="${wrong.id}"]`).click()
+    await view.locator(`#sessions tr[data-session="${wrong.id}"] .pill.st-cancelled`).waitFor({ timeout: 10_000 })
+    await view.locator(`#events tr.ev-timeout:has-text("after 1s")`).waitFor({ timeout: 10_000 })
+    await sleep(3_000)
+    const shot = join(outputDir, "dashboard-recovered.png")
+    await view.screenshot({ path: shot })
+    if (process.env["VIGIL_DOCS_SCREENSHOT"] === "1") copyFileSync(shot, join(docsDir, "dashboard.png"))
+    for (const id of [root.id, dev.id]) await request(`${crashed.url}/session/${id}/abort`, { method: "POST" })
   })
 })
 
