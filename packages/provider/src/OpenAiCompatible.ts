@@ -248,6 +248,10 @@ export const makeOpenAiCompatibleModel = (
         if (typeof content === "string" && content !== "") {
           text.push(content)
           yield* request.onText(content)
+        } else {
+          // A tool call's arguments or a reasoning model's thinking arrive as chunks without text:
+          // progress all the same, so the idle rule does not take a busy model for a silent one.
+          yield* request.onText("")
         }
         const toolCalls = delta["tool_calls"]
         if (!Array.isArray(toolCalls)) return

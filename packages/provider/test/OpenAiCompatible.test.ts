@@ -4,7 +4,8 @@ import { assert, describe, it } from "@effect/vitest"
 import type { Part } from "@vigil/domain"
 import { AbortIncomplete, describeReason, ToolTimeout } from "@vigil/domain"
 import { SessionService } from "@vigil/runtime"
-import { Duration, Effect, Fiber, Layer, Option, Schedule } from "effect"
+import { Context, Duration, Effect, Fiber, Layer, Option, Schedule } from "effect"
+import { makeOpenAiCompatibleModel } from "../src/OpenAiCompatible.js"
 import { ProvidersLayer } from "../src/Providers.js"
 import type { Responder } from "./fakeOpenAi.js"
 import {
@@ -174,6 +175,29 @@ describe("OpenAI-compatible provider", () => {
         // The request really was left open: this is the grace path, not a clean abort.
         assert.strictEqual(fake.disconnects(), 0)
       }).pipe(Effect.provide(layer))
+    }))
+
+  it.scopedLive("every chunk is progress: a tool call's fragments and reasoning reach onText as empty chunks", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeServer([
+        streamed(
+          chunk({ reasoning_content: "thinking..." }),
+          textDelta("On it."),
+          toolDelta(0, { id: "call_1", name: "echo", arguments: "{\"text\"" }),
+          toolDelta(0, { arguments: ": \"hi\"}" }),
+          chunk({}, "tool_calls")
+        )
+      ])
+      const client = Context.get(yield* Layer.build(NodeHttpClient.layer), HttpClient.HttpClient)
+      const model = makeOpenAiCompatibleModel({ provider: providerConfig(fake.baseURL).providers[0]!, model: "fake" }, client)
+      const seen: Array<string> = []
+      const response = yield* model.generate({
+        messages: [{ role: "user", text: "hello" }],
+        tools: [],
+        onText: (text) => Effect.sync(() => seen.push(text))
+      })
+      assert.deepStrictEqual(response, { text: "On it.", toolCalls: [{ id: "call_1", name: "echo", input: { text: "hi" } }] })
+      assert.deepStrictEqual(seen, ["", "On it.", "", "", ""])
     }))
 
   describe("errors name the status or the problem", () => {

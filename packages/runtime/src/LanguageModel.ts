@@ -22,7 +22,10 @@ export interface ToolSpec {
 export interface ModelRequest {
   readonly messages: ReadonlyArray<Message>
   readonly tools: ReadonlyArray<ToolSpec>
-  /** Streamed text, as it arrives: progress the idle rule sees. */
+  /**
+   * Streamed text, as it arrives: progress the idle rule sees. An empty chunk is progress without
+   * text (a streamed tool call's arguments, a reasoning model's thinking).
+   */
   readonly onText: (chunk: string) => Effect.Effect<void>
 }
 
