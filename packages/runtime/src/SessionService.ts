@@ -40,6 +40,8 @@ interface Turn {
   readonly done: Deferred.Deferred<TurnResult>
   /** Set by whoever ends the turn from outside, before interrupting it, so the end has its reason. */
   cancelReason: ErrorReason | undefined
+  /** The model of an agent-loop turn: the model its `task` sub-agents run on too. */
+  readonly model: string | undefined
 }
 
 /** A turn stops after this many model steps: a script or a model in a loop must still end. */
@@ -190,8 +192,8 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       yield* Deferred.succeed(turn.done, result)
     })
 
-    const beginTurn = Effect.fnUntraced(function*(id: SessionId, work: Effect.Effect<string, PartEnded>) {
-      const turn: Turn = { done: yield* Deferred.make<TurnResult>(), cancelReason: undefined }
+    const beginTurn = Effect.fnUntraced(function*(id: SessionId, work: Effect.Effect<string, PartEnded>, model?: string) {
+      const turn: Turn = { done: yield* Deferred.make<TurnResult>(), cancelReason: undefined, model }
       turns.set(id, turn)
       yield* FiberMap.run(
         turnFibers,
@@ -301,7 +303,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       const model = yield* modelOf(options.model)
       yield* claim(id)
       return yield* insertFinished(id, "prompt", options.text).pipe(
-        Effect.zipRight(beginTurn(id, agentLoop(id, model))),
+        Effect.zipRight(beginTurn(id, agentLoop(id, model), model.name)),
         Effect.onError(() => transition(id, ["busy"], "idle").pipe(Effect.ignore))
       )
     })
@@ -375,7 +377,8 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           })
           childId = child.id
           yield* parts.setChildSession(context.partId as PartId, child.id)
-          const result = yield* runTurn(child.id, { text: input.prompt })
+          // A sub-agent thinks with its parent's model (a `task` run alone, outside a turn: the default).
+          const result = yield* runTurn(child.id, { text: input.prompt, model: turns.get(parent.id)?.model })
           if (result._tag !== "Completed") return yield* new PartEnded({ reason: result.reason })
           // What failed inside the sub-agent reaches the parent even when the child's own text
           // does not mention it: errors travel up the tree.

@@ -170,6 +170,23 @@ describe("SessionService", () => {
       assert.strictEqual((yield* sessions.get(session.id)).status, "error")
     }).pipe(Effect.provide(runtime())))
 
+  it.effect("a task's sub-agents run on the model of the turn that started them, not the default", () => {
+    const { model, requests } = recorder()
+    return Effect.gen(function*() {
+      const sessions = yield* SessionService
+      const root = yield* sessions.create()
+      const grandchild = script({ text: "grandchild done" })
+      const child = script({ tool: "task", input: { prompt: grandchild } }, { text: "child done" })
+      const result = yield* sessions.runTurn(root.id, { text: script({ tool: "task", input: { prompt: child } }, { text: "root done" }), model: "recorder" })
+      assert.deepStrictEqual(result, { _tag: "Completed", text: "root done" })
+      // Every model step of the three sessions went to the recorder: root 2, child 2, grandchild 1.
+      assert.strictEqual(requests.length, 5)
+      const firstUserTexts = requests.map((messages) => messages.find((message) => message.role === "user"))
+      assert.includeMembers(firstUserTexts.map((message) => (message?.role === "user" ? message.text : "")), [grandchild, child])
+      assert.strictEqual((yield* sessions.list()).length, 3)
+    }).pipe(Effect.provide(runtime({ models: [model] })))
+  })
+
   it.effect("a prompt to a busy session is refused; an unknown model is refused", () =>
     Effect.gen(function*() {
       const sessions = yield* SessionService
