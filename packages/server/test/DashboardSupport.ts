@@ -15,7 +15,7 @@ import { testSettings } from "./support.js"
 export const chromiumPath = process.env["VIGIL_CHROMIUM"] ?? "/usr/bin/chromium"
 export const chromiumAvailable = existsSync(chromiumPath)
 /** In CI a missing browser is a failure: a browser test that silently skipped would prove nothing. */
-export const inCi = process.env["CI"] === "true"
+export const inCi = ["true", "1", "TRUE", "True"].includes(process.env["CI"] ?? "")
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** Screenshots and measurements of a run (gitignored). */
