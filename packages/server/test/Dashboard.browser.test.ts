@@ -51,6 +51,12 @@ const barWidth = (partId: string) =>
   page.locator(`#parts tr[data-part="${partId}"] .bar .fill`).evaluate((node) => parseFloat((node as HTMLElement).style.width))
 const text = (selector: string) => page.locator(selector).innerText()
 
+describe("the browser tests' chromium", () => {
+  it.runIf(inCi)("is there in CI (a CI run that skipped the browser tests would prove nothing)", () => {
+    assert.isTrue(chromiumAvailable, `no chromium at ${chromiumPath}: install Debian's chromium or set VIGIL_CHROMIUM`)
+  })
+})
+
 describe.skipIf(!chromiumAvailable && !inCi)("the dashboard in headless chromium", () => {
   beforeAll(async () => {
     if (!chromiumAvailable) {
