@@ -1,6 +1,6 @@
 import { parseDuration, SettingsError } from "@vigil/domain"
+import { readConfigFile } from "@vigil/runtime"
 import { Duration, Effect, Either, Option, Redacted } from "effect"
-import { readFile } from "node:fs/promises"
 
 /** One OpenAI-compatible endpoint, as `provider.<id>` in the config file describes it. */
 export interface ProviderSettings {
@@ -193,22 +193,7 @@ export const splitModelName = (name: string): { readonly provider: string | unde
  */
 export const loadProviders = (options: { readonly path: string; readonly explicit: boolean }) =>
   Effect.gen(function*() {
-    const text = yield* Effect.tryPromise(() => readFile(options.path, "utf8")).pipe(
-      Effect.map(Option.some),
-      Effect.catchAll((error) =>
-        !options.explicit && (error.error as NodeJS.ErrnoException)?.code === "ENOENT"
-          ? Effect.succeed(Option.none<string>())
-          : Effect.fail(new SettingsError({ key: "(config file)", value: options.path, problem: `cannot be read: ${String(error.error)}` }))
-      )
-    )
-    const file = yield* Option.match(text, {
-      onNone: () => Effect.succeed(undefined as unknown),
-      onSome: (content) =>
-        Effect.try({
-          try: () => JSON.parse(content) as unknown,
-          catch: (error) => new SettingsError({ key: "(config file)", value: options.path, problem: `is not valid JSON: ${String(error)}` })
-        })
-    })
+    const file = yield* readConfigFile(options)
     const env = yield* Effect.sync(() => ({ ...process.env }))
     return yield* Either.match(parseProviders(file, env), { onLeft: Effect.fail, onRight: Effect.succeed })
   })

@@ -10,11 +10,11 @@ export class Settings extends Context.Tag("vigil/Settings")<Settings, SettingsSh
 }
 
 /**
- * Reads `vigil.json` (or `path`) and the environment overrides (`VIGIL_TOOL_TIMEOUT`, …) through
- * Effect's Config. A missing file at the default path means defaults; a file named explicitly must
- * exist. Any bad value fails with a `SettingsError` naming the key and the value.
+ * The config file's JSON (`undefined` when there is none): a missing file at the default path is no
+ * file; a file named explicitly must exist. Shared by every reader of `vigil.json` (the settings,
+ * the providers), so they fail alike, with a `SettingsError` naming the file.
  */
-export const loadSettings = (options: { readonly path: string; readonly explicit: boolean }) =>
+export const readConfigFile = (options: { readonly path: string; readonly explicit: boolean }) =>
   Effect.gen(function*() {
     const text = yield* Effect.tryPromise(() => readFile(options.path, "utf8")).pipe(
       Effect.map(Option.some),
@@ -26,7 +26,7 @@ export const loadSettings = (options: { readonly path: string; readonly explicit
           )
       )
     )
-    const file = yield* Option.match(text, {
+    return yield* Option.match(text, {
       onNone: () => Effect.succeed(undefined as unknown),
       onSome: (content) =>
         Effect.try({
@@ -35,6 +35,16 @@ export const loadSettings = (options: { readonly path: string; readonly explicit
             new SettingsError({ key: "(config file)", value: options.path, problem: `is not valid JSON: ${String(error)}` })
         })
     })
+  })
+
+/**
+ * Reads `vigil.json` (or `path`) and the environment overrides (`VIGIL_TOOL_TIMEOUT`, …) through
+ * Effect's Config. A missing file at the default path means defaults; a file named explicitly must
+ * exist. Any bad value fails with a `SettingsError` naming the key and the value.
+ */
+export const loadSettings = (options: { readonly path: string; readonly explicit: boolean }) =>
+  Effect.gen(function*() {
+    const file = yield* readConfigFile(options)
     const env: Record<string, string | undefined> = {}
     for (const spec of Object.values(settingsKeys)) {
       const value = yield* Config.option(Config.string(spec.env)).pipe(Effect.orElseSucceed(() => Option.none()))

@@ -14,11 +14,10 @@ import {
   inCi,
   launchBrowser,
   outputDir,
-  serverOn,
   sleep
 } from "./DashboardSupport.js"
 import type { RunningServer } from "./support.js"
-import { eventually, removeDirs, request, tempDir, withStore } from "./support.js"
+import { eventually, removeDirs, request, startServer, tempDir, withStore } from "./support.js"
 
 /**
  * The dashboard end to end: the real server, a real headless chromium, the page driven as a
@@ -64,7 +63,7 @@ describe.skipIf(!chromiumAvailable && !inCi)("the dashboard in headless chromium
     }
     ensureOutputDir()
     db = join(tempDir(dirs), "vigil.db")
-    server = await serverOn({ db, port: 0 })
+    server = await startServer({ db, port: 0 })
     ;({ browser, close: closeBrowser } = await launchBrowser())
     const context = await browser.newContext({ viewport: { width: 1440, height: 900 } })
     page = await context.newPage()
@@ -189,7 +188,7 @@ describe.skipIf(!chromiumAvailable && !inCi)("the dashboard in headless chromium
     const before = await instanceId()
     await server.close()
     await page.locator("#connection.reconnecting").waitFor({ timeout: 10_000 })
-    server = await serverOn({ db, port: server.port })
+    server = await startServer({ db, port: server.port })
     const after = await instanceId()
     assert.notStrictEqual(after, before)
     // Made before the page is back: only the snapshot taken on reconnecting can show it.
@@ -329,7 +328,7 @@ describe.skipIf(!chromiumAvailable && !inCi)("the dashboard after a crash", () =
     const file = join(tempDir(dirs), "vigil.db")
     // A first boot makes the schema; then what a server on another machine left when it died:
     // a busy session and a running part, its lease long expired.
-    await (await serverOn({ db: file, port: 0 })).close()
+    await (await startServer({ db: file, port: 0 })).close()
     const now = Date.now()
     await withStore(file, Effect.gen(function*() {
       yield* (yield* InstanceRepo).register(new Instance({
@@ -365,7 +364,7 @@ describe.skipIf(!chromiumAvailable && !inCi)("the dashboard after a crash", () =
         deadlineAt: now - 100_000
       }))
     }))
-    crashed = await serverOn({ db: file, port: 0 })
+    crashed = await startServer({ db: file, port: 0 })
     ;({ browser: crashBrowser, close: closeCrashBrowser } = await launchBrowser())
   }, 60_000)
 
@@ -425,7 +424,7 @@ describe.skipIf(!chromiumAvailable && !inCi)("the dashboard behind basic auth", 
 
   beforeAll(async () => {
     if (!chromiumAvailable) throw new Error(`no chromium at ${chromiumPath} (set VIGIL_CHROMIUM)`)
-    secured = await serverOn({ db: join(tempDir(dirs), "vigil.db"), port: 0, password: Redacted.make(password) })
+    secured = await startServer({ db: join(tempDir(dirs), "vigil.db"), port: 0, password: Redacted.make(password) })
     ;({ browser: securedBrowser, close: closeSecuredBrowser } = await launchBrowser())
   }, 60_000)
 

@@ -1,15 +1,9 @@
-import { HttpServer } from "@effect/platform"
-import type { Redacted } from "effect"
-import { Context, Effect, Exit, Layer, Logger, LogLevel, Option, Scope } from "effect"
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Browser } from "playwright-core"
 import { chromium } from "playwright-core"
-import { ServerLive, urlOf } from "../src/Server.js"
-import type { RunningServer } from "./support.js"
-import { testSettings } from "./support.js"
 
 /** Debian's chromium unless `VIGIL_CHROMIUM` names another (CI installs it and sets this). */
 export const chromiumPath = process.env["VIGIL_CHROMIUM"] ?? "/usr/bin/chromium"
@@ -53,32 +47,6 @@ export const launchBrowser = async (): Promise<{ readonly browser: Browser; read
       await browser.close().catch(() => undefined)
       rmSync(profile, { recursive: true, force: true })
     }
-  }
-}
-
-/** The real server layer on a given port (0: the OS picks), so a test can restart it on the same one. */
-export const serverOn = async (options: {
-  readonly db: string
-  readonly port: number
-  readonly password?: Redacted.Redacted<string>
-}): Promise<RunningServer & { readonly port: number }> => {
-  const scope = Effect.runSync(Scope.make())
-  const layer = ServerLive({
-    port: options.port,
-    host: "127.0.0.1",
-    db: options.db,
-    settings: Effect.succeed(testSettings),
-    password: Option.fromNullable(options.password),
-    announce: false
-  }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Error)))
-  const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
-  const server = Context.get(context, HttpServer.HttpServer)
-  const address = server.address
-  return {
-    url: urlOf(address),
-    db: options.db,
-    port: address._tag === "TcpAddress" ? address.port : 0,
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
 

@@ -39,17 +39,20 @@ export const testSettings: SettingsShape = {
 export interface RunningServer {
   readonly url: string
   readonly db: string
+  readonly port: number
   readonly close: () => Promise<void>
 }
 
-/** The real server layer, in-process, on a loopback port the OS picks, over a temp SQLite file. */
+/** The real server layer, in-process, on a loopback port (the OS picks one by default), over a temp SQLite file. */
 export const startServer = async (options: {
   readonly db: string
   readonly password?: Redacted.Redacted<string>
+  /** 0 (the default): a port the OS picks; a restart passes the port it had. */
+  readonly port?: number
 }): Promise<RunningServer> => {
   const scope = Effect.runSync(Scope.make())
   const layer = ServerLive({
-    port: 0,
+    port: options.port ?? 0,
     host: "127.0.0.1",
     db: options.db,
     settings: Effect.succeed(testSettings),
@@ -57,10 +60,11 @@ export const startServer = async (options: {
     announce: false
   }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Error)))
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
-  const server = Context.get(context, HttpServer.HttpServer)
+  const address = Context.get(context, HttpServer.HttpServer).address
   return {
-    url: urlOf(server.address),
+    url: urlOf(address),
     db: options.db,
+    port: address._tag === "TcpAddress" ? address.port : 0,
     close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
