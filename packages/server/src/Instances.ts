@@ -30,6 +30,8 @@ export const listInstances = Effect.gen(function*() {
     ])
     const extra = yield* instances.getMany([...others].filter((id) => !known.has(id)))
     const now = yield* Clock.currentTimeMillis
+    // At once: on PostgreSQL a free lock is looked at twice, seconds apart (Liveness), and the
+    // instances must not wait in turn.
     const rows = yield* Effect.forEach([...running, ...extra], (instance) =>
       Effect.map(liveness.causeOfDeath(instance, now), (cause) => ({
         ...instance,
@@ -37,7 +39,7 @@ export const listInstances = Effect.gen(function*() {
         deathCause: cause,
         self: instance.id === lease.id,
         heartbeatAgeMs: Math.max(0, now - instance.heartbeatAt)
-      })))
+      })), { concurrency: "unbounded" })
     return { now, instances: rows.sort((a, b) => b.startedAt - a.startedAt) }
   })
 })
