@@ -136,11 +136,18 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
       const started = performance.now()
       const at = yield* Clock.currentTimeMillis
       const rescued = yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
-      const mine = (yield* parts.activeOfOwner(lease.id)).filter((part) => part.kind === "tool" || part.kind === "model")
+      // Only this instance's parts that could be stuck are read: every task, and the leaves past
+      // their deadline plus twice the grace (the leaf rule below, as a bound). Healthy leaves are
+      // never decoded; `stuckReason` still decides each candidate.
+      const mine = yield* parts.stuckCandidates(lease.id, {
+        deadlineBefore: Math.ceil(at - 2 * Duration.toMillis(settings.abortGrace))
+      })
       let stuck = 0
       if (mine.length > 0) {
-        const active = yield* sessions.active()
-        const runningAll = yield* parts.active()
+        // The subtree's activity matters to tasks only: without one, no session or other part is read.
+        const tasks = mine.some((part) => part.childSessionId !== null)
+        const active = tasks ? yield* sessions.active() : []
+        const runningAll = tasks ? yield* parts.active() : []
         const activityOf = subtreeActivity(active, runningAll)
         const childIds = mine.flatMap((part) => (part.childSessionId === null ? [] : [part.childSessionId]))
         const children = new Map<string, Session>()

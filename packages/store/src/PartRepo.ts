@@ -133,6 +133,21 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
         .pipe(Effect.flatMap(decodeParts))
     }, Effect.orDie)
 
+    /**
+     * The watchdog's candidates among one owner's running parts: every `task` (its rule looks at
+     * the child's subtree), and the leaves whose deadline is at or before `deadlineBefore`. Healthy
+     * leaves are filtered out in SQL, so a scan decodes nothing when nothing is late. The status
+     * term repeats the partial index's own (`parts_active_owner`), so the planner may use it.
+     */
+    const stuckCandidates = Effect.fn("PartRepo.stuckCandidates")(function*(
+      ownerId: InstanceId,
+      options: { readonly deadlineBefore: number }
+    ) {
+      return yield* sql`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
+        AND status = 'running' AND kind IN ('tool', 'model') AND started_at IS NOT NULL
+        AND (tool = 'task' OR deadline_at <= ${options.deadlineBefore})`.pipe(Effect.flatMap(decodeParts))
+    }, Effect.orDie)
+
     /** Owners that have pending or running parts. */
     const activeOwners = Effect.fn("PartRepo.activeOwners")(function*() {
       const rows = yield* sql<{ ownerId: string }>`SELECT DISTINCT owner_id FROM parts WHERE status IN ('pending', 'running')`
@@ -177,6 +192,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       activeOfOwner,
       activeOfSessions,
       activeOwners,
+      stuckCandidates,
       endActiveOfOwner
     } as const
   })

@@ -346,6 +346,32 @@ describeBackends("PartRepo", ({ withStore }) => {
         assert.deepStrictEqual([...(yield* repo.activeOwners())].sort(), [ownerA, ownerB].sort())
       })))
 
+    it.effect("stuckCandidates: that owner's running tasks and its leaves due by the bound, nothing else", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [late, due, healthy, noDeadline, task, pending, completed, model, step, otherOwner] = yield* seed(
+          { ...runningFields, deadlineAt: 4_000 },
+          { ...runningFields, deadlineAt: 5_000 },
+          { ...runningFields, deadlineAt: 5_001 },
+          { ...runningFields, deadlineAt: null },
+          { ...runningFields, tool: "task", deadlineAt: 900_000 },
+          { deadlineAt: 1_000 },
+          { ...completedFields, deadlineAt: 1_000 },
+          { ...runningFields, kind: "model", tool: "model", deadlineAt: 1_000 },
+          { ...runningFields, kind: "text", tool: "model", deadlineAt: 1_000 },
+          { ...runningFields, ownerId: ownerB, deadlineAt: 1_000 }
+        )
+        const ids = (parts: ReadonlyArray<Part>) => parts.map((p) => p.id).sort()
+        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 5_000 })
+        assert.deepStrictEqual(ids(candidates), [late!.id, due!.id, task!.id, model!.id].sort())
+        // whole rows, decoded as any read decodes them
+        assert.deepStrictEqual(candidates.find((p) => p.id === late!.id), late)
+        for (const part of [healthy, noDeadline, pending, completed, step, otherOwner]) {
+          assert.isFalse(candidates.some((p) => p.id === part!.id))
+        }
+        assert.deepStrictEqual(ids(yield* repo.stuckCandidates(ownerB, { deadlineBefore: 0 })), [])
+      })))
+
     it.effect("setChildSession and recordProcess update the row", () =>
       withStore(Effect.gen(function*() {
         const repo = yield* PartRepo
