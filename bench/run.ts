@@ -1,6 +1,7 @@
 import { writeFileSync } from "node:fs"
 import { cpus, totalmem } from "node:os"
 import { fileURLToPath } from "node:url"
+import { fairScheduler } from "../packages/runtime/src/index.js"
 import { Cause, Effect, Logger, LogLevel } from "./effect.js"
 import { deadlineFigures } from "./figures/Deadlines.js"
 import { hardStopFigures } from "./figures/HardStop.js"
@@ -83,7 +84,11 @@ const main = Effect.gen(function*() {
 }).pipe(Effect.scoped)
 
 // Warnings the runtime logs for each supervision action (thousands here) are not the measurement.
-Effect.runPromise(main.pipe(Effect.provide(Logger.minimumLogLevel(LogLevel.Error)))).then(
+// The fibers run on the scheduler the server installs (runtime's FairScheduler), so the figures
+// are the server's.
+Effect.runPromise(
+  main.pipe(Effect.provide(Logger.minimumLogLevel(LogLevel.Error)), Effect.withScheduler(fairScheduler))
+).then(
   () => process.exit(0),
   (error: unknown) => {
     console.error(error)

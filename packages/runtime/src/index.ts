@@ -1,5 +1,6 @@
 export * from "./Activity.js"
 export * from "./Events.js"
+export * from "./FairScheduler.js"
 export * from "./History.js"
 export * from "./IdleMonitor.js"
 export * from "./InstanceLease.js"

@@ -4,7 +4,7 @@ import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
 import type { ProviderConfig } from "@vigil/provider"
 import { noProviders, ProvidersLive } from "@vigil/provider"
-import { ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
+import { FairSchedulerLive, ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
 import { StoreLive } from "@vigil/store"
 import type { Redacted } from "effect"
 import { Console, Effect, Layer, Option } from "effect"
@@ -85,8 +85,9 @@ const Announce = Layer.scopedDiscard(
   Effect.gen(function*() {
     const server = yield* HttpServer.HttpServer
     const { report } = yield* RecoveryComplete
-    yield* Console.log(`vigil listening on ${urlOf(server.address)}`)
-    yield* Console.log(formatRecovery(report))
+    // One write: whoever reads the URL line finds the report beside it (fibers may yield between
+    // two writes, see FairScheduler).
+    yield* Console.log(`vigil listening on ${urlOf(server.address)}\n${formatRecovery(report)}`)
     yield* Effect.addFinalizer(() => Console.log("vigil stopping: interrupting turns and tools, releasing the lease"))
   })
 )
@@ -121,7 +122,10 @@ export const ServerLive = (options: ServerOptions) =>
         Layer.provideMerge(StreamsClosing.layer),
         Layer.provideMerge(closeConnections(server)),
         Layer.provideMerge(NodeHttpServer.layer(() => server, { port: options.port, host: options.host })),
-        Layer.provideMerge(Core)
+        Layer.provideMerge(Core),
+        // Built first, so every fiber of the server runs on it: a burst of supervised work must
+        // leave timers (deadlines, the lease heartbeat) and HTTP their turn (see FairScheduler).
+        Layer.provide(FairSchedulerLive)
       )
     })
   )
