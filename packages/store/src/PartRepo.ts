@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
-import type { ErrorReason, InstanceId, SessionId } from "@vigil/domain"
-import { Part, PartId } from "@vigil/domain"
+import type { ErrorReason, InstanceId } from "@vigil/domain"
+import { Part, PartId, SessionId } from "@vigil/domain"
 import { Effect, Option } from "effect"
 import { decodeParts, reasonJson } from "./Rows.js"
 
@@ -11,6 +11,40 @@ const capOutput = (output: string): string => {
   if (Buffer.byteLength(output) <= outputCapBytes) return output
   const head = Buffer.from(output).subarray(0, outputCapBytes).toString()
   return `${head}\n… [output truncated at ${outputCapBytes} bytes]`
+}
+
+/** What a rescue needs of a part it ended: its session, its tool and its recorded process. */
+export interface EndedPart {
+  readonly id: PartId
+  readonly sessionId: SessionId
+  readonly tool: string
+  readonly pid: number | null
+  readonly pgid: number | null
+  readonly procStart: string | null
+}
+
+const nullableNumber = (value: unknown): number | null => (value === null ? null : Number(value))
+
+/**
+ * Six plain columns, checked by hand: a rescue returns up to one row per orphan, and a Schema
+ * decode of each would cost more than the update. A row of another shape is a bug: it dies.
+ */
+const decodeEndedPart = (row: Record<string, unknown>): EndedPart => {
+  const { id, pgid, pid, procStart, sessionId, tool } = row
+  if (
+    typeof id !== "string" || typeof sessionId !== "string" || typeof tool !== "string" ||
+    (procStart !== null && typeof procStart !== "string")
+  ) {
+    throw new Error(`an ended part row of an unexpected shape: ${JSON.stringify(row)}`)
+  }
+  return {
+    id: PartId.make(id),
+    sessionId: SessionId.make(sessionId),
+    tool,
+    pid: nullableNumber(pid),
+    pgid: nullableNumber(pgid),
+    procStart
+  }
 }
 
 /**
@@ -155,11 +189,13 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     }, Effect.orDie)
 
     /**
-     * Ends every pending/running part of a dead owner in one fenced statement, returning the rows it
-     * ended (with their recorded processes, so the caller can end those too). The status fence
-     * already makes a second rescue a no-op; on PostgreSQL, where several instances on several
-     * hosts may rescue the same owner at once, the rows are also locked and a row another rescue
-     * holds is skipped rather than waited for, so concurrent rescues return disjoint sets.
+     * Ends every pending/running part of a dead owner in one fenced statement, returning what the
+     * caller needs of each part it ended (its session, its tool and its recorded process, so those
+     * can be ended too): a rescue may end thousands, and their whole rows are not read back. The
+     * status fence already makes a second rescue a no-op; on PostgreSQL, where several instances
+     * on several hosts may rescue the same owner at once, the rows are also locked and a row
+     * another rescue holds is skipped rather than waited for, so concurrent rescues return
+     * disjoint sets.
      */
     const endActiveOfOwner = Effect.fn("PartRepo.endActiveOfOwner")(function*(
       ownerId: InstanceId,
@@ -167,16 +203,19 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       at: number
     ) {
       const error = reasonJson(reason)
-      return yield* sql.onDialectOrElse({
+      const rows = yield* sql.onDialectOrElse({
         pg: () =>
           sql`UPDATE parts SET status = 'error', error = ${error}, ended_at = ${at}
             WHERE id IN (
               SELECT id FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') FOR UPDATE SKIP LOCKED
-            ) AND owner_id = ${ownerId} AND status IN ('pending', 'running') RETURNING *`,
+            ) AND owner_id = ${ownerId} AND status IN ('pending', 'running')
+            RETURNING id, session_id, tool, pid, pgid, proc_start`,
         orElse: () =>
           sql`UPDATE parts SET status = 'error', error = ${error}, ended_at = ${at}
-            WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') RETURNING *`
-      }).pipe(Effect.flatMap(decodeParts))
+            WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
+            RETURNING id, session_id, tool, pid, pgid, proc_start`
+      })
+      return rows.map(decodeEndedPart)
     }, Effect.orDie)
 
     return {

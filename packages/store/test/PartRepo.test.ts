@@ -23,7 +23,7 @@ const seed = (...fieldsList: ReadonlyArray<Partial<ConstructorParameters<typeof 
 const seedOne = (fields: Partial<ConstructorParameters<typeof Part>[0]> = {}) =>
   Effect.map(seed(fields), (parts) => parts[0]!)
 
-const read = (part: Part) =>
+const read = (part: Pick<Part, "id">) =>
   Effect.flatMap(PartRepo, (repo) => repo.get(part.id)).pipe(Effect.map(Option.getOrThrow))
 
 const timeout = new ToolTimeout({ timeout: 600_000 })
@@ -267,7 +267,7 @@ describeBackends("PartRepo", ({ withStore }) => {
         const repo = yield* PartRepo
         const [pending, running, completed, errored, otherOwner] = yield* seed(
           {},
-          { ...runningFields, output: "partial" },
+          { ...runningFields, tool: "task", output: "partial" },
           completedFields,
           errorFields,
           { ...runningFields, ownerId: ownerB, pid: 77, pgid: 77, procStart: "999" }
@@ -277,20 +277,27 @@ describeBackends("PartRepo", ({ withStore }) => {
 
         const ended = yield* repo.endActiveOfOwner(ownerA, reason, 7_000)
 
+        // what process ending and the event log need of each ended part, exactly
         assert.deepStrictEqual(
-          ended.map((p) => ({ id: p.id, status: p.status, error: p.error, endedAt: p.endedAt, pid: p.pid, pgid: p.pgid, procStart: p.procStart, output: p.output }))
-            .sort((a, b) => a.id.localeCompare(b.id)),
+          [...ended].sort((a, b) => a.id.localeCompare(b.id)),
           [
-            { id: pending!.id, status: "error", error: reason, endedAt: 7_000, pid: null, pgid: null, procStart: null, output: null },
-            { id: running!.id, status: "error", error: reason, endedAt: 7_000, pid: 4242, pgid: 4240, procStart: "123456", output: "partial" }
+            { id: pending!.id, sessionId: pending!.sessionId, tool: "bash", pid: null, pgid: null, procStart: null },
+            { id: running!.id, sessionId: running!.sessionId, tool: "task", pid: 4242, pgid: 4240, procStart: "123456" }
           ]
         )
-        for (const part of ended) assert.instanceOf(part.error, OrphanedByCrash)
+        // what it stored: the reason and the end, the output kept
+        const stored = [yield* read(pending!), yield* read(running!)]
+        assert.deepStrictEqual(
+          stored.map((p) => ({ id: p.id, status: p.status, error: p.error, endedAt: p.endedAt, output: p.output })),
+          [
+            { id: pending!.id, status: "error", error: reason, endedAt: 7_000, output: null },
+            { id: running!.id, status: "error", error: reason, endedAt: 7_000, output: "partial" }
+          ]
+        )
+        for (const part of stored) assert.instanceOf(part.error, OrphanedByCrash)
         assert.deepStrictEqual(yield* read(completed!), completed)
         assert.deepStrictEqual(yield* read(errored!), errored)
         assert.deepStrictEqual(yield* read(otherOwner!), otherOwner)
-        // what it returned is what it stored
-        assert.deepStrictEqual(yield* read(running!), ended.find((p) => p.id === running!.id))
 
         assert.deepStrictEqual(yield* repo.endActiveOfOwner(ownerA, reason, 8_000), [])
       })))
