@@ -1,3 +1,4 @@
+import { closeSync, copyFileSync, fsyncSync, openSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import type { SessionId } from "../../packages/domain/src/index.js"
 import { InstanceLease, RecoveryComplete, Rescue, ToolRunner, Watchdog } from "../../packages/runtime/src/index.js"
@@ -34,7 +35,8 @@ const layoutLabel = { recent: "orphans newest", scattered: "orphans scattered" }
  * 1. the runtime starts on it and its startup recovery (`Rescue.rescueDeadOwners({ trigger:
  *    "startup" })`, run by StartupRecoveryLive while the layers are built) rescues the 10,000
  *    orphans of ten dead instances; the orphans are put back and the rescue called directly four
- *    more times; once the runtime is closed, the same rescue in bare SQL is the floor;
+ *    more times; the same rescue in bare SQL is the floor, once on a copy of the seeded file (the
+ *    pages as a start-up meets them) and, once the runtime is closed, on orphans put back;
  * 2. with 100 tools of this instance running (sleeping, deadlines ten minutes away) the watchdog
  *    scans the file 20 times; the scan's reads in bare SQL are the floor.
  */
@@ -42,6 +44,10 @@ const onHistory = (dir: string, layout: OrphanLayout) =>
   Effect.gen(function*() {
     const file = join(dir, `history-${layout}.db`)
     const { seedMs } = yield* seedHistory(file, layout)
+    // A copy of the seeded file, for the bare floor of the *first* rescue: later rescues find the
+    // pages already split by the first one, and are cheaper than what a start-up meets.
+    const pristine = join(dir, `history-${layout}-bare.db`)
+    yield* Effect.sync(() => copyDurably(file, pristine))
     const runtime = yield* buildOpen(benchRuntime({ file, tools: [benchTools.sleep60] }))
     const measured = yield* Effect.gen(function*() {
       const { report } = yield* RecoveryComplete
@@ -99,6 +105,15 @@ const onHistory = (dir: string, layout: OrphanLayout) =>
     }).pipe(Effect.provide(runtime.context), Effect.onError(() => runtime.close))
     yield* runtime.close
 
+    const bareFirstMs = yield* Effect.sync(() => {
+      const db = openDatabase(pristine)
+      try {
+        return bareRescue(db, 0)
+      } finally {
+        db.close()
+        for (const suffix of ["", "-wal", "-shm"]) rmSync(pristine + suffix, { force: true })
+      }
+    })
     const bareRescueMs = yield* Effect.sync(() => {
       const db = openDatabase(file)
       try {
@@ -119,17 +134,18 @@ const onHistory = (dir: string, layout: OrphanLayout) =>
         name: `startup recovery, 1M parts / 10k orphans (${layoutLabel[layout]})`,
         value: report.tookMs,
         unit: "ms",
-        baseline: `${show(bareRescueMs)} ms bare SQL`,
+        baseline: `${show(bareFirstMs)} ms bare SQL first rescue, ${show(bareRescueMs)} ms again`,
         target: { kind: "max", limit: 1000, text: "well under 1,000 ms", wellUnder: 0.5 },
         note: `${report.orphanedParts} parts and ${report.sessionsFreed} sessions of ${report.deadOwners.length} dead ` +
-          `instances rescued by rescueDeadOwners during the runtime's start; bare SQL: median of 3; seeding the file took ${show(seedMs)} ms`
+          `instances rescued by rescueDeadOwners during the runtime's start; bare SQL: once on a copy of the seeded file, ` +
+          `then median of 3 on orphans put back (pages already split); seeding the file took ${show(seedMs)} ms`
       }),
       row({
         figure: 1,
         name: `same rescue replayed by direct calls, median of 4 (${layoutLabel[layout]})`,
         value: median(replays),
         unit: "ms",
-        baseline: `${show(bareRescueMs)} ms bare SQL`,
+        baseline: `${show(bareFirstMs)} ms bare SQL first rescue, ${show(bareRescueMs)} ms again`,
         target: { kind: "max", limit: 1000, text: "well under 1,000 ms", wellUnder: 0.5 },
         note: `rescueDeadOwners({ trigger: "startup" }) timed from outside, orphans restored before each: ${
           replays.map(show).join(", ")
@@ -152,6 +168,17 @@ const onHistory = (dir: string, layout: OrphanLayout) =>
       })
     ] satisfies ReadonlyArray<Row>
   })
+
+/** A copy on disk before anything is measured (its writeback would otherwise land in a figure). */
+const copyDurably = (from: string, to: string) => {
+  copyFileSync(from, to)
+  const fd = openSync(to, "r+")
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
 
 /**
  * The scan's reads, bare: who owns live parts and sessions, then this instance's stuck
@@ -195,7 +222,8 @@ const bareRescue = (db: Database, extraSessions: number): number => {
   const ids = [...owners]
   const instances = db.prepare(`SELECT * FROM instances WHERE id IN (${ids.map(() => "?").join(", ")})`).all(...ids)
   const endParts = db.prepare(
-    `UPDATE parts SET status = 'error', error = ?, ended_at = ? WHERE owner_id = ? AND status IN ('pending', 'running') RETURNING *`
+    `UPDATE parts SET status = 'error', error = ?, ended_at = ? WHERE owner_id = ? AND status IN ('pending', 'running')
+     RETURNING id, session_id, tool, pid, pgid, proc_start`
   )
   const endSessions = db.prepare(
     `UPDATE sessions SET status = 'error', cancel_reason = ?, last_activity_at = ? WHERE owner_id = ? AND status IN ('busy', 'waiting') RETURNING id`
