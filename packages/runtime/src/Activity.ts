@@ -15,7 +15,7 @@ export class Activity extends Effect.Service<Activity>()("vigil/Activity", {
     const sessions = yield* SessionRepo
     const lastWritten = new Map<SessionId, number>()
 
-    const touch = Effect.fn("Activity.touch")(function*(sessionId: SessionId, options: { readonly force?: boolean } = {}) {
+    const touch = Effect.fnUntraced(function*(sessionId: SessionId, options: { readonly force?: boolean } = {}) {
       const now = yield* Clock.currentTimeMillis
       const last = lastWritten.get(sessionId)
       if (!options.force && last !== undefined && now - last < writeEveryMillis) return

@@ -21,7 +21,6 @@ import {
   Effect,
   Exit,
   Fiber,
-  FiberMap,
   FiberSet,
   Option,
   ParseResult,
@@ -62,8 +61,18 @@ export interface Handle<A> {
   readonly await: Effect.Effect<Outcome<A>>
 }
 
+/**
+ * One running part. How it ends is decided once, by whoever comes first: the body's own exit
+ * (`"body"`: the body's fiber records it), or a stop (`"stop"`: the deadline, a cancel, or the
+ * shutdown; the supervisor stops the body and records it). A plain field, not a race of fibers:
+ * every claim is made synchronously inside one fiber's step, and the hot path (a body that ends
+ * before its deadline) then needs no fiber but the body's and its sleeping supervisor's.
+ */
 interface Control {
-  readonly stop: Deferred.Deferred<ErrorReason>
+  decided: "body" | "stop" | undefined
+  stopReason: ErrorReason | undefined
+  body: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  supervisor: Fiber.RuntimeFiber<unknown, unknown> | undefined
   readonly done: Deferred.Deferred<Outcome<unknown>>
 }
 
@@ -91,7 +100,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     // grace), so even a clean shutdown leaves no process of a wedged tool behind. Made before the
     // supervisors' map, so it closes after it: supervisors interrupted at shutdown can still add.
     const abandonedStops = yield* FiberSet.make()
-    const supervisors = yield* FiberMap.make<PartId>()
+    const supervisors = yield* FiberSet.make()
     const controls = new Map<PartId, Control>()
     const leaked = yield* Ref.make(0)
     const grace = settings.abortGrace
@@ -109,7 +118,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         }),
       recordProcess: (proc) =>
         parts.recordProcess(part.id, proc).pipe(
-          Effect.zipRight(publish(new Part({ ...part, status: "running", pid: proc.pid, pgid: proc.pgid, procStart: proc.startTime })))
+          Effect.zipRight(publish(new Part({ ...part, status: "running", pid: proc.pid, pgid: proc.pgid, procStart: proc.startTime }, true)))
         ),
       event: (type, data) =>
         events.record({ type, instanceId: lease.id, sessionId: part.sessionId, partId: part.id, data }).pipe(Effect.asVoid)
@@ -133,7 +142,9 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       // The first escalation step; the shell's TERM/KILL steps follow from its finalizer.
       yield* events.record({ type: "part.interrupt", instanceId: lease.id, sessionId: part.sessionId, partId: part.id, reason })
       yield* Fiber.interruptFork(body)
-      const finished = yield* Fiber.await(body).pipe(Effect.timeout(grace), Effect.option)
+      // Interruptible: this runs in a supervisor's exit handler, and a timeout cannot give up on an
+      // uninterruptible wait (it would wait for the wedged body after all).
+      const finished = yield* Fiber.await(body).pipe(Effect.interruptible, Effect.timeout(grace), Effect.option)
       if (Option.isSome(finished)) return reason
       const count = yield* Ref.updateAndGet(leaked, (n) => n + 1)
       const abandoned = new AbortIncomplete({ grace: Duration.toMillis(grace), cause: describeReason(reason) })
@@ -162,7 +173,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       const at = yield* Clock.currentTimeMillis
       if (outcome._tag === "Completed") {
         if (yield* parts.complete(part.id, { ownerId: lease.id, output: outcome.output, at })) {
-          yield* publish(new Part({ ...part, status: "completed", output: outcome.output, endedAt: at }))
+          yield* publish(new Part({ ...part, status: "completed", output: outcome.output, endedAt: at }, true))
           return outcome
         }
         const current = yield* parts.get(part.id)
@@ -181,7 +192,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         } as Outcome<A>
       }
       if (yield* parts.fail(part.id, { reason: outcome.reason, at, output: outcome.output })) {
-        yield* publish(new Part({ ...part, status: "error", error: outcome.reason, output: outcome.output ?? part.output, endedAt: at }))
+        yield* publish(new Part({ ...part, status: "error", error: outcome.reason, output: outcome.output ?? part.output, endedAt: at }, true))
         if (outcome.reason._tag === "ToolTimeout") {
           yield* events.record({ type: "part.timeout", instanceId: lease.id, sessionId: part.sessionId, partId: part.id, reason: outcome.reason })
         }
@@ -193,81 +204,118 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       return Option.isSome(recorded) ? { ...outcome, reason: recorded.value } : outcome
     })
 
-    const supervise = <A>(part: Part, execution: Execution<A>, control: Control) => {
-      const output: Array<string> = []
-      const partial = () => (output.length > 0 ? output.join("") : null)
-      let body: Fiber.RuntimeFiber<A, ToolError | PartEnded> | undefined
-      const decide = Effect.gen(function*() {
-        // Detached on purpose: the supervisor must be able to stop waiting for a body whose
-        // interruption never finishes. Such a fiber is counted in `leaked`.
-        body = yield* Effect.forkDaemon(execution.body(contextFor(part, output)))
-        const waitBody = Fiber.await(body).pipe(Effect.map((exit) => ({ _tag: "Exited" as const, exit })))
-        const deadlined = Option.match(execution.timeout, {
-          onNone: () => waitBody,
-          onSome: (timeout) =>
-            waitBody.pipe(Effect.timeoutTo({
-              duration: timeout,
-              onSuccess: (exited) => exited as { _tag: "Exited"; exit: Exit.Exit<A, ToolError | PartEnded> } | { _tag: "Stop"; reason: ErrorReason },
-              onTimeout: () => ({ _tag: "Stop" as const, reason: new ToolTimeout({ timeout: Duration.toMillis(timeout) }) as ErrorReason })
-            }))
-        })
-        const decided = yield* Effect.raceFirst(
-          deadlined,
-          Deferred.await(control.stop).pipe(Effect.map((reason) => ({ _tag: "Stop" as const, reason })))
-        )
-        if (decided._tag === "Exited") {
-          return Exit.isSuccess(decided.exit)
-            ? { _tag: "Completed", value: decided.exit.value, output: execution.render(decided.exit.value) } as Outcome<A>
-            : { _tag: "Failed", reason: reasonOfBodyExit(decided.exit), output: partial() } as Outcome<A>
-        }
-        const reason = yield* stopBody(part, body, decided.reason)
-        return { _tag: "Failed", reason, output: partial() } as Outcome<A>
-      })
-      return decide.pipe(
-        Effect.onExit((exit) =>
-          Effect.gen(function*() {
-            let outcome: Outcome<A>
-            if (Exit.isSuccess(exit)) outcome = exit.value
-            else if (Exit.isInterrupted(exit)) {
-              // The supervisor itself was interrupted (shutdown): the body still gets its grace.
-              const reason = body === undefined ? shutdownReason : yield* stopBody(part, body, shutdownReason)
-              outcome = { _tag: "Failed", reason, output: partial() }
-            } else {
-              outcome = { _tag: "Failed", reason: new ToolFailed({ message: `supervisor failed: ${Cause.pretty(exit.cause)}` }), output: partial() }
-            }
-            const recorded = yield* record(part, outcome)
-            yield* activity.touch(part.sessionId, { force: true })
-            yield* Deferred.succeed(control.done, recorded as Outcome<unknown>)
-            controls.delete(part.id)
-          }).pipe(Effect.catchAllCause((cause) => Effect.logError("could not record a terminal state", cause)))
-        ),
-        Effect.annotateLogs({ part: part.id, tool: part.tool })
+    /** Records how the part ended, frees its session's turn for it, and wakes whoever awaits it. */
+    const finish = <A>(part: Part, control: Control, outcome: Outcome<A>) =>
+      record(part, outcome).pipe(
+        Effect.tap(() => activity.touch(part.sessionId, { force: true })),
+        Effect.flatMap((recorded) => Deferred.succeed(control.done, recorded as Outcome<unknown>)),
+        Effect.ensuring(Effect.sync(() => controls.delete(part.id))),
+        Effect.catchAllCause((cause) => Effect.logError("could not record a terminal state", cause))
       )
-    }
 
-    /** Creates the part, persists `running`, and starts the supervised body. */
-    const execute = Effect.fn("ToolRunner.execute")(function*<A>(execution: Execution<A>) {
+    /**
+     * The body, run detached (`forkDaemon`) so that the supervisor can stop waiting for a body
+     * whose interruption never finishes (such a fiber is counted in `leaked`). When it ends first,
+     * it records its own outcome and then lets its supervisor go.
+     */
+    const bodyOf = <A>(part: Part, execution: Execution<A>, control: Control, output: Array<string>) =>
+      execution.body(contextFor(part, output)).pipe(
+        Effect.onExit((exit) =>
+          Effect.suspend(() => {
+            if (control.decided !== undefined) return Effect.void
+            control.decided = "body"
+            const outcome: Outcome<A> = Exit.isSuccess(exit)
+              ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
+              : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.length > 0 ? output.join("") : null }
+            return finish(part, control, outcome).pipe(
+              Effect.zipRight(Effect.fiberIdWith((self) =>
+                Effect.sync(() => control.supervisor?.unsafeInterruptAsFork(self))
+              ))
+            )
+          })
+        )
+      )
+
+    /**
+     * The supervisor: sleeps until the deadline (on the Effect clock, so TestClock drives it). A
+     * cancel or the shutdown interrupts it; the body's own end interrupts it too, after recording.
+     * Whatever stopped it, its exit handler decides (if nobody has yet) and, for a stop, interrupts
+     * the body and waits at most `abortGrace` for it before recording.
+     */
+    const supervisorOf = <A>(part: Part, execution: Execution<A>, control: Control, output: Array<string>) =>
+      Effect.suspend(() =>
+        control.decided !== undefined
+          ? Effect.void
+          : Option.isSome(execution.timeout)
+          ? Effect.sleep(execution.timeout.value)
+          : Effect.never
+      ).pipe(
+        Effect.onExit((exit) =>
+          Effect.suspend(() => {
+            // The body records its own end in its exit handler: its fiber is done when that is.
+            if (control.decided === "body") return Fiber.await(control.body!).pipe(Effect.asVoid)
+            let reason: ErrorReason
+            if (control.decided === "stop") reason = control.stopReason!
+            else {
+              control.decided = "stop"
+              reason = Exit.isSuccess(exit)
+                ? new ToolTimeout({ timeout: Duration.toMillis(Option.getOrThrow(execution.timeout)) })
+                : Exit.isInterrupted(exit)
+                ? shutdownReason // The supervisor itself was interrupted: the body still gets its grace.
+                : new ToolFailed({ message: `supervisor failed: ${Cause.pretty(exit.cause)}` })
+            }
+            return stopBody(part, control.body!, reason).pipe(
+              Effect.flatMap((ended) =>
+                finish(part, control, { _tag: "Failed", reason: ended, output: output.length > 0 ? output.join("") : null })
+              ),
+              Effect.catchAllCause((cause) => Effect.logError("could not record a terminal state", cause))
+            )
+          })
+        )
+      )
+
+    /**
+     * Creates the part, persists `running` (with owner and deadline, before the body starts), and
+     * starts the body and its supervisor. A call with `onCreated` gets the part id between a
+     * `pending` row and the `running` one; without it the row is written `running` at once.
+     */
+    const execute = Effect.fnUntraced(function*<A>(execution: Execution<A>) {
       const now = yield* Clock.currentTimeMillis
-      const deadlineAt = Option.match(execution.timeout, { onNone: () => null, onSome: (d) => now + Duration.toMillis(d) })
-      const pending = newPart({
+      const deadlineAt = Option.isSome(execution.timeout) ? now + Duration.toMillis(execution.timeout.value) : null
+      const fields = {
         sessionId: execution.sessionId,
         kind: execution.kind,
         tool: execution.name,
         input: execution.input,
         callId: execution.callId ?? null,
-        status: "pending",
         createdAt: now,
         ownerId: lease.id
-      })
-      yield* parts.insert(pending)
-      if (execution.onCreated) yield* execution.onCreated(pending.id)
-      yield* parts.start(pending.id, { ownerId: lease.id, at: now, deadlineAt })
-      const running = new Part({ ...pending, status: "running", startedAt: now, deadlineAt })
+      }
+      let running: Part
+      if (execution.onCreated) {
+        const pending = newPart({ ...fields, status: "pending" })
+        yield* parts.insert(pending)
+        yield* execution.onCreated(pending.id)
+        yield* parts.start(pending.id, { ownerId: lease.id, at: now, deadlineAt })
+        running = new Part({ ...pending, status: "running", startedAt: now, deadlineAt }, true)
+      } else {
+        running = newPart({ ...fields, status: "running", startedAt: now, deadlineAt })
+        yield* parts.insert(running)
+      }
       yield* publish(running)
       yield* activity.touch(execution.sessionId, { force: true })
-      const control: Control = { stop: yield* Deferred.make<ErrorReason>(), done: yield* Deferred.make<Outcome<unknown>>() }
+      const control: Control = {
+        decided: undefined,
+        stopReason: undefined,
+        body: undefined,
+        supervisor: undefined,
+        done: yield* Deferred.make<Outcome<unknown>>()
+      }
       controls.set(running.id, control)
-      yield* FiberMap.run(supervisors, running.id, supervise(running, execution, control))
+      const output: Array<string> = []
+      const annotations = Effect.annotateLogs({ part: running.id, tool: running.tool })
+      control.body = yield* Effect.forkDaemon(annotations(bodyOf(running, execution, control, output)))
+      control.supervisor = yield* FiberSet.run(supervisors, annotations(supervisorOf(running, execution, control, output)))
       return { partId: running.id, await: Deferred.await(control.done) as Effect.Effect<Outcome<A>> } satisfies Handle<A>
     })
 
@@ -285,7 +333,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
      * Runs one tool call. The input is decoded by the tool's schema before anything runs; a bad
      * input still makes a part, ended `ToolFailed` with the decoder's message.
      */
-    const runTool = Effect.fn("ToolRunner.runTool")(function*(options: {
+    const runTool = Effect.fnUntraced(function*(options: {
       readonly sessionId: SessionId
       readonly tool: AnyTool
       readonly input: unknown
@@ -318,7 +366,12 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const cancel = Effect.fn("ToolRunner.cancel")(function*(partId: PartId, reason: ErrorReason) {
       const control = controls.get(partId)
       if (control === undefined) return false
-      yield* Deferred.succeed(control.stop, reason)
+      if (control.decided === undefined) {
+        control.decided = "stop"
+        control.stopReason = reason
+        const supervisor = control.supervisor
+        if (supervisor !== undefined) yield* Effect.fiberIdWith((self) => Effect.sync(() => supervisor.unsafeInterruptAsFork(self)))
+      }
       yield* Deferred.await(control.done)
       return true
     })

@@ -58,7 +58,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const insert = Effect.fn("PartRepo.insert")(function*(part: Part) {
+    const insert = Effect.fnUntraced(function*(part: Part) {
       yield* sql`INSERT INTO parts ${
         sql.insert({
           id: part.id,
@@ -96,7 +96,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     }, Effect.orDie)
 
     /** `pending → running`, with the owner and deadline recorded before the work starts. */
-    const start = Effect.fn("PartRepo.start")(function*(
+    const start = Effect.fnUntraced(function*(
       id: PartId,
       options: { readonly ownerId: InstanceId; readonly at: number; readonly deadlineAt: number | null }
     ) {
@@ -106,7 +106,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     }, Effect.orDie)
 
     /** `running → completed`, only by its owner and only if nobody ended it first. */
-    const complete = Effect.fn("PartRepo.complete")(function*(
+    const complete = Effect.fnUntraced(function*(
       id: PartId,
       options: { readonly ownerId: InstanceId; readonly output: string; readonly at: number }
     ) {
@@ -119,7 +119,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
      * `pending | running → error`. With `ownerId` the write is fenced on the owner (a rescue of a
      * dead owner's part must not land on a part another instance has since taken).
      */
-    const fail = Effect.fn("PartRepo.fail")(function*(
+    const fail = Effect.fnUntraced(function*(
       id: PartId,
       options: {
         readonly reason: ErrorReason

@@ -74,7 +74,7 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
     }, Effect.orDie)
 
     /** Progress: moves `lastActivityAt` forward, never back. */
-    const touch = Effect.fn("SessionRepo.touch")(function*(ids: ReadonlyArray<SessionId>, at: number) {
+    const touch = Effect.fnUntraced(function*(ids: ReadonlyArray<SessionId>, at: number) {
       if (ids.length === 0) return
       yield* sql`UPDATE sessions SET last_activity_at = ${at} WHERE id IN ${sql.in(ids)} AND last_activity_at < ${at}`
     }, Effect.orDie)
