@@ -7,7 +7,10 @@ const writeEveryMillis = 1_000
 
 /**
  * Progress (model chunks, tool output, transitions, replies) moves a session's `lastActivityAt`.
- * Writes are throttled per session so a chatty tool does not turn into a write per chunk.
+ * Writes are throttled per session so a chatty tool does not turn into a write per chunk. Even a
+ * forced touch (a state change) skips the write when this session was already written at this
+ * very millisecond or later: the write only moves the value forward, so it would change nothing
+ * (a tool call's start and end are often in the same millisecond).
  * Never called by anything periodic: a heartbeat must not keep a wedged session "active".
  */
 export class Activity extends Effect.Service<Activity>()("vigil/Activity", {
@@ -18,7 +21,7 @@ export class Activity extends Effect.Service<Activity>()("vigil/Activity", {
     const touch = Effect.fnUntraced(function*(sessionId: SessionId, options: { readonly force?: boolean } = {}) {
       const now = yield* Clock.currentTimeMillis
       const last = lastWritten.get(sessionId)
-      if (!options.force && last !== undefined && now - last < writeEveryMillis) return
+      if (last !== undefined && (now <= last || (!options.force && now - last < writeEveryMillis))) return
       lastWritten.set(sessionId, now)
       yield* sessions.touch([sessionId], now)
     })

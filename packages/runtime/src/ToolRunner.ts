@@ -268,7 +268,9 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
               Effect.flatMap((ended) =>
                 finish(part, control, { _tag: "Failed", reason: ended, output: output.length > 0 ? output.join("") : null })
               ),
-              Effect.catchAllCause((cause) => Effect.logError("could not record a terminal state", cause))
+              Effect.catchAllCause((cause) => Effect.logError("could not record a terminal state", cause)),
+              // Only a stop logs here, so only a stop pays for the annotations.
+              Effect.annotateLogs({ part: part.id, tool: part.tool })
             )
           })
         )
@@ -313,9 +315,10 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       }
       controls.set(running.id, control)
       const output: Array<string> = []
-      const annotations = Effect.annotateLogs({ part: running.id, tool: running.tool })
-      control.body = yield* Effect.forkDaemon(annotations(bodyOf(running, execution, control, output)))
-      control.supervisor = yield* FiberSet.run(supervisors, annotations(supervisorOf(running, execution, control, output)))
+      control.body = yield* Effect.forkDaemon(
+        bodyOf(running, execution, control, output).pipe(Effect.annotateLogs({ part: running.id, tool: running.tool }))
+      )
+      control.supervisor = yield* FiberSet.run(supervisors, supervisorOf(running, execution, control, output))
       return { partId: running.id, await: Deferred.await(control.done) as Effect.Effect<Outcome<A>> } satisfies Handle<A>
     })
 

@@ -58,29 +58,15 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
+    // The columns spelled out (not `sql.insert`): the statement text is the same on every call, with
+    // no per-call name transform, and it is on every tool call's path.
     const insert = Effect.fnUntraced(function*(part: Part) {
-      yield* sql`INSERT INTO parts ${
-        sql.insert({
-          id: part.id,
-          sessionId: part.sessionId,
-          kind: part.kind,
-          tool: part.tool,
-          input: JSON.stringify(part.input ?? null),
-          callId: part.callId,
-          status: part.status,
-          output: part.output === null ? null : capOutput(part.output),
-          error: reasonJson(part.error),
-          createdAt: part.createdAt,
-          startedAt: part.startedAt,
-          endedAt: part.endedAt,
-          deadlineAt: part.deadlineAt,
-          ownerId: part.ownerId,
-          childSessionId: part.childSessionId,
-          pid: part.pid,
-          pgid: part.pgid,
-          procStart: part.procStart
-        })
-      }`
+      yield* sql`INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at,
+        started_at, ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
+        VALUES (${part.id}, ${part.sessionId}, ${part.kind}, ${part.tool}, ${JSON.stringify(part.input ?? null)},
+          ${part.callId}, ${part.status}, ${part.output === null ? null : capOutput(part.output)}, ${reasonJson(part.error)},
+          ${part.createdAt}, ${part.startedAt}, ${part.endedAt}, ${part.deadlineAt}, ${part.ownerId},
+          ${part.childSessionId}, ${part.pid}, ${part.pgid}, ${part.procStart})`
     }, Effect.orDie)
 
     const get = Effect.fn("PartRepo.get")(function*(id: PartId) {
