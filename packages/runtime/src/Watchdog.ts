@@ -140,7 +140,8 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
       // their deadline plus twice the grace (the leaf rule below, as a bound). Healthy leaves are
       // never decoded; `stuckReason` still decides each candidate.
       const mine = yield* parts.stuckCandidates(lease.id, {
-        deadlineBefore: Math.ceil(at - 2 * Duration.toMillis(settings.abortGrace))
+        // Clamped: a grace of centuries must still bind as a BIGINT (and then matches no leaf).
+        deadlineBefore: Math.max(Number.MIN_SAFE_INTEGER, Math.ceil(at - 2 * Duration.toMillis(settings.abortGrace)))
       })
       let stuck = 0
       if (mine.length > 0) {
