@@ -10,7 +10,9 @@ import { getPart, testRuntime, testTools } from "./support.js"
 
 const noop = { name: "noop", description: "does nothing", input: Schema.Struct({}), run: () => Effect.succeed("") }
 
-const burstMillis = 800
+// Long enough that "on time" and "after the burst" stay far apart on a loaded CI machine (the
+// bounds below allow for other test files sharing the two cores).
+const burstMillis = 1_500
 
 /**
  * Eight workers run no-op tool calls back to back on a real SQLite file (no step of that awaits a
@@ -56,11 +58,11 @@ describe("FairScheduler (real clock, real SQLite file)", () => {
       const result = yield* onScheduler(fairScheduler)
       assert.isAbove(result.lifecycles, 100, "the burst ran")
       assert.isDefined(result.timerDuringBurst, "the timer fired during the burst")
-      assert.isBelow(result.timerDuringBurst!, 100)
+      assert.isBelow(result.timerDuringBurst!, 250)
       assert.strictEqual(result.deadline._tag, "Failed")
       if (result.deadline._tag === "Failed") assert.deepStrictEqual(result.deadline.reason, new ToolTimeout({ timeout: 50 }))
       // Recorded as ended well before the burst is over (it would be ~burstMillis late otherwise).
-      assert.isBelow(result.lateness, 250)
+      assert.isBelow(result.lateness, 500)
     }), 20_000)
 
   // Why the scheduler exists: the same burst on Effect's default scheduler gives the event loop
