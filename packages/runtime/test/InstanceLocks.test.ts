@@ -37,6 +37,21 @@ const lockHolder = (instanceId: string) =>
     Effect.map((rows) => (rows[0] === undefined ? undefined : Number(rows[0]["pid"])))
   )
 
+/**
+ * Instance `a` (host-a) and its peer `b` (host-b) on a fresh schema; then the backend holding a's
+ * lock is killed, as a dropped connection would be. `before` is that backend's pid.
+ */
+const dropLockConnection = Effect.gen(function*() {
+  const store = Layer.orDie(PgStoreLive(yield* freshPgSchema))
+  const a = yield* Layer.build(peer(store, "host-a"))
+  const b = yield* Layer.build(peer(store, "host-b"))
+  const { id } = yield* within(a, InstanceLease)
+  const before = yield* lockHolder(id)
+  assert.isDefined(before)
+  yield* adminQuery(`SELECT pg_terminate_backend(${before})`)
+  return { b, before, id }
+})
+
 describe.skipIf(pgSkipped)("InstanceLocks (postgres)", () => {
   it.live("an instance holds its lock for its life: a peer elsewhere sees it alive, a lockless one dead after a second look", () =>
     Effect.scoped(Effect.gen(function*() {
@@ -67,14 +82,7 @@ describe.skipIf(pgSkipped)("InstanceLocks (postgres)", () => {
 
   it.live("a dropped connection loses the lock for a moment; the instance takes it again on a new one", () =>
     Effect.scoped(Effect.gen(function*() {
-      const url = yield* freshPgSchema
-      const store = Layer.orDie(PgStoreLive(url))
-      const a = yield* Layer.build(peer(store, "host-a"))
-      const b = yield* Layer.build(peer(store, "host-b"))
-      const { id } = yield* within(a, InstanceLease)
-      const before = yield* lockHolder(id)
-      assert.isDefined(before)
-      yield* adminQuery(`SELECT pg_terminate_backend(${before})`)
+      const { b, before, id } = yield* dropLockConnection
       const isHeld = within(b, Effect.flatMap(InstanceLocks, (locks) => locks.isHeld(id)))
       const took = yield* Effect.promise(() =>
         waitUntil(async () => {
@@ -88,14 +96,8 @@ describe.skipIf(pgSkipped)("InstanceLocks (postgres)", () => {
 
   it.live("a live peer whose lock connection drops is not taken for dead while it takes the lock again", () =>
     Effect.scoped(Effect.gen(function*() {
-      const url = yield* freshPgSchema
-      const store = Layer.orDie(PgStoreLive(url))
-      const a = yield* Layer.build(peer(store, "host-a"))
-      const b = yield* Layer.build(peer(store, "host-b"))
-      const { id } = yield* within(a, InstanceLease)
+      const { b, id } = yield* dropLockConnection
       const [row] = yield* within(b, Effect.flatMap(InstanceRepo, (repo) => repo.getMany([id])))
-      const before = yield* lockHolder(id)
-      yield* adminQuery(`SELECT pg_terminate_backend(${before})`)
       // Looked at while the lock is free: a single look would call it dead.
       yield* Effect.promise(() =>
         waitUntil(async () => (await Effect.runPromise(lockHolder(id))) === undefined, 5_000, "the lock to be free")
