@@ -145,10 +145,10 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
       })
       let stuck = 0
       if (mine.length > 0) {
-        // The subtree's activity matters to tasks only: without one, no session or other part is read.
-        const tasks = mine.some((part) => part.childSessionId !== null)
-        const active = tasks ? yield* sessions.active() : []
-        const runningAll = tasks ? yield* parts.active() : []
+        // Only a task with a child looks at a subtree's activity: without one, no session or other part is read.
+        const anyChild = mine.some((part) => part.childSessionId !== null)
+        const active = anyChild ? yield* sessions.active() : []
+        const runningAll = anyChild ? yield* parts.active() : []
         const activityOf = subtreeActivity(active, runningAll)
         const childIds = mine.flatMap((part) => (part.childSessionId === null ? [] : [part.childSessionId]))
         const children = new Map<string, Session>()
