@@ -60,6 +60,21 @@ export const makeLanguageModels = (config: ProviderConfig) =>
 export const ProvidersLayer = (config: ProviderConfig): Layer.Layer<LanguageModels, never, HttpClient.HttpClient> =>
   Layer.effect(LanguageModels, makeLanguageModels(config))
 
-/** The models on node's HTTP client, whose requests are aborted (the socket destroyed) on interruption. */
+/**
+ * The HTTP client the providers run on: `@effect/platform-node`'s undici client, whose requests are
+ * aborted (the socket destroyed) on interruption.
+ *
+ * Not its `node:http` client (`NodeHttpClient.layer`): that one writes the request in one fiber
+ * and attaches its `response` listener in a second, concurrent one. Node emits a response head the
+ * moment it is parsed and drops it when nobody listens, so the two fibers' first steps must run
+ * with no I/O between them. The server's FairScheduler lets I/O in between any two fiber tasks
+ * (that is its point), and a provider answering within a millisecond then lost about 1 response in
+ * 50: the step sat silent until the inactivity timeout (test/NoLostResponse.test.ts). Undici's
+ * `request` is one call whose promise settles with the response; the body is a stream that buffers
+ * until it is read, so nothing depends on when a fiber gets its turn.
+ */
+export const ProviderHttpClient: Layer.Layer<HttpClient.HttpClient> = NodeHttpClient.layerUndici
+
+/** The models on `ProviderHttpClient`. */
 export const ProvidersLive = (config: ProviderConfig): Layer.Layer<LanguageModels> =>
-  ProvidersLayer(config).pipe(Layer.provide(NodeHttpClient.layer))
+  ProvidersLayer(config).pipe(Layer.provide(ProviderHttpClient))

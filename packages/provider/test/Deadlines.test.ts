@@ -1,5 +1,4 @@
 import { HttpClient } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { AbortIncomplete, ToolTimeout } from "@vigil/domain"
 import type { LanguageModels } from "@vigil/runtime"
@@ -7,7 +6,7 @@ import { ModelError, SessionService } from "@vigil/runtime"
 import { Cause, Chunk, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schedule, TestClock, TestServices } from "effect"
 import type { ServerResponse } from "node:http"
 import { makeOpenAiCompatibleModel } from "../src/OpenAiCompatible.js"
-import { ProvidersLayer } from "../src/Providers.js"
+import { ProviderHttpClient, ProvidersLayer } from "../src/Providers.js"
 import type { Responder } from "./fakeOpenAi.js"
 import { chunk, fakeServer, silent, startStream, textDelta, writeEvent } from "./fakeOpenAi.js"
 import { providerConfig, providerRuntime } from "./support.js"
@@ -50,7 +49,7 @@ describe("provider deadlines, on the TestClock", () => {
       const { held, responder } = heldOpen()
       const fake = yield* fakeServer([responder])
       const settings = providerConfig(fake.baseURL, { inactivityTimeout: 300 }).providers[0]!
-      const client = Context.get(yield* Layer.build(NodeHttpClient.layer), HttpClient.HttpClient)
+      const client = Context.get(yield* Layer.build(ProviderHttpClient), HttpClient.HttpClient)
       const model = makeOpenAiCompatibleModel({ provider: settings, model: "fake" }, client)
 
       const texts: Array<string> = []
@@ -106,7 +105,7 @@ describe("provider deadlines, on the TestClock", () => {
       const { held, responder } = heldOpen()
       const fake = yield* fakeServer([responder])
       const settings = providerConfig(fake.baseURL, { inactivityTimeout: 300 }).providers[0]!
-      const client = Context.get(yield* Layer.build(NodeHttpClient.layer), HttpClient.HttpClient)
+      const client = Context.get(yield* Layer.build(ProviderHttpClient), HttpClient.HttpClient)
       const model = makeOpenAiCompatibleModel({ provider: settings, model: "fake" }, client)
       const texts: Array<string> = []
       const call = yield* Effect.fork(
@@ -130,7 +129,7 @@ describe("provider deadlines, on the TestClock", () => {
     Effect.gen(function*() {
       const fake = yield* fakeServer([silent])
       const settings = providerConfig(fake.baseURL, { inactivityTimeout: 300 }).providers[0]!
-      const client = Context.get(yield* Layer.build(NodeHttpClient.layer), HttpClient.HttpClient)
+      const client = Context.get(yield* Layer.build(ProviderHttpClient), HttpClient.HttpClient)
       const model = makeOpenAiCompatibleModel({ provider: settings, model: "fake" }, client)
       const call = yield* Effect.fork(model.generate({ messages: [{ role: "user", text: "hello" }], tools: [], onText: () => Effect.void }))
       yield* eventually(Effect.sync(() => fake.requests.length === 1), "the request to reach the fake")
@@ -200,7 +199,7 @@ describe("provider deadlines, on the TestClock", () => {
       const deafClient = Layer.effect(
         HttpClient.HttpClient,
         Effect.map(HttpClient.HttpClient, (client) => HttpClient.transform(client, (effect) => Effect.uninterruptible(effect)))
-      ).pipe(Layer.provide(NodeHttpClient.layer))
+      ).pipe(Layer.provide(ProviderHttpClient))
       const config = providerConfig(fake.baseURL, { inactivityTimeout: false })
       yield* Effect.gen(function*() {
         const { session, sessions, status, turn } = yield* startTurn

@@ -1,12 +1,11 @@
 import { HttpClient } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import type { Part } from "@vigil/domain"
 import { AbortIncomplete, describeReason, ToolTimeout } from "@vigil/domain"
 import { SessionService } from "@vigil/runtime"
 import { Context, Duration, Effect, Fiber, Layer, Option, Schedule } from "effect"
 import { makeOpenAiCompatibleModel } from "../src/OpenAiCompatible.js"
-import { ProvidersLayer } from "../src/Providers.js"
+import { ProviderHttpClient, ProvidersLayer } from "../src/Providers.js"
 import type { Responder } from "./fakeOpenAi.js"
 import {
   chunk,
@@ -153,7 +152,7 @@ describe("OpenAI-compatible provider", () => {
       const deafClient = Layer.effect(
         HttpClient.HttpClient,
         Effect.map(HttpClient.HttpClient, (client) => HttpClient.transform(client, (effect) => Effect.uninterruptible(effect)))
-      ).pipe(Layer.provide(NodeHttpClient.layer))
+      ).pipe(Layer.provide(ProviderHttpClient))
       const config = providerConfig(fake.baseURL)
       const layer = providerRuntime({
         config,
@@ -188,7 +187,7 @@ describe("OpenAI-compatible provider", () => {
           chunk({}, "tool_calls")
         )
       ])
-      const client = Context.get(yield* Layer.build(NodeHttpClient.layer), HttpClient.HttpClient)
+      const client = Context.get(yield* Layer.build(ProviderHttpClient), HttpClient.HttpClient)
       const model = makeOpenAiCompatibleModel({ provider: providerConfig(fake.baseURL).providers[0]!, model: "fake" }, client)
       const seen: Array<string> = []
       const response = yield* model.generate({

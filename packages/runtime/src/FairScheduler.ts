@@ -15,6 +15,17 @@ import { Layer, Scheduler } from "effect"
  * tools, and a `setTimeout(10)` did not run until the burst ended; the lease heartbeat and HTTP
  * starve the same way. Here the clock, not a count, ends a turn, and one queue holds every fiber's
  * tasks (in priority order, first in first out within a priority, as the default).
+ *
+ * What it costs: node's I/O callbacks can run between any two fiber tasks, also between the first
+ * steps of two fibers forked together, which the default runs in one go of microtasks. Code that
+ * starts I/O in one fiber and listens for its events in another then misses an event that comes
+ * in between (node drops an event nobody listens to). `@effect/platform-node`'s node:http client
+ * is such code (it writes the request in one fiber and listens for the response in a sibling):
+ * under this scheduler it lost about 1 response in 50 from a provider answering at once, so the
+ * providers run on its undici client (provider's `ProviderHttpClient`). The rule for the code on
+ * it: attach a listener in the same synchronous step that starts the I/O, or use an API that
+ * keeps what arrives (a promise, a paused stream). Yielding less often would not fix it, only
+ * make it rarer, and bring the starvation back.
  */
 export class FairScheduler implements Scheduler.Scheduler {
   private readonly tasks = new Scheduler.PriorityBuckets()
