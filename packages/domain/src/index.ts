@@ -1,6 +1,7 @@
 export * from "./ErrorReason.js"
 export * from "./Ids.js"
 export * from "./Model.js"
+export * from "./Output.js"
 export * from "./Settings.js"
 export * from "./Status.js"
 export * from "./Errors.js"

@@ -2,7 +2,7 @@ import type { ErrorReason, Part, Session, SupervisionEvent } from "@vigil/domain
 import { describeReason } from "@vigil/domain"
 import type { EventInput } from "@vigil/store"
 import { EventLog } from "@vigil/store"
-import { Clock, Effect, PubSub, Stream } from "effect"
+import { Clock, Effect, Option, Queue, Stream } from "effect"
 
 /** What `/event` streams: state changes, and every supervision action with its reason. */
 export type LiveEvent =
@@ -12,6 +12,26 @@ export type LiveEvent =
   | { readonly type: "watchdog.action"; readonly event: SupervisionEvent }
   | { readonly type: "idle.cancelled"; readonly event: SupervisionEvent }
   | { readonly type: "supervision"; readonly event: SupervisionEvent }
+  /** The last event of a subscription that fell `limit` events behind: it ends there, the client resumes. */
+  | { readonly type: "stream.overflow"; readonly limit: number; readonly message: string }
+
+/**
+ * Events a subscriber may fall behind by before its subscription is ended with `stream.overflow`.
+ * A client that never reads (a stalled socket) then costs at most this many events, which are the
+ * objects every subscriber shares, not copies: memory stays bounded whatever the clients do.
+ */
+export const subscriberBufferEvents = 256
+
+interface Subscriber {
+  readonly queue: Queue.Queue<LiveEvent>
+  overflowed: boolean
+}
+
+const overflowEvent: LiveEvent = {
+  type: "stream.overflow",
+  limit: subscriberBufferEvents,
+  message: `this stream fell ${subscriberBufferEvents} events behind and was ended; reconnect to resume`
+}
 
 /** Which live stream type a logged supervision event goes out as. */
 const liveTypeOf = (type: string): "watchdog.action" | "idle.cancelled" | "supervision" =>
@@ -24,9 +44,24 @@ const liveTypeOf = (type: string): "watchdog.action" | "idle.cancelled" | "super
 export class Events extends Effect.Service<Events>()("vigil/Events", {
   scoped: Effect.gen(function*() {
     const log = yield* EventLog
-    const hub = yield* Effect.acquireRelease(PubSub.unbounded<LiveEvent>(), PubSub.shutdown)
+    // One queue per subscriber rather than a shared unbounded hub: the hub keeps every event until
+    // its slowest subscriber takes it, so one client that never reads held them all.
+    const subscribers = new Set<Subscriber>()
 
-    const publish = (event: LiveEvent) => PubSub.publish(hub, event).pipe(Effect.asVoid)
+    const offer = (subscriber: Subscriber, event: LiveEvent) => {
+      if (subscriber.overflowed) return
+      if (Option.getOrElse(subscriber.queue.unsafeSize(), () => 0) >= subscriberBufferEvents) {
+        subscriber.overflowed = true
+        subscriber.queue.unsafeOffer(overflowEvent)
+        return
+      }
+      subscriber.queue.unsafeOffer(event)
+    }
+
+    const publish = (event: LiveEvent) =>
+      Effect.sync(() => {
+        for (const subscriber of subscribers) offer(subscriber, event)
+      })
 
     const record = Effect.fn("Events.record")(function*(input: Omit<EventInput, "at"> & { readonly at?: number }) {
       const at = input.at ?? (yield* Clock.currentTimeMillis)
@@ -53,8 +88,28 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
       return event
     })
 
-    /** A live subscription; each subscriber gets every event published after it subscribed. */
-    const subscribe = Stream.fromPubSub(hub, { scoped: true })
+    /**
+     * A live subscription; each subscriber gets every event published after it subscribed, in
+     * order, unless it falls `subscriberBufferEvents` behind: then `stream.overflow` is its last.
+     */
+    const subscribe = Effect.acquireRelease(
+      Effect.gen(function*() {
+        const subscriber: Subscriber = { queue: yield* Queue.unbounded<LiveEvent>(), overflowed: false }
+        subscribers.add(subscriber)
+        return subscriber
+      }),
+      (subscriber) => Effect.suspend(() => {
+        subscribers.delete(subscriber)
+        return Queue.shutdown(subscriber.queue)
+      })
+    ).pipe(
+      Effect.map((subscriber) =>
+        // Small chunks: what is taken from the queue sits in the socket's buffer until it drains.
+        Stream.fromQueue(subscriber.queue, { maxChunkSize: 16 }).pipe(
+          Stream.takeUntil((event) => event.type === "stream.overflow")
+        )
+      )
+    )
 
     return { publish, record, subscribe } as const
   }),

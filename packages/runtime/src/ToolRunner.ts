@@ -30,6 +30,8 @@ import {
 import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
+import type { PartOutput } from "./OutputFiles.js"
+import { OutputFiles } from "./OutputFiles.js"
 import { ProcessControl } from "./ProcessControl.js"
 import { Settings } from "./Settings.js"
 
@@ -96,6 +98,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const settings = yield* Settings
     const lease = yield* InstanceLease
     const processes = yield* ProcessControl
+    const outputFiles = yield* OutputFiles
     // Hard stops of abandoned bodies: the runner's scope waits for them (each bounded by the kill
     // grace), so even a clean shutdown leaves no process of a wedged tool behind. Made before the
     // supervisors' map, so it closes after it: supervisors interrupted at shutdown can still add.
@@ -107,15 +110,14 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
 
     const publish = (part: Part) => events.publish({ type: "part.updated", part })
 
-    const contextFor = (part: Part, outputSoFar: Array<string>): ToolContext => ({
+    // What a part streams is held as head and tail (plus a file with every byte once it outgrows
+    // them, see OutputFiles): what a stopped part printed is stored from it, bounded whatever it printed.
+    const contextFor = (part: Part, outputSoFar: PartOutput): ToolContext => ({
       partId: part.id,
       sessionId: part.sessionId,
       root: process.cwd(),
-      output: (chunk) =>
-        Effect.suspend(() => {
-          outputSoFar.push(chunk)
-          return activity.touch(part.sessionId)
-        }),
+      output: (chunk) => outputSoFar.add(chunk).pipe(Effect.zipRight(activity.touch(part.sessionId))),
+      fullOutput: outputSoFar.fullOutput,
       recordProcess: (proc) =>
         parts.recordProcess(part.id, proc).pipe(
           Effect.zipRight(publish(new Part({ ...part, status: "running", pid: proc.pid, pgid: proc.pgid, procStart: proc.startTime }, true)))
@@ -205,8 +207,9 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     })
 
     /** Records how the part ended, frees its session's turn for it, and wakes whoever awaits it. */
-    const finish = <A>(part: Part, control: Control, outcome: Outcome<A>) =>
+    const finish = <A>(part: Part, control: Control, outcome: Outcome<A>, output: PartOutput) =>
       record(part, outcome).pipe(
+        Effect.ensuring(output.close),
         Effect.tap(() => activity.touch(part.sessionId, { force: true })),
         Effect.flatMap((recorded) => Deferred.succeed(control.done, recorded as Outcome<unknown>)),
         Effect.ensuring(Effect.sync(() => controls.delete(part.id))),
@@ -218,7 +221,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
      * whose interruption never finishes (such a fiber is counted in `leaked`). When it ends first,
      * it records its own outcome and then lets its supervisor go.
      */
-    const bodyOf = <A>(part: Part, execution: Execution<A>, control: Control, output: Array<string>) =>
+    const bodyOf = <A>(part: Part, execution: Execution<A>, control: Control, output: PartOutput) =>
       execution.body(contextFor(part, output)).pipe(
         Effect.onExit((exit) =>
           Effect.suspend(() => {
@@ -226,8 +229,8 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
             control.decided = "body"
             const outcome: Outcome<A> = Exit.isSuccess(exit)
               ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
-              : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.length > 0 ? output.join("") : null }
-            return finish(part, control, outcome).pipe(
+              : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.text() }
+            return finish(part, control, outcome, output).pipe(
               Effect.zipRight(Effect.fiberIdWith((self) =>
                 Effect.sync(() => control.supervisor?.unsafeInterruptAsFork(self))
               ))
@@ -242,7 +245,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
      * Whatever stopped it, its exit handler decides (if nobody has yet) and, for a stop, interrupts
      * the body and waits at most `abortGrace` for it before recording.
      */
-    const supervisorOf = <A>(part: Part, execution: Execution<A>, control: Control, output: Array<string>) =>
+    const supervisorOf = <A>(part: Part, execution: Execution<A>, control: Control, output: PartOutput) =>
       Effect.suspend(() =>
         control.decided !== undefined
           ? Effect.void
@@ -266,7 +269,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
             }
             return stopBody(part, control.body!, reason).pipe(
               Effect.flatMap((ended) =>
-                finish(part, control, { _tag: "Failed", reason: ended, output: output.length > 0 ? output.join("") : null })
+                finish(part, control, { _tag: "Failed", reason: ended, output: output.text() }, output)
               ),
               Effect.catchAllCause((cause) => Effect.logError("could not record a terminal state", cause)),
               // Only a stop logs here, so only a stop pays for the annotations.
@@ -314,7 +317,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         done: yield* Deferred.make<Outcome<unknown>>()
       }
       controls.set(running.id, control)
-      const output: Array<string> = []
+      const output = outputFiles.track(running.id)
       control.body = yield* Effect.forkDaemon(
         bodyOf(running, execution, control, output).pipe(Effect.annotateLogs({ part: running.id, tool: running.tool }))
       )

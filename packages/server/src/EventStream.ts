@@ -38,6 +38,8 @@ export const eventJson = (event: LiveEvent): Record<string, unknown> => {
       return { type: event.type, part: encoded(encodePart(event.part), event.part) }
     case "recovery.completed":
       return { type: event.type, report: event.report }
+    case "stream.overflow":
+      return { type: event.type, limit: event.limit, message: event.message }
     case "watchdog.action":
     case "idle.cancelled":
     case "supervision":

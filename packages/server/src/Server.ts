@@ -4,12 +4,13 @@ import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
 import type { ProviderConfig } from "@vigil/provider"
 import { noProviders, ProvidersLive } from "@vigil/provider"
-import { FairSchedulerLive, ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
+import { FairSchedulerLive, OutputFiles, ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
 import { StoreLive } from "@vigil/store"
 import type { Redacted } from "effect"
 import { Console, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import type { Server as NodeServer } from "node:http"
+import { dirname, join } from "node:path"
 import { basicAuth } from "./Auth.js"
 import { badRequests } from "./BadRequests.js"
 import { DashboardLive } from "./dashboard/Dashboard.js"
@@ -29,6 +30,8 @@ export interface ServerOptions {
   readonly providers?: Effect.Effect<ProviderConfig, SettingsError>
   /** `VIGIL_SERVER_PASSWORD`: basic auth on every route when set. */
   readonly password: Option.Option<Redacted.Redacted<string>>
+  /** The whole output of parts that printed more than the cap; `<dir of db>/output` by default. */
+  readonly outputDir?: string
   /** Print the URL and the recovery report on start (the CLI does; tests need not). */
   readonly announce?: boolean
 }
@@ -104,7 +107,11 @@ export const ServerLive = (options: ServerOptions) =>
     Effect.map(Effect.all([options.settings, options.providers ?? Effect.succeed(noProviders)]), ([settings, providers]) => {
       const Core = SupervisionLive.pipe(
         Layer.provideMerge(Tools.Builtin),
-        Layer.provideMerge(Layer.mergeAll(ProcessControl.Live, ProvidersLive(providers))),
+        Layer.provideMerge(Layer.mergeAll(
+          ProcessControl.Live,
+          ProvidersLive(providers),
+          OutputFiles.layer({ dir: options.outputDir ?? join(dirname(options.db), "output") })
+        )),
         Layer.provideMerge(StoreLive({ databaseUrl: options.databaseUrl, sqliteFile: options.db })),
         Layer.provideMerge(Layer.succeed(Settings, settings))
       )

@@ -1,17 +1,20 @@
 import { SqlClient } from "@effect/sql"
 import type { ErrorReason, InstanceId } from "@vigil/domain"
-import { Part, PartId, SessionId } from "@vigil/domain"
+import { capText, Part, PartId, SessionId } from "@vigil/domain"
 import { Effect, Option } from "effect"
 import { decodeParts, reasonJson } from "./Rows.js"
 
-/** How much of a tool's output a part keeps; the rest is cut with a marker. */
-export const outputCapBytes = 64 * 1024
+/** How much of a tool's output a part keeps (the domain's one definition). */
+export { outputCapBytes } from "@vigil/domain"
 
-const capOutput = (output: string): string => {
-  if (Buffer.byteLength(output) <= outputCapBytes) return output
-  const head = Buffer.from(output).subarray(0, outputCapBytes).toString()
-  return `${head}\n… [output truncated at ${outputCapBytes} bytes]`
-}
+/**
+ * The last guard on a tool's or a model step's output, with the same head-and-tail cut as the shell
+ * and the runner (whose text already fits, so this never cuts twice). A prompt or an assistant's
+ * text is stored whole: what the server accepted is never cut (the body limit bounds a prompt).
+ */
+const capOutput = (output: string): string => capText(output)
+const capPartOutput = (part: Part): string | null =>
+  part.output === null ? null : part.kind === "prompt" || part.kind === "text" ? part.output : capOutput(part.output)
 
 /** What a rescue needs of a part it ended: its session, its tool and its recorded process. */
 export interface EndedPart {
@@ -64,7 +67,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       yield* sql`INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at,
         started_at, ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
         VALUES (${part.id}, ${part.sessionId}, ${part.kind}, ${part.tool}, ${JSON.stringify(part.input ?? null)},
-          ${part.callId}, ${part.status}, ${part.output === null ? null : capOutput(part.output)}, ${reasonJson(part.error)},
+          ${part.callId}, ${part.status}, ${capPartOutput(part)}, ${reasonJson(part.error)},
           ${part.createdAt}, ${part.startedAt}, ${part.endedAt}, ${part.deadlineAt}, ${part.ownerId},
           ${part.childSessionId}, ${part.pid}, ${part.pgid}, ${part.procStart})`
     }, Effect.orDie)

@@ -32,6 +32,7 @@ export const makeBashTool = (
         marker: { name: partMarkerName, value: context.partId },
         onStart: context.recordProcess,
         onOutput: context.output,
+        ...(context.fullOutput ? { fullOutput: context.fullOutput } : {}),
         onStep: (step, data) => context.event(`shell.${step}`, data)
       })
       return result.output

@@ -1,8 +1,8 @@
-import { Duration, Effect, Exit, Fiber } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, FiberId } from "effect"
 import type { ChildProcess } from "node:child_process"
 import { spawn } from "node:child_process"
 import { stat } from "node:fs/promises"
-import { CappedOutput } from "./CappedOutput.js"
+import { CappedOutput, outputCapBytes } from "./CappedOutput.js"
 import { hardStop } from "./HardStop.js"
 import type { RestoreClock } from "./LiveClock.js"
 import { onLiveClock } from "./LiveClock.js"
@@ -23,7 +23,13 @@ export interface ShellOptions {
   /** How long to read what is left in the pipes after the shell exits. */
   readonly drain?: Duration.Duration
   readonly onStart?: (process: ProcessRecord) => Effect.Effect<void>
+  /**
+   * Every byte of output, in order, in batches. The pipes are paused while a batch is handed on
+   * (see `pendingHighWater`), so a slow receiver slows the command instead of filling memory.
+   */
   readonly onOutput?: (chunk: string) => Effect.Effect<void>
+  /** Where the whole output was kept, if it was (named in the truncation marker); asked at the end. */
+  readonly fullOutput?: () => string | undefined
   readonly onStep?: (step: "term" | "kill" | "survivors", data: Record<string, unknown>) => Effect.Effect<void>
 }
 
@@ -34,7 +40,13 @@ export interface ShellResult {
   readonly truncated: boolean
 }
 
-export const defaultOutputCap = 64 * 1024
+export const defaultOutputCap = outputCapBytes
+/**
+ * Output read but not yet handed to `onOutput` past which the pipes are paused until it is: with
+ * the head and tail (the cap), what a running shell holds is bounded by about these two, whatever
+ * it prints (a `yes` flood waits on its pipe instead of growing the heap).
+ */
+export const pendingHighWater = 256 * 1024
 export const defaultKillGrace = Duration.seconds(2)
 export const defaultDrain = Duration.millis(100)
 /** The bound on reading what a shell wrote when nothing it started is left to hold the pipes. */
@@ -88,12 +100,16 @@ const runShellWith = (options: ShellOptions, restore: RestoreClock): Effect.Effe
           const start = yield* ProcessTable.startTime(pid)
           yield* restore(onStart({ pid, pgid: pid, startTime: start._tag === "Some" ? start.value : "" }))
         }
-        const flush = Effect.suspend(() => {
-          const pending = shell.pending.splice(0).join("")
-          return pending !== "" && onOutput ? restore(onOutput(pending)) : Effect.void
-        })
-        // Output is progress: it is handed on as it arrives, in 100 ms batches.
-        const flusher = yield* Effect.fork(flush.pipe(Effect.delay(Duration.millis(100)), Effect.forever))
+        const flush = flushOf(shell, onOutput, restore)
+        // Output is progress: it is handed on as it arrives, in 100 ms batches, or at once when
+        // the batch reaches the high-water mark (the pipes wait meanwhile).
+        const flusher = yield* Effect.fork(
+          Effect.suspend(() => Deferred.await(shell.full)).pipe(
+            Effect.timeoutTo({ duration: Duration.millis(100), onSuccess: () => undefined, onTimeout: () => undefined }),
+            Effect.zipRight(flush),
+            Effect.forever
+          )
+        )
         const exited = yield* Effect.promise(() => shell.exited)
         if (exited.error !== undefined) {
           return yield* new ToolError({ message: `cannot run the command in ${options.cwd}: ${exited.error}` })
@@ -112,6 +128,9 @@ const runShellWith = (options: ShellOptions, restore: RestoreClock): Effect.Effe
         )
         yield* Fiber.interrupt(flusher)
         yield* flush
+        // Stop reading: a holder still writing must not refill memory nobody will hand on.
+        shell.child.stdout?.destroy()
+        shell.child.stderr?.destroy()
         const suffix = exited.code !== null && exited.code !== 0
           ? `\n[exit code ${exited.code}]`
           : exited.signal !== null
@@ -120,12 +139,15 @@ const runShellWith = (options: ShellOptions, restore: RestoreClock): Effect.Effe
         return {
           exitCode: exited.code,
           signal: exited.signal,
-          output: shell.output.text() + suffix,
+          output: shell.output.text({ footer: suffix, fullOutput: options.fullOutput?.() }),
           truncated: shell.output.truncated
         } satisfies ShellResult
       }),
     (shell, exit) =>
       Effect.gen(function*() {
+        // Stopped (a deadline, a cancel): what was read but not yet handed on is the tail of the
+        // part's output, the lines that say how far it got. A finished shell flushed already.
+        if (Exit.isFailure(exit)) yield* flushOf(shell, onOutput, restore)
         shell.child.stdout?.destroy()
         shell.child.stderr?.destroy()
         // Interrupted: the whole tree goes. Finished: only what it left behind (background jobs).
@@ -136,6 +158,22 @@ const runShellWith = (options: ShellOptions, restore: RestoreClock): Effect.Effe
       })
   )
 }
+
+/**
+ * Hands on what was read since the last batch, then lets the pipes flow again. Uninterruptible: a
+ * batch taken out of `pending` is handed on whole, even when the flusher is stopped meanwhile.
+ */
+const flushOf = (
+  shell: StartedShell,
+  onOutput: ShellOptions["onOutput"],
+  restore: RestoreClock
+): Effect.Effect<void> =>
+  Effect.uninterruptible(Effect.suspend(() => {
+    const pending = shell.pending.splice(0).join("")
+    shell.pendingBytes = 0
+    const handOn = pending !== "" && onOutput ? restore(onOutput(pending)) : Effect.void
+    return Effect.ensuring(handOn, Effect.sync(() => shell.resume()))
+  }))
 
 /**
  * Node reports a missing cwd as `spawn /bin/sh ENOENT`, which blames the shell: say what is
@@ -159,8 +197,13 @@ const checkCwd = (cwd: string): Effect.Effect<void, ToolError> =>
 interface StartedShell {
   readonly child: ChildProcess
   readonly output: CappedOutput
-  /** Chunks not yet handed to `onOutput`. */
+  /** Chunks not yet handed to `onOutput`, and their size in UTF-16 units (close enough to bytes for a mark). */
   readonly pending: Array<string>
+  pendingBytes: number
+  /** Completed when `pending` reaches the high-water mark; renewed by `resume`. */
+  full: Deferred.Deferred<void>
+  /** Lets the pipes flow again after a batch was handed on. */
+  readonly resume: () => void
   readonly exited: Promise<{ code: number | null; signal: string | null; error?: string }>
   readonly pipesClosed: Promise<void>
 }
@@ -173,15 +216,6 @@ const startShell = (options: ShellOptions, cap: number): StartedShell => {
     detached: true,
     stdio: ["ignore", "pipe", "pipe"]
   })
-  const output = new CappedOutput(cap)
-  const pending: Array<string> = []
-  const onData = (text: string) => {
-    output.add(text)
-    pending.push(text)
-  }
-  // A decoder per stream: a character split across two reads is joined, not turned into U+FFFD.
-  child.stdout!.setEncoding("utf8").on("data", onData)
-  child.stderr!.setEncoding("utf8").on("data", onData)
   const exited = new Promise<{ code: number | null; signal: string | null; error?: string }>((resolve) => {
     child.once("error", (error) => resolve({ code: null, signal: null, error: error.message }))
     child.once("exit", (code, signal) => resolve({ code, signal }))
@@ -191,11 +225,38 @@ const startShell = (options: ShellOptions, cap: number): StartedShell => {
       stream.once("end", resolve)
       stream.once("close", resolve)
     })
-  return {
+  let paused = false
+  const started: StartedShell = {
     child,
-    output,
-    pending,
+    output: new CappedOutput(cap),
+    pending: [],
+    pendingBytes: 0,
+    full: Deferred.unsafeMake<void>(FiberId.none),
+    resume: () => {
+      // Still over the mark (more arrived while the batch was handed on): stay paused, and the
+      // completed `full` makes the flusher hand it on at once.
+      if (!paused || started.pendingBytes >= pendingHighWater) return
+      paused = false
+      started.full = Deferred.unsafeMake<void>(FiberId.none)
+      child.stdout!.resume()
+      child.stderr!.resume()
+    },
     exited,
     pipesClosed: Promise.all([closed(child.stdout!), closed(child.stderr!)]).then(() => undefined)
   }
+  const onData = (text: string) => {
+    started.output.add(text)
+    started.pending.push(text)
+    started.pendingBytes += text.length
+    if (!paused && started.pendingBytes >= pendingHighWater) {
+      paused = true
+      child.stdout!.pause()
+      child.stderr!.pause()
+      Deferred.unsafeDone(started.full, Exit.void)
+    }
+  }
+  // A decoder per stream: a character split across two reads is joined, not turned into U+FFFD.
+  child.stdout!.setEncoding("utf8").on("data", onData)
+  child.stderr!.setEncoding("utf8").on("data", onData)
+  return started
 }

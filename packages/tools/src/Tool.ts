@@ -23,6 +23,8 @@ export interface ToolContext {
   readonly root: string
   /** Streamed output (a chunk of stdout/stderr, a progress line). */
   readonly output: (chunk: string) => Effect.Effect<void>
+  /** The file the supervisor keeps every byte of `output` in, once there is one (named in a truncated output). */
+  readonly fullOutput?: () => string | undefined
   /** Called once the tool's process exists, before it can do anything worth recovering. */
   readonly recordProcess: (process: ProcessRecord) => Effect.Effect<void>
   /** An escalation step or notable fact (`shell.term`, `shell.kill`, `shell.survivors`, …) for the event log. */

@@ -6,7 +6,8 @@ import { join } from "node:path"
 import { BashTool, makeBashTool } from "../src/Bash.js"
 import * as ProcessTable from "../src/ProcessTable.js"
 import type { ShellOptions } from "../src/Shell.js"
-import { runShell } from "../src/Shell.js"
+import { pendingHighWater, runShell } from "../src/Shell.js"
+import { outputCapBytes } from "../src/CappedOutput.js"
 import type { ProcessRecord, ToolContext } from "../src/Tool.js"
 import { alive, pidsIn, testRun, waitFor } from "./support.js"
 
@@ -113,13 +114,44 @@ describe("runShell", () => {
     Effect.gen(function*() {
       const big = yield* shell("head -c 300000 /dev/zero | tr '\\0' 'x'; echo; echo the-end", { outputCap: 1_024 }).effect
       assert.isTrue(big.truncated)
-      assert.match(big.output, /\n… \[output truncated: 298985 bytes omitted\] …\n/)
-      assert.isTrue(big.output.startsWith("x".repeat(512) + "\n…"))
-      assert.isTrue(big.output.endsWith("x\nthe-end\n"))
-      assert.isBelow(big.output.length, 1_200)
+      assert.match(big.output, /^x+\n… \[output truncated: \d+ bytes omitted\] …\nx+\nthe-end\n$/)
+      assert.isAtMost(Buffer.byteLength(big.output), 1_024)
       const small = yield* shell("printf 'a\\nb\\n'").effect
       assert.strictEqual(small.output, "a\nb\n")
       assert.isFalse(small.truncated)
+    }))
+
+  it.live("over 64 KiB ending in an error: the head, the tail (the last stderr line) and the exit code are all kept", () =>
+    Effect.gen(function*() {
+      const command = "head -c 200000 /dev/zero | tr '\\0' 'x'; echo; echo 'fatal: the last stderr line' >&2; exit 3"
+      const result = yield* shell(command, { fullOutput: () => "/data/output/p.log" }).effect
+      assert.strictEqual(result.exitCode, 3)
+      assert.isTrue(result.truncated)
+      assert.isAtMost(Buffer.byteLength(result.output), outputCapBytes)
+      assert.isTrue(result.output.startsWith("x".repeat(1_000)))
+      assert.isTrue(result.output.endsWith("x\nfatal: the last stderr line\n\n[exit code 3]"), result.output.slice(-100))
+      assert.include(result.output, "; full output: /data/output/p.log] …")
+    }))
+
+  it.live("a flood is handed on in bounded batches, every byte of it, in order", () =>
+    Effect.gen(function*() {
+      let total = 0
+      let largest = 0
+      let last = ""
+      const result = yield* shell("seq 1 2000000", {
+        onOutput: (chunk) =>
+          Effect.sync(() => {
+            total += chunk.length
+            largest = Math.max(largest, chunk.length)
+            last = chunk
+          }).pipe(Effect.zipRight(Effect.sleep(Duration.millis(5))))
+      }).effect
+      assert.strictEqual(result.exitCode, 0)
+      // seq 1 2000000 prints 14,888,896 bytes.
+      assert.strictEqual(total, 14_888_896)
+      assert.isTrue(last.endsWith("2000000\n"))
+      // The high-water mark plus at most one read (64 KiB) past it.
+      assert.isAtMost(largest, pendingHighWater + 64 * 1024)
     }))
 
   it.live("a character split across two writes is decoded whole", () =>

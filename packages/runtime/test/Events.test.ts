@@ -1,0 +1,34 @@
+import { assert, describe, it } from "@effect/vitest"
+import { SqliteStoreLive } from "@vigil/store"
+import { Chunk, Effect, Fiber, Layer, Stream } from "effect"
+import { Events, subscriberBufferEvents } from "../src/Events.js"
+import { tempDb } from "./support.js"
+
+const layer = () => Events.Default.pipe(Layer.provide(SqliteStoreLive(tempDb())))
+
+const report = (n: number) => ({ type: "recovery.completed", report: { n } }) as const
+
+describe("Events", () => {
+  it.scoped("a subscriber that falls behind by the buffer gets stream.overflow as its last event; one that reads gets all", () =>
+    Effect.gen(function*() {
+      const events = yield* Events
+      const stalled = yield* events.subscribe
+      const reading = yield* events.subscribe
+      const all = yield* Effect.fork(Stream.runCollect(Stream.take(reading, 1_000)))
+      for (let i = 0; i < 1_000; i++) {
+        yield* events.publish(report(i))
+        if (i % 50 === 0) yield* Effect.yieldNow()
+      }
+      const got = Chunk.toReadonlyArray(yield* Fiber.join(all))
+      assert.deepStrictEqual(got.map((e) => (e.type === "recovery.completed" ? (e.report as { n: number }).n : -1)), [...Array(1_000).keys()])
+      // The stalled one took nothing while 1,000 were published: it holds the first events, then the end.
+      const kept = Chunk.toReadonlyArray(yield* Stream.runCollect(stalled))
+      assert.strictEqual(kept.length, subscriberBufferEvents + 1)
+      assert.deepStrictEqual(kept.at(-1), {
+        type: "stream.overflow",
+        limit: subscriberBufferEvents,
+        message: `this stream fell ${subscriberBufferEvents} events behind and was ended; reconnect to resume`
+      })
+      assert.deepStrictEqual(kept[0], report(0))
+    }).pipe(Effect.provide(layer())))
+})
