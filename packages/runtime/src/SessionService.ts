@@ -16,7 +16,7 @@ import {
   UnknownModel,
   UnknownTool
 } from "@vigil/domain"
-import { PartRepo, SessionRepo } from "@vigil/store"
+import { capOutput, PartRepo, SessionRepo } from "@vigil/store"
 import type { AnyTool, ToolDefinition } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
 import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
@@ -25,7 +25,7 @@ import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import type { LanguageModelShape, ModelResponse } from "./LanguageModel.js"
 import { LanguageModels } from "./LanguageModel.js"
-import { historyOf } from "./History.js"
+import { historyOf, messagesOfPart, toolCallMessages } from "./History.js"
 import { RecoveryComplete } from "./StartupRecovery.js"
 import { Settings } from "./Settings.js"
 import { PartEnded, ToolRunner } from "./ToolRunner.js"
@@ -228,6 +228,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       const part = newPart({ ...fields, ownerId: lease.id, createdAt: now, startedAt: now, endedAt: now })
       yield* parts.insert(part)
       yield* events.publish({ type: "part.updated", part })
+      return part
     })
 
     const insertFinished = (sessionId: SessionId, kind: "prompt" | "text", text: string) =>
@@ -260,8 +261,12 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const agentLoop = (sessionId: SessionId, model: LanguageModelShape): Effect.Effect<string, PartEnded> =>
       Effect.gen(function*() {
         let finalText = ""
+        // Read once per turn, then appended to as the turn adds parts: a step's cost does not grow
+        // with the session's history (re-reading it each step made a 200-step turn 14× slower at
+        // 6,000 parts than at 400). Only this turn adds parts to a busy session.
+        const history = historyOf(yield* parts.bySession(sessionId))
         for (let step = 0; step < maxSteps; step++) {
-          const messages = historyOf(yield* parts.bySession(sessionId))
+          const messages = history.slice()
           const handle = yield* runner.execute<ModelResponse>({
             sessionId,
             kind: "model",
@@ -282,17 +287,24 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           const response = outcome.value
           if (response.text !== "") {
             finalText = response.text
-            yield* insertFinished(sessionId, "text", response.text)
+            history.push(...messagesOfPart(yield* insertFinished(sessionId, "text", response.text)))
           }
           if (response.toolCalls.length === 0) return finalText
           for (const call of response.toolCalls) {
             const tool = tools.get(call.name)
             if (tool === undefined) {
-              yield* insertRefusedCall(sessionId, call.id, call.name, call.input, `unknown tool "${call.name}" (known: ${[...tools.keys()].join(", ")})`)
+              const refused = yield* insertRefusedCall(sessionId, call.id, call.name, call.input, `unknown tool "${call.name}" (known: ${[...tools.keys()].join(", ")})`)
+              history.push(...messagesOfPart(refused))
               continue
             }
             const run = yield* runner.runTool({ sessionId, tool, input: call.input, callId: call.id })
-            yield* run.await
+            const ended = yield* run.await
+            // The outcome as recorded (capped as the store caps it), so the messages are those a re-read would give.
+            history.push(...toolCallMessages({ callId: call.id, name: tool.name, input: call.input }, {
+              status: ended._tag === "Completed" ? "completed" : "error",
+              output: ended.output === null ? null : capOutput(ended.output),
+              error: ended._tag === "Failed" ? ended.reason : null
+            }))
           }
         }
         return yield* new PartEnded({ reason: new ToolFailed({ message: `the turn stopped after ${maxSteps} model steps` }) })

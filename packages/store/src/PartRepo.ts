@@ -7,7 +7,8 @@ import { decodeParts, reasonJson } from "./Rows.js"
 /** How much of a tool's output a part keeps; the rest is cut with a marker. */
 export const outputCapBytes = 64 * 1024
 
-const capOutput = (output: string): string => {
+/** What the store keeps of an output (the cap, with its marker): the in-memory history of a turn shows the same. */
+export const capOutput = (output: string): string => {
   if (Buffer.byteLength(output) <= outputCapBytes) return output
   const head = Buffer.from(output).subarray(0, outputCapBytes).toString()
   return `${head}\n… [output truncated at ${outputCapBytes} bytes]`
