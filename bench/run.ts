@@ -5,6 +5,7 @@ import { fairScheduler } from "../packages/runtime/src/index.js"
 import { Cause, Effect, Logger, LogLevel } from "./effect.js"
 import { deadlineFigures } from "./figures/Deadlines.js"
 import { hardStopFigures } from "./figures/HardStop.js"
+import { historyFigures } from "./figures/History.js"
 import { recoveryFigures } from "./figures/Recovery.js"
 import { sleeperFigures } from "./figures/Sleepers.js"
 import { throughputFigures } from "./figures/Throughput.js"
@@ -28,7 +29,8 @@ const figures: ReadonlyArray<{
   { numbers: [3], title: "no-op tool lifecycle throughput and its floor", run: throughputFigures },
   { numbers: [4], title: "10,000 supervised sleeping tools", run: sleeperFigures },
   { numbers: [5], title: "hard stop of a TERM-ignoring process tree", run: hardStopFigures },
-  { numbers: [6], title: "deadline accuracy under load", run: deadlineFigures }
+  { numbers: [6], title: "deadline accuracy under load", run: deadlineFigures },
+  { numbers: [7], title: "a 200-step turn on a short and on a long session history", run: historyFigures }
 ]
 
 const progress = (line: string) => Effect.sync(() => process.stderr.write(`${line}\n`))
@@ -60,7 +62,10 @@ const main = Effect.gen(function*() {
   const dir = yield* tempFolder
   const started = performance.now()
   const rows: Array<Row> = []
-  for (const figure of figures) rows.push(...(yield* measure(figure, dir)))
+  // `pnpm bench 7 8` runs only those figures.
+  const only = process.argv.slice(2).map(Number).filter((n) => Number.isInteger(n))
+  const chosen = only.length === 0 ? figures : figures.filter((f) => f.numbers.some((n) => only.includes(n)))
+  for (const figure of chosen) rows.push(...(yield* measure(figure, dir)))
   const totalSeconds = (performance.now() - started) / 1000
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${show(totalmem() / 2 ** 30)} GiB, node ${process.version}`
   yield* Effect.sync(() => {

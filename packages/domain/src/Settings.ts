@@ -16,6 +16,8 @@ export interface Settings {
   readonly abortGrace: Duration.Duration
   /** Between SIGTERM and SIGKILL in a hard stop of a process tree. */
   readonly killGrace: Duration.Duration
+  /** How deep sub-agents may nest: a session this many `task`s below its root cannot start another. */
+  readonly maxTaskDepth: number
 }
 
 export const defaultSettings: Settings = {
@@ -25,7 +27,8 @@ export const defaultSettings: Settings = {
   watchdogInterval: Option.some(Duration.seconds(30)),
   instanceLease: Duration.seconds(30),
   abortGrace: Duration.seconds(5),
-  killGrace: Duration.seconds(2)
+  killGrace: Duration.seconds(2),
+  maxTaskDepth: 8
 }
 
 /** One bad value, named by its key, so start-up can stop with one clear line. */
@@ -50,6 +53,8 @@ interface KeySpec {
   readonly env: string
   /** Whether `false`/`0` may turn the rule off. */
   readonly canDisable: boolean
+  /** A whole number (a count), not a duration. */
+  readonly count?: true
 }
 
 /** The keys under `experimental`, named as opencode names them, with their environment overrides. */
@@ -60,7 +65,21 @@ export const settingsKeys: Readonly<Record<string, KeySpec>> = {
   watchdog_interval: { field: "watchdogInterval", env: "VIGIL_WATCHDOG_INTERVAL", canDisable: true },
   instance_lease: { field: "instanceLease", env: "VIGIL_INSTANCE_LEASE", canDisable: false },
   abort_grace: { field: "abortGrace", env: "VIGIL_ABORT_GRACE", canDisable: false },
-  kill_grace: { field: "killGrace", env: "VIGIL_KILL_GRACE", canDisable: false }
+  kill_grace: { field: "killGrace", env: "VIGIL_KILL_GRACE", canDisable: false },
+  max_task_depth: { field: "maxTaskDepth", env: "VIGIL_MAX_TASK_DEPTH", canDisable: false, count: true }
+}
+
+/**
+ * A count setting: a positive whole number (or such a string, as the environment gives it). It
+ * cannot be off: a bound on sub-agent nesting that can be lifted is what let a model recurse forever.
+ */
+export const parseCount = (value: unknown): Either.Either<number, string> => {
+  const number = typeof value === "number" ? value : typeof value === "string" && /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN
+  if (typeof value !== "number" && typeof value !== "string") {
+    return Either.left(`expected a positive whole number (got ${value === null ? "null" : Array.isArray(value) ? "an array" : typeof value})`)
+  }
+  if (!Number.isSafeInteger(number) || number < 1) return Either.left("must be a whole number of at least 1")
+  return Either.right(number)
 }
 
 const unitMillis: ReadonlyArray<readonly [RegExp, number]> = [
@@ -132,6 +151,12 @@ export const parseSettings = (
   }
   const result: { -readonly [K in keyof Settings]: Settings[K] } = { ...defaultSettings }
   const apply = (key: string, spec: KeySpec, value: unknown): SettingsError | undefined => {
+    if (spec.count) {
+      const count = parseCount(value)
+      if (Either.isLeft(count)) return new SettingsError({ key, value, problem: count.left })
+      ;(result as Record<string, unknown>)[spec.field] = count.right
+      return undefined
+    }
     const parsed = parseDuration(value)
     if (Either.isLeft(parsed)) return new SettingsError({ key, value, problem: parsed.left })
     const duration = parsed.right

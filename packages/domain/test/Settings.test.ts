@@ -14,7 +14,8 @@ const summary = (settings: Settings) => ({
   watchdogInterval: millisOf(settings.watchdogInterval),
   instanceLease: millisOf(settings.instanceLease),
   abortGrace: millisOf(settings.abortGrace),
-  killGrace: millisOf(settings.killGrace)
+  killGrace: millisOf(settings.killGrace),
+  maxTaskDepth: settings.maxTaskDepth
 })
 
 const defaults = {
@@ -24,7 +25,8 @@ const defaults = {
   watchdogInterval: 30_000,
   instanceLease: 30_000,
   abortGrace: 5_000,
-  killGrace: 2_000
+  killGrace: 2_000,
+  maxTaskDepth: 8
 }
 
 const parsed = (file: unknown, env: Record<string, string | undefined> = {}) =>
@@ -43,7 +45,7 @@ const rejected = (file: unknown, env: Record<string, string | undefined> = {}): 
 const toolTimeoutFrom = (value: unknown) => parsed({ experimental: { tool_timeout: value } }).toolTimeout
 
 const expectedTypes = `expected a number of milliseconds, a duration string such as "90 seconds" or "5m", or false`
-const knownKeys = "tool_timeout, task_timeout, idle_timeout, watchdog_interval, instance_lease, abort_grace, kill_grace"
+const knownKeys = "tool_timeout, task_timeout, idle_timeout, watchdog_interval, instance_lease, abort_grace, kill_grace, max_task_depth"
 
 describe("parseSettings: accepted values", () => {
   it("a number is milliseconds", () => {
@@ -90,7 +92,8 @@ describe("parseSettings: accepted values", () => {
           watchdog_interval: "4s",
           instance_lease: "5s",
           abort_grace: 600,
-          kill_grace: "700ms"
+          kill_grace: "700ms",
+          max_task_depth: 3
         }
       }),
       {
@@ -100,8 +103,30 @@ describe("parseSettings: accepted values", () => {
         watchdogInterval: 4_000,
         instanceLease: 5_000,
         abortGrace: 600,
-        killGrace: 700
+        killGrace: 700,
+        maxTaskDepth: 3
       }
+    )
+  })
+
+  it("max_task_depth is a positive whole number, from the file or VIGIL_MAX_TASK_DEPTH", () => {
+    assert.strictEqual(parsed({ experimental: { max_task_depth: 12 } }).maxTaskDepth, 12)
+    assert.strictEqual(parsed({ experimental: { max_task_depth: 12 } }, { VIGIL_MAX_TASK_DEPTH: " 4 " }).maxTaskDepth, 4)
+    assert.strictEqual(
+      rejected({ experimental: { max_task_depth: 0 } }).message,
+      "invalid config: experimental.max_task_depth = 0: must be a whole number of at least 1"
+    )
+    assert.strictEqual(
+      rejected({ experimental: { max_task_depth: 2.5 } }).message,
+      "invalid config: experimental.max_task_depth = 2.5: must be a whole number of at least 1"
+    )
+    assert.strictEqual(
+      rejected({ experimental: { max_task_depth: false } }).message,
+      "invalid config: experimental.max_task_depth = false: expected a positive whole number (got boolean)"
+    )
+    assert.strictEqual(
+      rejected(undefined, { VIGIL_MAX_TASK_DEPTH: "deep" }).message,
+      "invalid config: VIGIL_MAX_TASK_DEPTH = \"deep\": must be a whole number of at least 1"
     )
   })
 

@@ -51,6 +51,8 @@ const prototypeKeys = [
 const knownKeys = Object.keys(settingsKeys)
 const envNames = Object.values(settingsKeys).map((spec) => spec.env)
 const settingsFields = ["toolTimeout", "taskTimeout", "idleTimeout", "watchdogInterval", "instanceLease", "abortGrace", "killGrace"]
+/** The settings that are counts: always a positive whole number. */
+const countFields = ["maxTaskDepth"]
 /** The rules that cannot be turned off: they always hold a positive duration. */
 const requiredFields = new Set(["instanceLease", "abortGrace", "killGrace"])
 
@@ -118,7 +120,11 @@ const settingsProblems = (file: unknown, env: Record<string, string | undefined>
   if (Either.isRight(result)) {
     const settings = result.right as Record<string, unknown>
     const keys = Object.keys(settings).sort()
-    if (keys.join(",") !== [...settingsFields].sort().join(",")) problems.push(`settings have the keys ${JSON.stringify(keys)}`)
+    if (keys.join(",") !== [...settingsFields, ...countFields].sort().join(",")) problems.push(`settings have the keys ${JSON.stringify(keys)}`)
+    for (const field of countFields) {
+      const count = settings[field]
+      if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 1) problems.push(`${field} = ${String(count)}`)
+    }
     for (const field of settingsFields) {
       const millis = millisOf(settings[field])
       if (millis === null) {

@@ -190,7 +190,8 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         return {
           _tag: "Failed",
           reason: Option.getOrElse(reason, () => new ToolFailed({ message: "the part was ended by someone else" })),
-          output: outcome.output
+          // What is recorded, not the late output: a turn's in-memory history shows what the store has.
+          output: Option.getOrNull(Option.flatMap(current, (p) => Option.fromNullable(p.output)))
         } as Outcome<A>
       }
       if (yield* parts.fail(part.id, { reason: outcome.reason, at, output: outcome.output })) {
@@ -203,7 +204,9 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       // Someone else (the watchdog, a rescue) ended it first: theirs is the recorded reason.
       const current = yield* parts.get(part.id)
       const recorded = Option.flatMap(current, (p) => Option.fromNullable(p.error))
-      return Option.isSome(recorded) ? { ...outcome, reason: recorded.value } : outcome
+      return Option.isSome(recorded)
+        ? { ...outcome, reason: recorded.value, output: Option.getOrNull(Option.flatMap(current, (p) => Option.fromNullable(p.output))) }
+        : outcome
     })
 
     /** Records how the part ended, frees its session's turn for it, and wakes whoever awaits it. */

@@ -79,7 +79,12 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
     const lease = yield* InstanceLease
     const lastScan = yield* Ref.make<Option.Option<ScanSummary>>(Option.none())
 
-    /** Latest activity in each session's subtree, from the active sessions and running parts. */
+    /**
+     * Latest activity in each session's subtree, from the active sessions and running parts.
+     * Iterative and memoized: each session is visited once per scan however deep the tree (a
+     * recursive walk overflowed the stack on a 12,000-deep chain, and every scan failed), and a
+     * cycle, which the data should never hold, still ends.
+     */
     const subtreeActivity = (active: ReadonlyArray<Session>, running: ReadonlyArray<Part>) => {
       const latest = new Map<string, number>()
       for (const session of active) latest.set(session.id, session.lastActivityAt)
@@ -87,22 +92,41 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
         const at = part.startedAt ?? part.createdAt
         latest.set(part.sessionId, Math.max(latest.get(part.sessionId) ?? 0, at))
       }
-      const byParent = new Map<string, Array<Session>>()
+      const byParent = new Map<string, Array<string>>()
       for (const session of active) {
         if (session.parentId === null) continue
-        byParent.set(session.parentId, [...(byParent.get(session.parentId) ?? []), session])
+        const siblings = byParent.get(session.parentId)
+        if (siblings === undefined) byParent.set(session.parentId, [session.id])
+        else siblings.push(session.id)
       }
-      const of = (id: string, seen: Set<string> = new Set()): number | undefined => {
-        if (seen.has(id)) return undefined
-        seen.add(id)
-        let best = latest.get(id)
-        for (const child of byParent.get(id) ?? []) {
-          const childBest = of(child.id, seen)
-          if (childBest !== undefined) best = Math.max(best ?? 0, childBest)
+      const memo = new Map<string, number | undefined>()
+      return (root: string): number | undefined => {
+        if (memo.has(root)) return memo.get(root)
+        // Depth-first order from the root (children after their parent), then folded backwards,
+        // so each child's answer is ready before its parent's.
+        const order: Array<string> = []
+        const seen = new Set<string>([root])
+        const stack = [root]
+        while (stack.length > 0) {
+          const id = stack.pop()!
+          order.push(id)
+          for (const child of byParent.get(id) ?? []) {
+            if (seen.has(child) || memo.has(child)) continue
+            seen.add(child)
+            stack.push(child)
+          }
         }
-        return best
+        for (let i = order.length - 1; i >= 0; i--) {
+          const id = order[i]!
+          let best = latest.get(id)
+          for (const child of byParent.get(id) ?? []) {
+            const childBest = memo.get(child)
+            if (childBest !== undefined) best = Math.max(best ?? 0, childBest)
+          }
+          memo.set(id, best)
+        }
+        return memo.get(root)
       }
-      return of
     }
 
     const forceError = Effect.fnUntraced(function*(part: Part, reason: WatchdogStuck) {
@@ -150,12 +174,13 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
         const active = anyChild ? yield* sessions.active() : []
         const runningAll = anyChild ? yield* parts.active() : []
         const activityOf = subtreeActivity(active, runningAll)
-        const childIds = mine.flatMap((part) => (part.childSessionId === null ? [] : [part.childSessionId]))
+        // The children: the active ones are already read; the others (ended) in a few batched reads.
         const children = new Map<string, Session>()
-        for (const id of childIds) {
-          const child = yield* sessions.get(id)
-          if (Option.isSome(child)) children.set(id, child.value)
-        }
+        for (const session of active) children.set(session.id, session)
+        const missing = mine.flatMap((part) =>
+          part.childSessionId === null || children.has(part.childSessionId) ? [] : [part.childSessionId]
+        )
+        for (const child of yield* sessions.getMany(missing)) children.set(child.id, child)
         for (const part of mine) {
           const reason = stuckReason(part, {
             now: at,

@@ -10,9 +10,9 @@ export { outputCapBytes } from "@vigil/domain"
 /**
  * The last guard on a tool's or a model step's output, with the same head-and-tail cut as the shell
  * and the runner (whose text already fits, so this never cuts twice). A prompt or an assistant's
- * text is stored whole: what the server accepted is never cut (the body limit bounds a prompt).
+ * text is stored whole (the in-memory history of a turn shows the same): what the server accepted is never cut (the body limit bounds a prompt).
  */
-const capOutput = (output: string): string => capText(output)
+export const capOutput = (output: string): string => capText(output)
 const capPartOutput = (part: Part): string | null =>
   part.output === null ? null : part.kind === "prompt" || part.kind === "text" ? part.output : capOutput(part.output)
 
@@ -25,6 +25,9 @@ export interface EndedPart {
   readonly pgid: number | null
   readonly procStart: string | null
 }
+
+/** Ids bound in one statement at most (well under SQLite's and PostgreSQL's parameter limits). */
+const chunk = 500
 
 const nullableNumber = (value: unknown): number | null => (value === null ? null : Number(value))
 
@@ -150,10 +153,30 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       )
     }, Effect.orDie)
 
+    /** The pending and running parts of these sessions, in statements of at most `chunk` ids. */
     const activeOfSessions = Effect.fn("PartRepo.activeOfSessions")(function*(sessionIds: ReadonlyArray<SessionId>) {
-      if (sessionIds.length === 0) return []
-      return yield* sql`SELECT * FROM parts WHERE session_id IN ${sql.in(sessionIds)} AND status IN ('pending', 'running')`
-        .pipe(Effect.flatMap(decodeParts))
+      const found: Array<Part> = []
+      for (let i = 0; i < sessionIds.length; i += chunk) {
+        const rows = yield* sql`SELECT * FROM parts WHERE session_id IN ${sql.in(sessionIds.slice(i, i + chunk))} AND status IN ('pending', 'running')`
+          .pipe(Effect.flatMap(decodeParts))
+        found.push(...rows)
+      }
+      return found
+    }, Effect.orDie)
+
+    /** `fail` (not fenced on the owner) over many parts at once; returns the ids it ended. */
+    const failMany = Effect.fn("PartRepo.failMany")(function*(
+      ids: ReadonlyArray<PartId>,
+      options: { readonly reason: ErrorReason; readonly at: number }
+    ) {
+      const error = reasonJson(options.reason)
+      const ended: Array<PartId> = []
+      for (let i = 0; i < ids.length; i += chunk) {
+        const rows = yield* sql<{ id: string }>`UPDATE parts SET status = 'error', error = ${error}, ended_at = ${options.at}
+          WHERE id IN ${sql.in(ids.slice(i, i + chunk))} AND status IN ('pending', 'running') RETURNING id`
+        for (const row of rows) ended.push(PartId.make(row.id))
+      }
+      return ended
     }, Effect.orDie)
 
     /**
@@ -219,6 +242,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       active,
       activeOfOwner,
       activeOfSessions,
+      failMany,
       activeOwners,
       stuckCandidates,
       endActiveOfOwner

@@ -4,6 +4,9 @@ import { Session, SessionId } from "@vigil/domain"
 import { Effect, Option } from "effect"
 import { decodeSessions, reasonJson } from "./Rows.js"
 
+/** Ids bound in one statement at most (well under SQLite's and PostgreSQL's parameter limits). */
+const chunk = 500
+
 /**
  * Sessions. Every status change is a compare-and-set on the current status, so two writers (a
  * turn ending, the idle monitor, an abort) cannot both win.
@@ -73,6 +76,39 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       return rows.length > 0
     }, Effect.orDie)
 
+    /**
+     * `transition` over many sessions at once (a tree's end), in statements of at most `chunk`
+     * ids; returns the sessions it changed, as they are now.
+     */
+    const transitionMany = Effect.fn("SessionRepo.transitionMany")(function*(
+      ids: ReadonlyArray<SessionId>,
+      from: ReadonlyArray<SessionStatus>,
+      to: SessionStatus,
+      options: { readonly at: number; readonly cancelReason?: ErrorReason | null }
+    ) {
+      const changed: Array<Session> = []
+      for (let i = 0; i < ids.length; i += chunk) {
+        const rows = yield* sql`UPDATE sessions SET ${
+          sql.update({
+            status: to,
+            lastActivityAt: options.at,
+            ...(options.cancelReason !== undefined ? { cancelReason: reasonJson(options.cancelReason) } : {})
+          })
+        } WHERE id IN ${sql.in(ids.slice(i, i + chunk))} AND status IN ${sql.in(from)} RETURNING *`.pipe(Effect.flatMap(decodeSessions))
+        changed.push(...rows)
+      }
+      return changed
+    }, Effect.orDie)
+
+    /** Several sessions by id (those that exist), in statements of at most `chunk` ids. */
+    const getMany = Effect.fn("SessionRepo.getMany")(function*(ids: ReadonlyArray<SessionId>) {
+      const found: Array<Session> = []
+      for (let i = 0; i < ids.length; i += chunk) {
+        found.push(...(yield* sql`SELECT * FROM sessions WHERE id IN ${sql.in(ids.slice(i, i + chunk))}`.pipe(Effect.flatMap(decodeSessions))))
+      }
+      return found
+    }, Effect.orDie)
+
     /** Progress: moves `lastActivityAt` forward, never back. */
     const touch = Effect.fnUntraced(function*(ids: ReadonlyArray<SessionId>, at: number) {
       if (ids.length === 0) return
@@ -108,6 +144,6 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       return rows.map((row) => SessionId.make(row.id))
     }, Effect.orDie)
 
-    return { insert, get, list, children, active, transition, touch, activeOwners, endActiveOfOwner } as const
+    return { insert, get, getMany, list, children, active, transition, transitionMany, touch, activeOwners, endActiveOfOwner } as const
   })
 }) {}
