@@ -6,8 +6,7 @@ import type { ProviderConfig } from "@vigil/provider"
 import { noProviders, ProvidersLive } from "@vigil/provider"
 import { FairSchedulerLive, ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
 import { StoreLive } from "@vigil/store"
-import type { Redacted } from "effect"
-import { Console, Effect, Layer, Option } from "effect"
+import { Console, Effect, Layer, Option, Redacted } from "effect"
 import { createServer } from "node:http"
 import type { Server as NodeServer } from "node:http"
 import { basicAuth } from "./Auth.js"
@@ -15,12 +14,15 @@ import { badRequests } from "./BadRequests.js"
 import { DashboardLive } from "./dashboard/Dashboard.js"
 import { StreamsClosing } from "./EventStream.js"
 import { ApiLive } from "./Handlers.js"
+import { protectedStateOf } from "./ProtectedState.js"
 
 export interface ServerOptions {
   readonly port: number
   readonly host: string
   /** The SQLite file, the default store. */
   readonly db: string
+  /** The config file the settings come from (`vigil.json` by default), out of reach of the tools. */
+  readonly configFile?: string | undefined
   /** `VIGIL_DATABASE_URL`: a PostgreSQL database shared by several instances, instead of the file. */
   readonly databaseUrl?: Redacted.Redacted<string> | undefined
   /** Read before anything touches the database: a bad value stops start-up with nothing written. */
@@ -102,8 +104,16 @@ const Announce = Layer.scopedDiscard(
 export const ServerLive = (options: ServerOptions) =>
   Layer.unwrapEffect(
     Effect.map(Effect.all([options.settings, options.providers ?? Effect.succeed(noProviders)]), ([settings, providers]) => {
+      // The tools get the server's own state to refuse, and the secrets no shell may inherit.
+      const tools = Tools.with([], {
+        protect: protectedStateOf({ db: options.db, configFile: options.configFile ?? defaultConfig }),
+        secretValues: [
+          ...providers.providers.flatMap((provider) => Option.toArray(Option.map(provider.apiKey, Redacted.value))),
+          ...Option.toArray(Option.map(options.password, Redacted.value))
+        ]
+      })
       const Core = SupervisionLive.pipe(
-        Layer.provideMerge(Tools.Builtin),
+        Layer.provideMerge(tools),
         Layer.provideMerge(Layer.mergeAll(ProcessControl.Live, ProvidersLive(providers))),
         Layer.provideMerge(StoreLive({ databaseUrl: options.databaseUrl, sqliteFile: options.db })),
         Layer.provideMerge(Layer.succeed(Settings, settings))
