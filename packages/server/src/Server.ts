@@ -3,7 +3,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
 import type { ProviderConfig } from "@vigil/provider"
-import { noProviders, ProvidersLive } from "@vigil/provider"
+import { configuredKeys, noProviders, ProvidersLive } from "@vigil/provider"
 import { FairSchedulerLive, ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
 import { StoreLive } from "@vigil/store"
 import { Console, Effect, Layer, Option, Redacted } from "effect"
@@ -108,7 +108,7 @@ export const ServerLive = (options: ServerOptions) =>
       const tools = Tools.with([], {
         protect: protectedStateOf({ db: options.db, configFile: options.configFile ?? defaultConfig }),
         secretValues: [
-          ...providers.providers.flatMap((provider) => Option.toArray(Option.map(provider.apiKey, Redacted.value))),
+          ...configuredKeys(providers),
           ...Option.toArray(Option.map(options.password, Redacted.value))
         ]
       })
