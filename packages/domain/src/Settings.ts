@@ -18,7 +18,25 @@ export interface Settings {
   readonly killGrace: Duration.Duration
   /** How deep sub-agents may nest: a session this many `task`s below its root cannot start another. */
   readonly maxTaskDepth: number
+  /** Which of the server's environment variables a shell inherits (`experimental.shell_env`). */
+  readonly shellEnv: ShellEnvPolicy
 }
+
+/**
+ * Name globs (`*`, `?`; case-insensitive) over the server's environment. By default a shell gets
+ * it with secrets removed: vigil's own, the configured provider keys, and names like
+ * `*KEY*`, `*SECRET*`, `*TOKEN*`, `*PASSWORD*` (codex's `shell_environment_policy` does the same).
+ */
+export interface ShellEnvPolicy {
+  /** Kept although the defaults would remove them (`["GITHUB_TOKEN"]`). */
+  readonly include: ReadonlyArray<string>
+  /** Removed as well; wins over `include`. */
+  readonly exclude: ReadonlyArray<string>
+  /** When set, only these are passed at all (the other rules still apply). */
+  readonly includeOnly: Option.Option<ReadonlyArray<string>>
+}
+
+export const defaultShellEnv: ShellEnvPolicy = { include: [], exclude: [], includeOnly: Option.none() }
 
 export const defaultSettings: Settings = {
   toolTimeout: Option.some(Duration.minutes(10)),
@@ -28,7 +46,8 @@ export const defaultSettings: Settings = {
   instanceLease: Duration.seconds(30),
   abortGrace: Duration.seconds(5),
   killGrace: Duration.seconds(2),
-  maxTaskDepth: 8
+  maxTaskDepth: 8,
+  shellEnv: defaultShellEnv
 }
 
 /** One bad value, named by its key, so start-up can stop with one clear line. */
@@ -49,7 +68,7 @@ const showValue = (value: unknown): string => {
 }
 
 interface KeySpec {
-  readonly field: keyof Settings
+  readonly field: Exclude<keyof Settings, "shellEnv">
   readonly env: string
   /** Whether `false`/`0` may turn the rule off. */
   readonly canDisable: boolean
@@ -80,6 +99,33 @@ export const parseCount = (value: unknown): Either.Either<number, string> => {
   }
   if (!Number.isSafeInteger(number) || number < 1) return Either.left("must be a whole number of at least 1")
   return Either.right(number)
+}
+
+/** The key of the shell environment policy, which is an object, not a duration. */
+const shellEnvKey = "shell_env"
+const shellEnvFields: Readonly<Record<string, keyof ShellEnvPolicy>> = { include: "include", exclude: "exclude", include_only: "includeOnly" }
+
+/** `experimental.shell_env`: `{ include?, exclude?, include_only? }`, each a list of name globs. */
+export const parseShellEnv = (value: unknown): Either.Either<ShellEnvPolicy, SettingsError> => {
+  const key = `experimental.${shellEnvKey}`
+  if (!isRecord(value)) {
+    return Either.left(new SettingsError({ key, value, problem: `must be an object such as { "include": ["GITHUB_TOKEN"], "exclude": ["AWS_*"] }` }))
+  }
+  const policy: { -readonly [K in keyof ShellEnvPolicy]: ShellEnvPolicy[K] } = { ...defaultShellEnv }
+  for (const [name, list] of Object.entries(value)) {
+    const field = Object.hasOwn(shellEnvFields, name) ? shellEnvFields[name] : undefined
+    if (field === undefined) {
+      return Either.left(
+        new SettingsError({ key: `${key}.${name}`, value: list, problem: `unknown key (known: ${Object.keys(shellEnvFields).join(", ")})` })
+      )
+    }
+    if (!Array.isArray(list) || !list.every((glob) => typeof glob === "string" && glob !== "")) {
+      return Either.left(new SettingsError({ key: `${key}.${name}`, value: list, problem: `must be a list of variable names or globs, such as ["AWS_*"]` }))
+    }
+    if (field === "includeOnly") policy.includeOnly = Option.some(list as Array<string>)
+    else policy[field] = list as Array<string>
+  }
+  return Either.right(policy)
 }
 
 const unitMillis: ReadonlyArray<readonly [RegExp, number]> = [
@@ -169,6 +215,12 @@ export const parseSettings = (
     return undefined
   }
   for (const [key, value] of Object.entries(experimental ?? {})) {
+    if (key === shellEnvKey) {
+      const policy = parseShellEnv(value)
+      if (Either.isLeft(policy)) return Either.left(policy.left)
+      result.shellEnv = policy.right
+      continue
+    }
     // Own keys only: `__proto__` or `constructor` must not find Object.prototype's members.
     const spec = Object.hasOwn(settingsKeys, key) ? settingsKeys[key] : undefined
     if (spec === undefined) {
@@ -176,7 +228,7 @@ export const parseSettings = (
         new SettingsError({
           key: `experimental.${key}`,
           value,
-          problem: `unknown key (known: ${Object.keys(settingsKeys).join(", ")})`
+          problem: `unknown key (known: ${[...Object.keys(settingsKeys), shellEnvKey].join(", ")})`
         })
       )
     }

@@ -45,7 +45,7 @@ const rejected = (file: unknown, env: Record<string, string | undefined> = {}): 
 const toolTimeoutFrom = (value: unknown) => parsed({ experimental: { tool_timeout: value } }).toolTimeout
 
 const expectedTypes = `expected a number of milliseconds, a duration string such as "90 seconds" or "5m", or false`
-const knownKeys = "tool_timeout, task_timeout, idle_timeout, watchdog_interval, instance_lease, abort_grace, kill_grace, max_task_depth"
+const knownKeys = "tool_timeout, task_timeout, idle_timeout, watchdog_interval, instance_lease, abort_grace, kill_grace, max_task_depth, shell_env"
 
 describe("parseSettings: accepted values", () => {
   it("a number is milliseconds", () => {
@@ -234,6 +234,21 @@ describe("parseSettings: rejected values", () => {
       "invalid config: experimental.instance_lease = 0: cannot be turned off"
     ],
     [
+      "shell_env that is not an object",
+      { experimental: { shell_env: ["FOO"] } },
+      `invalid config: experimental.shell_env = ["FOO"]: must be an object such as { "include": ["GITHUB_TOKEN"], "exclude": ["AWS_*"] }`
+    ],
+    [
+      "an unknown key under shell_env",
+      { experimental: { shell_env: { inherit: "all" } } },
+      `invalid config: experimental.shell_env.inherit = "all": unknown key (known: include, exclude, include_only)`
+    ],
+    [
+      "a shell_env list that is not a list of names",
+      { experimental: { shell_env: { exclude: "AWS_*" } } },
+      `invalid config: experimental.shell_env.exclude = "AWS_*": must be a list of variable names or globs, such as ["AWS_*"]`
+    ],
+    [
       "kill_grace: \"off\"",
       { experimental: { kill_grace: "off" } },
       `invalid config: experimental.kill_grace = "off": cannot be turned off`
@@ -293,6 +308,17 @@ describe("parseSettings: rejected values", () => {
       assert.strictEqual(error._tag, "SettingsError")
       assert.strictEqual(error.message, "invalid config: experimental.tool_timeout = -5: must not be negative")
     }))
+})
+
+describe("experimental.shell_env", () => {
+  it("defaults to no extra rules, and reads the three lists", () => {
+    assert.deepStrictEqual(defaultSettings.shellEnv, { include: [], exclude: [], includeOnly: Option.none() })
+    const settings = Either.getOrThrow(
+      parseSettings({ experimental: { shell_env: { include: ["GITHUB_TOKEN"], exclude: ["AWS_*"], include_only: ["PATH", "HOME"] } } })
+    )
+    assert.deepStrictEqual(settings.shellEnv, { include: ["GITHUB_TOKEN"], exclude: ["AWS_*"], includeOnly: Option.some(["PATH", "HOME"]) })
+    assert.strictEqual(millisOf(settings.toolTimeout), defaults.toolTimeout)
+  })
 })
 
 describe("parseDuration", () => {

@@ -25,6 +25,7 @@ import { ModelError } from "@vigil/runtime"
 import { Duration, Effect, Either, Option, Redacted, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import type { ProviderSettings } from "./ProviderConfig.js"
+import { makeRedactor } from "./Redaction.js"
 
 interface WireToolCall {
   readonly id: string
@@ -160,17 +161,17 @@ interface PendingCall {
 
 /**
  * One model of one provider: `generate` is a streamed chat completion. Every failure is a
- * `ModelError` whose message names the provider and the problem, and never holds the API key.
+ * `ModelError` whose message names the provider and the problem, and never holds an API key,
+ * nor any fragment of one of 8 characters or more (`secrets`: every configured key; by default
+ * this provider's). The model's text is scrubbed the same way: it is streamed and stored too.
  */
 export const makeOpenAiCompatibleModel = (
-  options: { readonly provider: ProviderSettings; readonly model: string },
+  options: { readonly provider: ProviderSettings; readonly model: string; readonly secrets?: ReadonlyArray<string> },
   client: HttpClient.HttpClient
 ): LanguageModelShape => {
   const { provider, model } = options
   const shownURL = displayURL(provider.baseURL)
-  const secret = Option.map(provider.apiKey, Redacted.value)
-  const scrub = (text: string) =>
-    Option.match(secret, { onNone: () => text, onSome: (key) => (key === "" ? text : text.split(key).join("<redacted>")) })
+  const scrub = makeRedactor(options.secrets ?? Option.toArray(Option.map(provider.apiKey, Redacted.value)))
   const fail = (problem: string) => new ModelError({ message: scrub(`provider ${provider.id}: ${problem}`) })
 
   const inactive = Option.map(provider.inactivityTimeout, (timeout) => ({
@@ -246,8 +247,9 @@ export const makeOpenAiCompatibleModel = (
         if (!isRecord(delta)) return
         const content = delta["content"]
         if (typeof content === "string" && content !== "") {
-          text.push(content)
-          yield* request.onText(content)
+          const shown = scrub(content)
+          text.push(shown)
+          yield* request.onText(shown)
         } else {
           // A tool call's arguments or a reasoning model's thinking arrive as chunks without text:
           // progress all the same, so the idle rule does not take a busy model for a silent one.

@@ -2,7 +2,7 @@ import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import type { LanguageModelShape } from "@vigil/runtime"
 import { LanguageModels, scriptModel } from "@vigil/runtime"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option, Redacted } from "effect"
 import { makeOpenAiCompatibleModel } from "./OpenAiCompatible.js"
 import type { ProviderConfig, ProviderSettings } from "./ProviderConfig.js"
 import { splitModelName } from "./ProviderConfig.js"
@@ -35,21 +35,27 @@ export class ProviderModels extends Map<string, LanguageModelShape> {
   }
 }
 
+/** The API keys of a config, as text: what no error, log or shell may show. */
+export const configuredKeys = (config: ProviderConfig): ReadonlyArray<string> =>
+  config.providers.flatMap((provider) => Option.toArray(Option.map(provider.apiKey, Redacted.value)))
+
 /** `LanguageModels` for a config: `script`, plus every model of every configured provider. */
 export const makeLanguageModels = (config: ProviderConfig) =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
     const providers = new Map<string, ProviderSettings>(config.providers.map((provider) => [provider.id, provider]))
+    // Every model hides every configured key: one provider's error may quote another's.
+    const secrets = configuredKeys(config)
     const resolve = (name: string): LanguageModelShape | undefined => {
       const { model, provider } = splitModelName(name)
       const settings = provider === undefined ? undefined : providers.get(provider)
       // `*` is how `keys()` shows "any name", not a name.
-      return settings === undefined || model === "" || model === "*" ? undefined : makeOpenAiCompatibleModel({ provider: settings, model }, client)
+      return settings === undefined || model === "" || model === "*" ? undefined : makeOpenAiCompatibleModel({ provider: settings, model, secrets }, client)
     }
     const known: Array<readonly [string, LanguageModelShape]> = [[scriptModel.name, scriptModel]]
     for (const provider of config.providers) {
       for (const model of provider.models) {
-        known.push([`${provider.id}/${model}`, makeOpenAiCompatibleModel({ provider, model }, client)])
+        known.push([`${provider.id}/${model}`, makeOpenAiCompatibleModel({ provider, model, secrets }, client)])
       }
     }
     const patterns = config.providers.map((provider) => `${provider.id}/*`)

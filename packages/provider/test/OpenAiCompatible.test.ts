@@ -270,6 +270,25 @@ describe("OpenAI-compatible provider", () => {
         assert.notInclude(JSON.stringify(parts), testKey)
       }))
 
+    it.scopedLive("a 401 that echoes a shortened key: no fragment of 8 characters or more is stored", () =>
+      Effect.gen(function*() {
+        // How OpenAI shows a wrong key: a prefix, stars, the last four.
+        const shortened = `${testKey.slice(0, 11)}****${testKey.slice(-4)}`
+        const fake = yield* fakeServer([
+          failing(401, JSON.stringify({ error: { message: `Incorrect API key provided: ${shortened}.`, code: "invalid_api_key" } }))
+        ])
+        const { parts, session } = yield* runOneTurn("hello").pipe(
+          Effect.provide(providerRuntime({ config: providerConfig(fake.baseURL) }))
+        )
+        const expected = `model openai/fake: provider openai: HTTP 401: Incorrect API key provided: <redacted>****${testKey.slice(-4)}.`
+        assert.strictEqual(describeReason(failedModelPart(parts).error!), expected)
+        assert.strictEqual(describeReason(session.cancelReason!), expected)
+        for (const stored of [JSON.stringify(session), JSON.stringify(parts)]) {
+          assert.notInclude(stored, testKey.slice(0, 8))
+          assert.notInclude(stored, testKey.slice(3, 11))
+        }
+      }))
+
     it.scopedLive("a refused connection", () =>
       Effect.gen(function*() {
         const port = yield* closedPort

@@ -85,6 +85,7 @@ const serve = Command.make(
           host: options.host,
           db: options.db,
           databaseUrl: Option.getOrUndefined(options.databaseUrl),
+          configFile: Option.getOrElse(options.config, () => defaultConfig),
           settings: settingsFrom(options.config),
           providers: providersFrom(options.config),
           password

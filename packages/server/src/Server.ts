@@ -3,11 +3,10 @@ import { NodeHttpServer } from "@effect/platform-node"
 import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
 import type { ProviderConfig } from "@vigil/provider"
-import { noProviders, ProvidersLive } from "@vigil/provider"
+import { configuredKeys, noProviders, ProvidersLive } from "@vigil/provider"
 import { FairSchedulerLive, OutputFiles, ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
 import { StoreLive } from "@vigil/store"
-import type { Redacted } from "effect"
-import { Console, Effect, Layer, Option } from "effect"
+import { Console, Effect, Layer, Option, Redacted } from "effect"
 import { createServer } from "node:http"
 import type { Server as NodeServer } from "node:http"
 import { dirname, join } from "node:path"
@@ -16,12 +15,15 @@ import { badRequests } from "./BadRequests.js"
 import { DashboardLive } from "./dashboard/Dashboard.js"
 import { StreamsClosing } from "./EventStream.js"
 import { ApiLive } from "./Handlers.js"
+import { protectedStateOf } from "./ProtectedState.js"
 
 export interface ServerOptions {
   readonly port: number
   readonly host: string
   /** The SQLite file, the default store. */
   readonly db: string
+  /** The config file the settings come from (`vigil.json` by default), out of reach of the tools. */
+  readonly configFile?: string | undefined
   /** `VIGIL_DATABASE_URL`: a PostgreSQL database shared by several instances, instead of the file. */
   readonly databaseUrl?: Redacted.Redacted<string> | undefined
   /** Read before anything touches the database: a bad value stops start-up with nothing written. */
@@ -105,12 +107,21 @@ const Announce = Layer.scopedDiscard(
 export const ServerLive = (options: ServerOptions) =>
   Layer.unwrapEffect(
     Effect.map(Effect.all([options.settings, options.providers ?? Effect.succeed(noProviders)]), ([settings, providers]) => {
+      const outputDir = options.outputDir ?? join(dirname(options.db), "output")
+      // The tools get the server's own state to refuse, and the secrets no shell may inherit.
+      const tools = Tools.with([], {
+        protect: protectedStateOf({ db: options.db, configFile: options.configFile ?? defaultConfig, outputDir }),
+        secretValues: [
+          ...configuredKeys(providers),
+          ...Option.toArray(Option.map(options.password, Redacted.value))
+        ]
+      })
       const Core = SupervisionLive.pipe(
-        Layer.provideMerge(Tools.Builtin),
+        Layer.provideMerge(tools),
         Layer.provideMerge(Layer.mergeAll(
           ProcessControl.Live,
           ProvidersLive(providers),
-          OutputFiles.layer({ dir: options.outputDir ?? join(dirname(options.db), "output") })
+          OutputFiles.layer({ dir: outputDir })
         )),
         Layer.provideMerge(StoreLive({ databaseUrl: options.databaseUrl, sqliteFile: options.db })),
         Layer.provideMerge(Layer.succeed(Settings, settings))

@@ -7,6 +7,7 @@ import { hardStop } from "./HardStop.js"
 import type { RestoreClock } from "./LiveClock.js"
 import { onLiveClock } from "./LiveClock.js"
 import * as ProcessTable from "./ProcessTable.js"
+import { type ShellEnvironment, shellEnvironment } from "./ShellEnvironment.js"
 import type { ProcessRecord } from "./Tool.js"
 import { ToolError } from "./Tool.js"
 
@@ -14,6 +15,8 @@ export interface ShellOptions {
   readonly command: string
   readonly cwd: string
   readonly env?: Record<string, string>
+  /** What the shell inherits of the server's environment; secrets are removed by default. */
+  readonly environment?: ShellEnvironment
   /** Inherited by every descendant, so a hard stop finds them wherever they went. */
   readonly marker: { readonly name: string; readonly value: string }
   /** Bytes of output kept; past it, the head and the tail are kept around a marker. */
@@ -212,7 +215,7 @@ interface StartedShell {
 const startShell = (options: ShellOptions, cap: number): StartedShell => {
   const child = spawn("/bin/sh", ["-c", options.command], {
     cwd: options.cwd,
-    env: { ...process.env, ...options.env, [options.marker.name]: options.marker.value },
+    env: { ...shellEnvironment(process.env, options.environment), ...options.env, [options.marker.name]: options.marker.value },
     detached: true,
     stdio: ["ignore", "pipe", "pipe"]
   })

@@ -4,11 +4,13 @@ import type { AnyTool } from "./Tool.js"
 
 export * from "./Bash.js"
 export * from "./CappedOutput.js"
+export * from "./FileAccess.js"
 export * from "./Files.js"
 export * as HardStop from "./HardStop.js"
 export * from "./LiveClock.js"
 export * as ProcessTable from "./ProcessTable.js"
 export * from "./Shell.js"
+export * from "./ShellEnvironment.js"
 export * from "./Tool.js"
 
 /** The leaf tools every session has; `task` and `ask` come from the session service. */
