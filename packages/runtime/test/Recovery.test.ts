@@ -3,6 +3,7 @@ import { OrphanedByCrash, PartId, SessionId } from "@vigil/domain"
 import { EventLog, PartRepo, SqliteStoreLive } from "@vigil/store"
 import { Containment } from "@vigil/tools"
 import { Duration, Effect, Layer, Option } from "effect"
+import { spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -122,6 +123,45 @@ describe("startup recovery (real processes)", () => {
         assert.include(killed, escapee)
         console.log(`recovery ended a marker-less escapee (${Containment.current().mechanism}) in ${report.tookMs} ms`)
       }).pipe(Effect.provide(restarted(file)))
+    }), 60_000)
+
+  it.live.skipIf(!contained && !cgroupsExpected)("a group left for an ended part of a dead owner is emptied and removed; another database's group is not touched", () =>
+    Effect.gen(function*() {
+      const file = tempDb()
+      const crashed = yield* Effect.promise(() => startInstance<ToolReady>(file, "tool"))
+      const { ready } = crashed
+      // What a hard stop cut short by the crash leaves: a marker-less process in the group of a
+      // part that already completed. And a group this database knows nothing of (a peer's, on
+      // another database on this host): recovery cannot judge it, so it must leave it alone.
+      const inGroup = (key: string) => {
+        const command = Containment.spawnCommand(key, "/bin/sh", ["-c", "exec sleep 600"])
+        const child = spawn(command.file, [...command.args], { stdio: "ignore", detached: true, env: {} })
+        escapees.add(child.pid!)
+        return { pid: child.pid!, group: command.group! }
+      }
+      const leftover = inGroup(ready.completedPartId)
+      const stranger = inGroup(`prt_not_in_this_db_${Math.random().toString(36).slice(2)}`)
+      yield* Effect.promise(() =>
+        waitUntil(() => Containment.membersOf(leftover.group).has(leftover.pid) && Containment.membersOf(stranger.group).has(stranger.pid), 10_000, "both in their groups")
+      )
+      yield* Effect.promise(() => killHard(crashed.child))
+
+      yield* Effect.gen(function*() {
+        const { report } = yield* RecoveryComplete
+        assert.isFalse(isAlive(leftover.pid), "the ended part's leftover is gone")
+        assert.isFalse(existsSync(leftover.group.path), "and its group removed")
+        assert.isTrue(isAlive(stranger.pid), "a part this database does not know is not touched")
+        assert.isTrue(existsSync(stranger.group.path))
+        const completed = yield* partOf(ready.completedPartId)
+        assert.strictEqual(completed.status, "completed", "a completed part stays completed")
+        const killed = (yield* (yield* EventLog).list({ type: "recovery.processes_killed" }))
+          .filter((event) => event.partId === ready.completedPartId)
+        assert.strictEqual(killed.length, 1)
+        assert.include((killed[0]!.data as { pids: ReadonlyArray<number> }).pids, leftover.pid)
+        assert.isAtLeast(report.processesKilled, 2)
+      }).pipe(Effect.provide(restarted(file)))
+      process.kill(stranger.pid, "SIGKILL")
+      yield* Effect.promise(() => waitUntil(() => Containment.removeGroup(stranger.group), 5_000, "the stranger's group to empty"))
     }), 60_000)
 
   it.live("two processes on one file: a restart never touches the other's running part; a kill is rescued by the other", () =>
