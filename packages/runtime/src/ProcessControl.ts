@@ -26,7 +26,12 @@ export interface ProcessControlShape {
    * cgroup (with or without members). Recovery checks them against the database.
    */
   readonly leftoverPartIds: Effect.Effect<ReadonlySet<string>>
+  /** Removes the part groups that are empty and older than a minute (nobody will enter them); how many. */
+  readonly removeStaleGroups: Effect.Effect<number>
 }
+
+/** A shell enters its group milliseconds after it is made: an empty group this old is unused. */
+const staleGroupMillis = 60_000
 
 export interface ProcessOwner {
   readonly id: string
@@ -61,6 +66,7 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
           for (const group of Containment.listGroups(containment)) ids.add(group.key)
           return ids
         }),
+        removeStaleGroups: Effect.sync(() => Containment.removeStaleEmptyGroups(staleGroupMillis, containment)),
         selfStartTime: ProcessTable.selfStartTime().pipe(Effect.map((start) => start ?? null)),
         isAlive: (pid, startTime) => ProcessTable.isAlive(pid, startTime ?? undefined),
         endPartProcesses: (parts) =>
@@ -106,7 +112,8 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
       isAlive: (pid) => Effect.succeed(!(options.dead?.has(pid) ?? false)),
       endPartProcesses: () => Effect.succeed(new Map()),
       containment: "marker",
-      leftoverPartIds: Effect.succeed(new Set<string>())
+      leftoverPartIds: Effect.succeed(new Set<string>()),
+      removeStaleGroups: Effect.succeed(0)
     })
 }
 

@@ -135,7 +135,15 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
           })
         }
       }
-      if (options.trigger !== "watchdog" && !options.dryRun) processesKilled += yield* endLeftoverProcesses()
+      if (options.trigger !== "watchdog" && !options.dryRun) {
+        processesKilled += yield* endLeftoverProcesses()
+        const removed = yield* processes.removeStaleGroups
+        if (removed > 0) {
+          yield* Effect.logInfo("removed stale empty process groups").pipe(
+            Effect.annotateLogs({ groups: removed, reason: "empty for over a minute: no tool will enter them" })
+          )
+        }
+      }
       return {
         deadOwners: [...dead].map(([id, { cause }]) => ({ id, cause })),
         orphanedParts,

@@ -37,9 +37,13 @@ const restarted = (file: string) =>
     Layer.provideMerge(Settings.layer({ watchdogInterval: Option.none(), killGrace: Duration.millis(300) }))
   )
 
-/** Escapees drop every marker, the test run's too: their pids are kept so a failed test still ends them. */
+/**
+ * Escapees drop every marker, the test run's too: their pids (and the groups the tests made) are
+ * kept so a failed test still ends them and leaves no group behind.
+ */
 const escapees = new Set<number>()
-afterEach(() => {
+const groups = new Set<string>()
+afterEach(async () => {
   for (const pid of escapees) {
     try {
       process.kill(pid, "SIGKILL")
@@ -48,6 +52,11 @@ afterEach(() => {
     }
   }
   escapees.clear()
+  for (const key of groups) {
+    const group = Containment.groupOf(key)
+    if (group !== undefined) await waitUntil(() => Containment.removeGroup(group), 5_000, `the group ${key} to empty`).catch(() => undefined)
+  }
+  groups.clear()
 })
 
 // In CI (root, cgroupfs mounted) the cgroup path is the one under test: a fallback there fails, not skips.
@@ -108,6 +117,7 @@ describe("startup recovery (real processes)", () => {
       assert.isTrue(isAlive(escapee), "the escapee should survive its server's SIGKILL")
       // None under the marker fallback: then the escapee is out of reach, and this test fails below.
       const group = Containment.groupOf(ready.runningPartId)
+      groups.add(ready.runningPartId)
       const groupOutlivedServer = group !== undefined && existsSync(group.path)
 
       yield* Effect.gen(function*() {
@@ -135,6 +145,7 @@ describe("startup recovery (real processes)", () => {
       // another database on this host): recovery cannot judge it, so it must leave it alone.
       const inGroup = (key: string) => {
         const command = Containment.spawnCommand(key, "/bin/sh", ["-c", "exec sleep 600"])
+        groups.add(key)
         const child = spawn(command.file, [...command.args], { stdio: "ignore", detached: true, env: {} })
         escapees.add(child.pid!)
         return { pid: child.pid!, group: command.group! }
@@ -160,8 +171,6 @@ describe("startup recovery (real processes)", () => {
         assert.include((killed[0]!.data as { pids: ReadonlyArray<number> }).pids, leftover.pid)
         assert.isAtLeast(report.processesKilled, 2)
       }).pipe(Effect.provide(restarted(file)))
-      process.kill(stranger.pid, "SIGKILL")
-      yield* Effect.promise(() => waitUntil(() => Containment.removeGroup(stranger.group), 5_000, "the stranger's group to empty"))
     }), 60_000)
 
   it.live("two processes on one file: a restart never touches the other's running part; a kill is rescued by the other", () =>

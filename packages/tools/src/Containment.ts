@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as ProcessTable from "./ProcessTable.js"
 
@@ -306,3 +306,25 @@ export const treeMembers = (
     }
     return found
   })
+
+/**
+ * Removes the empty groups made more than `olderThanMillis` ago, whoever's part they were: a shell
+ * enters its group milliseconds after it is made, so an old empty group is one nobody will use
+ * (a server died between making it and removing it, or its database is gone). Groups with
+ * members are not touched here: only a database can say whether their owner is dead.
+ */
+export const removeStaleEmptyGroups = (olderThanMillis: number, containment: Containment = current()): number => {
+  let removed = 0
+  const now = Date.now()
+  for (const group of listGroups(containment)) {
+    let made: number
+    try {
+      made = statSync(group.path).ctimeMs
+    } catch {
+      continue
+    }
+    if (now - made < olderThanMillis || membersOf(group).size > 0) continue
+    if (removeDir(group.path)) removed++
+  }
+  return removed
+}

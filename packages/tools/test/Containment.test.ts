@@ -15,9 +15,18 @@ import { alive, killNow, testRun, waitFor } from "./support.js"
  * Their pids are kept so a failing test still kills them.
  */
 const escapees = new Set<number>()
-afterEach(() => {
+const groups = new Set<Containment.PartGroup>()
+afterEach(async () => {
   for (const pid of escapees) killNow(pid)
   escapees.clear()
+  // A failed test leaves no group behind either (a killed member may take a moment to leave it).
+  for (const group of groups) {
+    for (let tries = 0; tries < 100 && !Containment.removeGroup(group); tries++) {
+      for (const pid of Containment.membersOf(group)) killNow(pid)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  groups.clear()
 })
 
 const isRoot = process.getuid?.() === 0
@@ -52,6 +61,8 @@ const escapee = (how: "unset" | "env -i", file: string) => {
 
 const shell = (command: string) => {
   const marker = { name: "VIGIL_PART_ID", value: `prt_containment_${Math.random().toString(36).slice(2)}` }
+  const group = Containment.groupOf(marker.value)
+  if (group !== undefined) groups.add(group)
   const effect = runShell({
     command,
     cwd: tmpdir(),
@@ -121,6 +132,7 @@ describe("containment", () => {
         ], containment)
         assert.isDefined(command.group)
         const group = command.group!
+        groups.add(group)
         const child = spawn(command.file, [...command.args], { stdio: "ignore", detached: true })
         const pid = yield* escapeeFrom(file)
         yield* waitFor(() => Containment.membersOf(group).size >= 4)
@@ -142,13 +154,34 @@ describe("containment", () => {
       const key = `prt_listed_${Math.random().toString(36).slice(2)}`
       const command = Containment.spawnCommand(key, "/bin/true", [])
       const group = command.group!
+      groups.add(group)
       assert.isTrue(existsSync(group.path))
       assert.isTrue(Containment.listGroups().some((listed) => listed.key === key && listed.path === group.path))
       const odd = "part id/with odd characters"
       const oddGroup = Containment.spawnCommand(odd, "/bin/true", []).group!
+      groups.add(oddGroup)
       assert.isTrue(Containment.listGroups().some((listed) => listed.key === odd))
       assert.isTrue(Containment.removeGroup(group))
       assert.isTrue(Containment.removeGroup(oddGroup))
       assert.isFalse(Containment.listGroups().some((listed) => listed.key === key || listed.key === odd))
+    }))
+
+  it.live.skipIf(!contained && !cgroupsExpected)("stale empty groups are removed, a fresh or occupied one is not", () =>
+    Effect.gen(function*() {
+      const empty = Containment.spawnCommand(`prt_stale_${Math.random().toString(36).slice(2)}`, "/bin/true", []).group!
+      groups.add(empty)
+      const occupied = Containment.spawnCommand(`prt_busy_${Math.random().toString(36).slice(2)}`, "/bin/sh", ["-c", "exec sleep 600"])
+      groups.add(occupied.group!)
+      const child = spawn(occupied.file, [...occupied.args], { stdio: "ignore", env: {} })
+      escapees.add(child.pid!)
+      yield* waitFor(() => Containment.membersOf(occupied.group!).has(child.pid!))
+      Containment.removeStaleEmptyGroups(60_000)
+      assert.isTrue(existsSync(empty.path), "a group made just now may be about to be entered")
+      // Not 0: other test files' shells, on this host, may be entering groups made a moment ago.
+      yield* Effect.sleep("1500 millis")
+      Containment.removeStaleEmptyGroups(1_000)
+      assert.isFalse(existsSync(empty.path), "an old empty group goes")
+      assert.isTrue(existsSync(occupied.group!.path), "a group with members stays: only its database can judge it")
+      assert.isTrue(alive(child.pid!))
     }))
 })
