@@ -1,4 +1,4 @@
-import { HardStop, ProcessTable } from "@vigil/tools"
+import { Containment, HardStop, ProcessTable } from "@vigil/tools"
 import { Config, Context, Duration, Effect, Layer, Option } from "effect"
 import { hostname } from "node:os"
 import { Settings } from "./Settings.js"
@@ -14,10 +14,24 @@ export interface ProcessControlShape {
    * Ends what parts left running on this host: each recorded group (only if the recorded process
    * is still the same one: a reused pid is never signalled) and every process carrying a part's
    * marker, which also finds `setsid` escapees and children reparented after their shell died.
+   * Where a cgroup holds tool processes (see `Containment`), the part's group too, which finds
+   * those that dropped the marker; the emptied group is removed.
    * Returns the pids ended, by part id.
    */
   readonly endPartProcesses: (parts: ReadonlyArray<ProcessOwner>) => Effect.Effect<ReadonlyMap<string, ReadonlyArray<number>>>
+  /** How tool processes are held on this host, so a hard stop finds them all (`/health` says it). */
+  readonly containment: Containment.Mechanism
+  /**
+   * The parts that still have something on this host: a process carrying their marker, or a
+   * cgroup (with or without members). Recovery checks them against the database.
+   */
+  readonly leftoverPartIds: Effect.Effect<ReadonlySet<string>>
+  /** Removes the part groups that are empty and older than a minute (nobody will enter them); how many. */
+  readonly removeStaleGroups: Effect.Effect<number>
 }
+
+/** A shell enters its group milliseconds after it is made: an empty group this old is unused. */
+const staleGroupMillis = 60_000
 
 export interface ProcessOwner {
   readonly id: string
@@ -38,9 +52,21 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
         Effect.map(Option.getOrElse(() => hostname())),
         Effect.orElseSucceed(() => hostname())
       )
+      const containment = Containment.current()
+      yield* Effect.logInfo(`process containment: ${containment.mechanism}`).pipe(
+        Effect.annotateLogs({ module: "ProcessControl", detail: containment.detail })
+      )
       return {
         host,
         pid: process.pid,
+        containment: containment.mechanism,
+        leftoverPartIds: Effect.gen(function*() {
+          const holders = yield* ProcessTable.markerHolders(partMarker)
+          const ids = new Set(holders.keys())
+          for (const group of Containment.listGroups(containment)) ids.add(group.key)
+          return ids
+        }),
+        removeStaleGroups: Effect.sync(() => Containment.removeStaleEmptyGroups(staleGroupMillis, containment)),
         selfStartTime: ProcessTable.selfStartTime().pipe(Effect.map((start) => start ?? null)),
         isAlive: (pid, startTime) => ProcessTable.isAlive(pid, startTime ?? undefined),
         endPartProcesses: (parts) =>
@@ -54,11 +80,18 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
                 const sameProcess = part.pid !== null && part.procStart !== null &&
                   (yield* ProcessTable.isAlive(part.pid, part.procStart))
                 const holders = marked.get(part.id)
-                if (!sameProcess && (holders === undefined || holders.size === 0)) return
+                const group = Containment.groupOf(part.id, containment)
+                const members = group === undefined ? new Set<number>() : yield* Effect.sync(() => Containment.membersOf(group))
+                if (!sameProcess && (holders === undefined || holders.size === 0) && members.size === 0) {
+                  // Nothing left to end; an empty group of the part still goes.
+                  if (group !== undefined) yield* Effect.sync(() => Containment.removeGroup(group))
+                  return
+                }
                 const report = yield* HardStop.hardStop({
                   ...(sameProcess && part.pgid !== null ? { pgid: part.pgid } : {}),
-                  pids: [...(sameProcess ? [part.pid!] : []), ...(holders ?? [])],
+                  pids: [...(sameProcess ? [part.pid!] : []), ...(holders ?? []), ...members],
                   marker: { name: partMarker, value: part.id },
+                  group,
                   termGrace: settings.killGrace
                 })
                 const pids = [...new Set([...report.termed, ...report.killed])]
@@ -77,7 +110,10 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
       pid: 1_000_000,
       selfStartTime: Effect.succeed("1"),
       isAlive: (pid) => Effect.succeed(!(options.dead?.has(pid) ?? false)),
-      endPartProcesses: () => Effect.succeed(new Map())
+      endPartProcesses: () => Effect.succeed(new Map()),
+      containment: "marker",
+      leftoverPartIds: Effect.succeed(new Set<string>()),
+      removeStaleGroups: Effect.succeed(0)
     })
 }
 

@@ -1,7 +1,6 @@
 import type { InstanceId, Part, SessionId } from "@vigil/domain"
 import { isPartTerminal, OrphanedByCrash, PartId } from "@vigil/domain"
 import { PartRepo, SessionRepo } from "@vigil/store"
-import { partMarkerName, ProcessTable } from "@vigil/tools"
 import { Clock, Effect, Option } from "effect"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
@@ -39,12 +38,14 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
      * Processes still running for parts that already ended under an owner that is now dead: a hard
      * stop abandoned with `AbortIncomplete` and cut short by a crash, or a rescue done from another
      * host, which could not signal them. Found by the marker every tool process carries (one pass
-     * over /proc), so nothing is missed however long ago the part ended.
+     * over /proc) and by the part cgroups left on this host (which hold those that dropped the
+     * marker, and outlive a crash), so nothing is missed however long ago the part ended. A part
+     * this database does not know (another deployment's, on the same host) is left alone.
      */
     const endLeftoverProcesses = Effect.fnUntraced(function*() {
-      const holders = yield* ProcessTable.markerHolders(partMarkerName)
+      const leftovers = yield* processes.leftoverPartIds
       const ended: Array<Part> = []
-      for (const id of holders.keys()) {
+      for (const id of leftovers) {
         const part = yield* parts.get(PartId.make(id))
         if (Option.isSome(part) && isPartTerminal(part.value.status) && part.value.ownerId !== self.id) ended.push(part.value)
       }
@@ -134,7 +135,15 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
           })
         }
       }
-      if (options.trigger !== "watchdog" && !options.dryRun) processesKilled += yield* endLeftoverProcesses()
+      if (options.trigger !== "watchdog" && !options.dryRun) {
+        processesKilled += yield* endLeftoverProcesses()
+        const removed = yield* processes.removeStaleGroups
+        if (removed > 0) {
+          yield* Effect.logInfo("removed stale empty process groups").pipe(
+            Effect.annotateLogs({ groups: removed, reason: "empty for over a minute: no tool will enter them" })
+          )
+        }
+      }
       return {
         deadOwners: [...dead].map(([id, { cause }]) => ({ id, cause })),
         orphanedParts,

@@ -53,7 +53,12 @@ export const Health = Schema.Struct({
   recovery: RecoveryReport,
   watchdog: Schema.NullOr(WatchdogScan),
   /** Fibers abandoned after an abort did not finish within the grace (AbortIncomplete). */
-  leakedFibers: Schema.Number
+  leakedFibers: Schema.Number,
+  /**
+   * How a hard stop finds a tool's processes: a cgroup per part (which no process leaves by
+   * itself), or only the inherited `VIGIL_PART_ID` marker (which a process can drop).
+   */
+  processContainment: Schema.Literal("cgroup-v2", "cgroup-v1-freezer", "marker")
 }).annotations({ identifier: "Health" })
 
 export const CreateSession = Schema.Struct({

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { PartRepo, SessionRepo } from "@vigil/store"
+import { Containment } from "@vigil/tools"
 import { Effect } from "effect"
 import { join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
@@ -65,6 +66,8 @@ describe("the HTTP API", () => {
     assert.strictEqual(health.recovery.dryRun, false)
     assert.isNumber(health.recovery.tookMs)
     assert.strictEqual(health.leakedFibers, 0)
+    // What this host really offers (a cgroup as root on Linux with cgroupfs, else the marker).
+    assert.strictEqual(health.processContainment, Containment.current().mechanism)
     assert.isTrue(health.watchdog === null || typeof health.watchdog.tookMs === "number")
   })
 

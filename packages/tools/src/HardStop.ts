@@ -1,4 +1,6 @@
 import { Duration, Effect } from "effect"
+import type { PartGroup } from "./Containment.js"
+import * as Containment from "./Containment.js"
 import type { RestoreClock } from "./LiveClock.js"
 import { onLiveClock } from "./LiveClock.js"
 import * as ProcessTable from "./ProcessTable.js"
@@ -9,6 +11,11 @@ export interface HardStopTarget {
   readonly pids?: Iterable<number>
   /** An environment marker every descendant inherits (finds `setsid` escapees and orphans). */
   readonly marker?: { readonly name: string; readonly value: string }
+  /**
+   * The part's cgroup (see `Containment`): every process started in it, whatever it did to its
+   * environment or ancestry. Killed as a whole, and removed once empty.
+   */
+  readonly group?: PartGroup | undefined
   /** Between SIGTERM and SIGKILL. */
   readonly termGrace: Duration.Duration
   /** Each escalation step (`term`, `kill`, `survivors`), for the event log. */
@@ -75,6 +82,9 @@ const collect = (target: HardStopTarget, known: Known, firstRound: boolean): Eff
     if (target.marker !== undefined) {
       for (const pid of yield* ProcessTable.withEnvMarker(target.marker.name, target.marker.value)) add(pid)
     }
+    // Read after the snapshot: a member forked since is not in it yet, and is caught next round
+    // (and by the group kill in any case).
+    if (target.group !== undefined) for (const pid of Containment.membersOf(target.group)) add(pid)
     const alive = new Set<number>()
     for (const proc of table) {
       if (proc.pid !== process.pid && proc.state !== "Z" && isKnown(proc)) alive.add(proc.pid)
@@ -87,13 +97,33 @@ const collect = (target: HardStopTarget, known: Known, firstRound: boolean): Eff
  * left after `termGrace`, then at most a second more to see them go. The tree is collected before
  * anything is signalled (once a shell dies, its children are reparented and the parent link is
  * lost) and again on every poll, so children forked meanwhile are caught too; the environment
- * marker finds `setsid` escapees and what a crashed owner left, whoever their parent is now.
+ * marker finds `setsid` escapees and what a crashed owner left, whoever their parent is now, and
+ * the part's cgroup, where there is one, finds those that dropped the marker too: its SIGKILL is
+ * the group's own (`Containment.killGroup`), which no member can dodge by forking. An emptied group
+ * is removed, so groups do not pile up.
  *
  * Polls on the live clock (see `LiveClock`): these are real processes, and their tests are
  * real-process tests. `onStep` runs on the caller's clock.
  */
 export const hardStop = (target: HardStopTarget): Effect.Effect<HardStopReport> =>
   onLiveClock((restore) => stopWith(target, restore)).pipe(Effect.withSpan("HardStop.hardStop"))
+
+/**
+ * How long an emptied group may take to become removable (a killed member still exiting). A
+ * member found now joined after the last snapshot: it is part of the tree all the same.
+ */
+const removeWaitMillis = 200
+
+const removeGroup = (target: HardStopTarget): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const group = target.group
+    if (group === undefined) return
+    const deadline = performance.now() + removeWaitMillis
+    while (!Containment.removeGroup(group) && performance.now() < deadline) {
+      if (Containment.membersOf(group).size > 0) yield* Containment.killGroup(group)
+      yield* Effect.sleep(Duration.millis(pollMillis))
+    }
+  })
 
 const stopWith = (target: HardStopTarget, restore: RestoreClock): Effect.Effect<HardStopReport> =>
   Effect.gen(function*() {
@@ -103,6 +133,7 @@ const stopWith = (target: HardStopTarget, restore: RestoreClock): Effect.Effect<
     const known: Known = new Map()
     let round = yield* collect(target, known, true)
     if (round.alive.size === 0 && !round.groupInUse) {
+      yield* removeGroup(target)
       return { termed: [], killed: [], survivors: [], tookMs: Math.round(performance.now() - started) }
     }
     const termed = [...round.alive]
@@ -124,6 +155,7 @@ const stopWith = (target: HardStopTarget, restore: RestoreClock): Effect.Effect<
     }
     const killed = [...round.alive]
     if (killed.length > 0) {
+      if (target.group !== undefined) yield* Containment.killGroup(target.group)
       if (target.pgid !== undefined && round.groupInUse) signal(-target.pgid, "SIGKILL")
       for (const pid of killed) signal(pid, "SIGKILL")
       yield* step("kill", killed)
@@ -131,10 +163,12 @@ const stopWith = (target: HardStopTarget, restore: RestoreClock): Effect.Effect<
       while (round.alive.size > 0 && performance.now() < killDeadline) {
         yield* Effect.sleep(Duration.millis(pollMillis))
         round = yield* collect(target, known, false)
+        if (round.alive.size > 0 && target.group !== undefined) yield* Containment.killGroup(target.group)
         for (const pid of round.alive) signal(pid, "SIGKILL")
       }
     }
     const survivors = [...round.alive]
     if (survivors.length > 0) yield* step("survivors", survivors)
+    else yield* removeGroup(target)
     return { termed, killed, survivors, tookMs: Math.round(performance.now() - started) }
   })

@@ -3,6 +3,7 @@ import type { ChildProcess } from "node:child_process"
 import { spawn } from "node:child_process"
 import { stat } from "node:fs/promises"
 import { CappedOutput, outputCapBytes } from "./CappedOutput.js"
+import * as Containment from "./Containment.js"
 import { hardStop } from "./HardStop.js"
 import type { RestoreClock } from "./LiveClock.js"
 import { onLiveClock } from "./LiveClock.js"
@@ -84,6 +85,7 @@ const runShellWith = (options: ShellOptions, restore: RestoreClock): Effect.Effe
     hardStop({
       ...(child.pid !== undefined ? { pgid: child.pid, pids: [child.pid] } : {}),
       marker: options.marker,
+      group: Containment.groupOf(options.marker.value),
       termGrace: killGrace,
       ...(onStep ? { onStep } : {})
     })
@@ -121,7 +123,7 @@ const runShellWith = (options: ShellOptions, restore: RestoreClock): Effect.Effe
         // still holds them; with nothing left, wait for them to close (a busy event loop may not
         // have read what was already written: a short timer here would lose it). With a holder
         // (`sleep 300 &`, a dev server), read for a bounded moment, then stop.
-        const holders = yield* ProcessTable.withEnvMarker(options.marker.name, options.marker.value)
+        const holders = yield* Containment.treeMembers(options.marker)
         yield* Effect.promise(() => shell.pipesClosed).pipe(
           Effect.timeoutTo({
             duration: holders.size === 0 ? Duration.max(drain, drainWithoutHolders) : drain,
@@ -213,7 +215,9 @@ interface StartedShell {
 
 /** Spawns and wires every listener at once, so no event can fire before someone listens. */
 const startShell = (options: ShellOptions, cap: number): StartedShell => {
-  const child = spawn("/bin/sh", ["-c", options.command], {
+  // In the part's cgroup where there is one (see `Containment`), entered before the command runs.
+  const contained = Containment.spawnCommand(options.marker.value, "/bin/sh", ["-c", options.command])
+  const child = spawn(contained.file, contained.args, {
     cwd: options.cwd,
     env: { ...shellEnvironment(process.env, options.environment), ...options.env, [options.marker.name]: options.marker.value },
     detached: true,

@@ -4,6 +4,7 @@ import type { AnyTool } from "./Tool.js"
 
 export * from "./Bash.js"
 export * from "./CappedOutput.js"
+export * as Containment from "./Containment.js"
 export * from "./FileAccess.js"
 export * from "./Files.js"
 export * as HardStop from "./HardStop.js"
