@@ -49,6 +49,7 @@ export const startServer = async (options: {
   readonly password?: Redacted.Redacted<string>
   /** 0 (the default): a port the OS picks; a restart passes the port it had. */
   readonly port?: number
+  readonly allowedOrigins?: ReadonlyArray<string>
 }): Promise<RunningServer> => {
   const scope = Effect.runSync(Scope.make())
   const layer = ServerLive({
@@ -57,6 +58,7 @@ export const startServer = async (options: {
     db: options.db,
     settings: Effect.succeed(testSettings),
     password: Option.fromNullable(options.password),
+    allowedOrigins: options.allowedOrigins ?? [],
     announce: false
   }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Error)))
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
