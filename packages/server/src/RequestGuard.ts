@@ -1,6 +1,7 @@
 import type { HttpApp } from "@effect/platform"
 import { HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Config, ConfigError, Effect, Either, Option } from "effect"
+import { SettingsError } from "@vigil/domain"
+import { Config, Effect, Option } from "effect"
 import { isIP } from "node:net"
 
 /**
@@ -174,25 +175,22 @@ export const requestGuard = (rules: RequestRules) =>
 /** A comma-separated list from the environment, each entry checked; unset or empty: none. */
 const listFrom = (name: string, check: (entry: string) => boolean, expected: string) =>
   Config.option(Config.string(name)).pipe(
-    Config.mapOrFail((value) => {
+    Effect.orElseSucceed(() => Option.none<string>()),
+    Effect.flatMap((value) => {
       const entries = Option.getOrElse(value, () => "").split(",").map((entry) => entry.trim()).filter((entry) => entry !== "")
       const bad = entries.find((entry) => !check(entry))
       return bad === undefined
-        ? Either.right(entries)
-        : Either.left(ConfigError.InvalidData([], `${name}: ${JSON.stringify(bad)} is not ${expected}`))
+        ? Effect.succeed(entries)
+        : Effect.fail(new SettingsError({ key: name, value: bad, problem: `is not ${expected}` }))
     })
   )
 
-/** `VIGIL_ALLOWED_ORIGINS`, e.g. `https://ide.example.com,http://localhost:3000`. */
-export const AllowedOrigins = listFrom(
-  "VIGIL_ALLOWED_ORIGINS",
-  (entry) => originOf(entry) !== undefined,
-  "an origin such as http://localhost:3000"
-)
-
-/** `VIGIL_ALLOWED_HOSTS`, e.g. `vigil.internal,build-box:4096`. */
-export const AllowedHosts = listFrom(
-  "VIGIL_ALLOWED_HOSTS",
-  (entry) => hostEntry(entry) !== undefined,
-  "a host name, or name:port"
-)
+/**
+ * `VIGIL_ALLOWED_ORIGINS` (e.g. `https://ide.example.com,http://localhost:3000`) and
+ * `VIGIL_ALLOWED_HOSTS` (e.g. `vigil.internal,build-box:4096`), read at start: a bad entry stops
+ * it with one line naming the variable and the entry.
+ */
+export const allowedFromEnv = Effect.all({
+  allowedOrigins: listFrom("VIGIL_ALLOWED_ORIGINS", (entry) => originOf(entry) !== undefined, "an origin such as http://localhost:3000"),
+  allowedHosts: listFrom("VIGIL_ALLOWED_HOSTS", (entry) => hostEntry(entry) !== undefined, "a host name, or name:port")
+})

@@ -181,6 +181,9 @@ export interface ChildOptions {
   /** The working directory: a test's temp folder, so no `vigil.json` or files of the repository are seen. */
   readonly cwd: string
   readonly env?: Record<string, string | undefined>
+  /** Run as another user (a test run as root that needs a folder it cannot write). */
+  readonly uid?: number
+  readonly gid?: number
 }
 
 /** Runs `vigil …` (bin.ts under tsx) as a real process. */
@@ -193,7 +196,9 @@ export const vigil = (args: ReadonlyArray<string>, options: ChildOptions): Child
   const child = spawn(process.execPath, ["--import", tsxLoader, binPath, ...args], {
     cwd: options.cwd,
     env: childEnv as NodeJS.ProcessEnv,
-    stdio: ["ignore", "pipe", "pipe"]
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(options.uid !== undefined ? { uid: options.uid } : {}),
+    ...(options.gid !== undefined ? { gid: options.gid } : {})
   })
   children.add(child)
   let out = ""
