@@ -63,6 +63,9 @@ export class SettingsError extends Data.TaggedError("SettingsError")<{
 
 const showValue = (value: unknown): string => {
   if (value === undefined) return "undefined"
+  // JSON.stringify writes a non-finite number as `null`: a file's `1e309` is read as Infinity,
+  // and the line must say so, not `= null`.
+  if (typeof value === "number" && !Number.isFinite(value)) return String(value)
   const text = JSON.stringify(value) ?? String(value)
   return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
@@ -74,7 +77,18 @@ interface KeySpec {
   readonly canDisable: boolean
   /** A whole number (a count), not a duration. */
   readonly count?: true
+  /** The least value taken, with why: below it the rule does harm. */
+  readonly floor?: { readonly millis: number; readonly why: string }
 }
+
+/**
+ * The least `instance_lease`. A lease is renewed at a third of it, and a peer declares the
+ * instance dead (and ends its parts, kills its shells) once it expires. At 1 ms the idle server
+ * renewed thousands of times a second (39% of a core); under 2 s, a GC pause or a slow disk on a
+ * loaded machine is enough to miss three renewals and look dead while alive. At 2 s it renews
+ * every ~667 ms, a few cheap writes a second, and the chaos suite runs at exactly this lease.
+ */
+export const minInstanceLeaseMillis = 2_000
 
 /** The keys under `experimental`, named as opencode names them, with their environment overrides. */
 export const settingsKeys: Readonly<Record<string, KeySpec>> = {
@@ -82,7 +96,15 @@ export const settingsKeys: Readonly<Record<string, KeySpec>> = {
   task_timeout: { field: "taskTimeout", env: "VIGIL_TASK_TIMEOUT", canDisable: true },
   idle_timeout: { field: "idleTimeout", env: "VIGIL_IDLE_TIMEOUT", canDisable: true },
   watchdog_interval: { field: "watchdogInterval", env: "VIGIL_WATCHDOG_INTERVAL", canDisable: true },
-  instance_lease: { field: "instanceLease", env: "VIGIL_INSTANCE_LEASE", canDisable: false },
+  instance_lease: {
+    field: "instanceLease",
+    env: "VIGIL_INSTANCE_LEASE",
+    canDisable: false,
+    floor: {
+      millis: minInstanceLeaseMillis,
+      why: "a shorter lease makes a live instance look dead after a short pause, and renewing it costs CPU"
+    }
+  },
   abort_grace: { field: "abortGrace", env: "VIGIL_ABORT_GRACE", canDisable: false },
   kill_grace: { field: "killGrace", env: "VIGIL_KILL_GRACE", canDisable: false },
   max_task_depth: { field: "maxTaskDepth", env: "VIGIL_MAX_TASK_DEPTH", canDisable: false, count: true }
@@ -143,7 +165,7 @@ const unitMillis: ReadonlyArray<readonly [RegExp, number]> = [
 export const parseDuration = (value: unknown): Either.Either<Option.Option<Duration.Duration>, string> => {
   if (value === false) return Either.right(Option.none())
   if (typeof value === "number") {
-    if (!Number.isFinite(value)) return Either.left("must be a finite number of milliseconds")
+    if (!Number.isFinite(value)) return Either.left("not a finite number of milliseconds")
     if (value < 0) return Either.left("must not be negative")
     return fromMillis(value)
   }
@@ -211,6 +233,13 @@ export const parseSettings = (
       return undefined
     }
     if (Option.isNone(duration)) return new SettingsError({ key, value, problem: "cannot be turned off" })
+    if (spec.floor !== undefined && Duration.toMillis(duration.value) < spec.floor.millis) {
+      return new SettingsError({
+        key,
+        value,
+        problem: `must be at least ${Duration.format(Duration.millis(spec.floor.millis))} (${spec.floor.why})`
+      })
+    }
     ;(result as Record<string, unknown>)[spec.field] = duration.value
     return undefined
   }

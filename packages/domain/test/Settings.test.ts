@@ -249,6 +249,28 @@ describe("parseSettings: rejected values", () => {
       `invalid config: experimental.shell_env.exclude = "AWS_*": must be a list of variable names or globs, such as ["AWS_*"]`
     ],
     [
+      "instance_lease: 1 (a lease renewed every third of a millisecond)",
+      { experimental: { instance_lease: 1 } },
+      "invalid config: experimental.instance_lease = 1: must be at least 2s " +
+      "(a shorter lease makes a live instance look dead after a short pause, and renewing it costs CPU)"
+    ],
+    [
+      "instance_lease: \"1999 ms\"",
+      { experimental: { instance_lease: "1999 ms" } },
+      `invalid config: experimental.instance_lease = "1999 ms": must be at least 2s ` +
+      "(a shorter lease makes a live instance look dead after a short pause, and renewing it costs CPU)"
+    ],
+    [
+      "1e309 in the file (read as Infinity), said as such, not as null",
+      JSON.parse(`{ "experimental": { "tool_timeout": 1e309 } }`),
+      "invalid config: experimental.tool_timeout = Infinity: not a finite number of milliseconds"
+    ],
+    [
+      "-1e309",
+      JSON.parse(`{ "experimental": { "instance_lease": -1e309 } }`),
+      "invalid config: experimental.instance_lease = -Infinity: not a finite number of milliseconds"
+    ],
+    [
       "kill_grace: \"off\"",
       { experimental: { kill_grace: "off" } },
       `invalid config: experimental.kill_grace = "off": cannot be turned off`
@@ -293,6 +315,13 @@ describe("parseSettings: rejected values", () => {
       rejected({}, { VIGIL_INSTANCE_LEASE: "off" }).message,
       `invalid config: VIGIL_INSTANCE_LEASE = "off": cannot be turned off`
     )
+    assert.include(rejected({}, { VIGIL_INSTANCE_LEASE: "1" }).message, `VIGIL_INSTANCE_LEASE = "1": must be at least 2s`)
+    assert.include(rejected({}, { VIGIL_TOOL_TIMEOUT: "1e309" }).message, `VIGIL_TOOL_TIMEOUT = "1e309": cannot read it`)
+  })
+
+  it("the lease floor itself is taken", () => {
+    assert.strictEqual(parsed({ experimental: { instance_lease: "2 seconds" } }).instanceLease, 2_000)
+    assert.strictEqual(parsed({}, { VIGIL_INSTANCE_LEASE: "2000" }).instanceLease, 2_000)
   })
 
   it("a bad environment value is rejected even when the file is fine", () => {
@@ -324,10 +353,10 @@ describe("experimental.shell_env", () => {
 describe("parseDuration", () => {
   it("returns the problem alone, without a key", () => {
     assert.deepStrictEqual(parseDuration(-1), Either.left("must not be negative"))
-    assert.deepStrictEqual(parseDuration(Number.NaN), Either.left("must be a finite number of milliseconds"))
+    assert.deepStrictEqual(parseDuration(Number.NaN), Either.left("not a finite number of milliseconds"))
     assert.deepStrictEqual(
       parseDuration(Number.POSITIVE_INFINITY),
-      Either.left("must be a finite number of milliseconds")
+      Either.left("not a finite number of milliseconds")
     )
     assert.deepStrictEqual(parseDuration(undefined), Either.left(`${expectedTypes} (got undefined)`))
   })

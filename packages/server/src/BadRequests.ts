@@ -1,6 +1,5 @@
 import type { HttpApp } from "@effect/platform"
 import {
-  Headers,
   HttpIncomingMessage,
   HttpMethod,
   HttpServerError,
@@ -61,13 +60,13 @@ const respondTo = <E>(cause: Cause.Cause<E>): Effect.Effect<HttpServerResponse.H
 const maxDrainBytes = 64 * maxBodyBytes
 
 type LimitedBody =
-  | { readonly _tag: "Body"; readonly text: string }
+  | { readonly _tag: "Body"; readonly bytes: Buffer }
   | { readonly _tag: "TooLarge" }
   | { readonly _tag: "Failed"; readonly cause: unknown }
 
 /**
- * Reads a body sent without a length, up to the limit. Past it the rest is drained, not
- * destroyed (the platform's reader destroys the socket, so the client would never see the 413).
+ * Reads a body up to the limit. Past it the rest is drained, not destroyed (the platform's reader
+ * destroys the socket, so the client would never see the 413).
  */
 const readLimited = (source: IncomingMessage): Effect.Effect<LimitedBody> =>
   Effect.async<LimitedBody>((resume) => {
@@ -82,7 +81,7 @@ const readLimited = (source: IncomingMessage): Effect.Effect<LimitedBody> =>
       }
     })
     source.once("end", () =>
-      resume(Effect.succeed(bytes > maxBodyBytes ? { _tag: "TooLarge" } : { _tag: "Body", text: Buffer.concat(chunks).toString("utf8") }))
+      resume(Effect.succeed(bytes > maxBodyBytes ? { _tag: "TooLarge" } : { _tag: "Body", bytes: Buffer.concat(chunks) }))
     )
     source.once("error", (cause) => resume(Effect.succeed({ _tag: "Failed", cause })))
   })
@@ -107,25 +106,61 @@ const withBodyText = (
   })
 }
 
-/**
- * Every body is read as JSON, whatever its content type says: this API takes nothing else, and
- * `curl -d` sends JSON labelled as a form (which would otherwise decode as an empty object).
- */
-const asJson = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest =>
-  !HttpMethod.hasBody(request.method) || (request.headers["content-type"] ?? "").toLowerCase().includes("application/json")
-    ? request
-    : request.modify({ headers: Headers.set(request.headers, "content-type", "application/json") })
+/** Deeper than this, a body is refused before it is parsed: no tool input or prompt nests so. */
+export const maxJsonDepth = 256
 
 /**
- * Limits the body to `maxBodyBytes` and turns request failures into JSON errors. A declared
- * length over the limit is refused before anything is read; a body without a length (chunked)
- * is read here within the limit; the platform's own limit stays set behind both.
+ * How deep the JSON text nests, counted without parsing (brackets inside strings do not count).
+ * Parsing would succeed, but what walks the value afterwards (validation, `JSON.stringify` into
+ * the database) recurses and overflows the stack: a 100,000-deep input answered 500.
+ */
+export const jsonDepth = (text: string): number => {
+  let depth = 0
+  let deepest = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    if (inString) {
+      if (code === 92) i++ // backslash: the next character is escaped
+      else if (code === 34) inString = false
+    } else if (code === 34) inString = true
+    else if (code === 91 || code === 123) {
+      if (++depth > deepest) deepest = depth
+    } else if (code === 93 || code === 125) depth--
+  }
+  return deepest
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
+
+/**
+ * The body's text, or the 400 that refuses it. Invalid UTF-8 is refused, not replaced with U+FFFD:
+ * a command or a file's content would otherwise be run or written other than as sent.
+ */
+const decodeBody = (bytes: Buffer): { readonly _tag: "Text"; readonly text: string } | { readonly _tag: "Refused"; readonly message: string } => {
+  let text: string
+  try {
+    text = strictUtf8.decode(bytes)
+  } catch {
+    return { _tag: "Refused", message: "the request body is not valid UTF-8: send JSON text encoded as UTF-8" }
+  }
+  const depth = jsonDepth(text)
+  if (depth > maxJsonDepth) {
+    return { _tag: "Refused", message: `the request body nests ${depth} levels deep; at most ${maxJsonDepth} are accepted` }
+  }
+  return { _tag: "Text", text }
+}
+
+/**
+ * Limits the body to `maxBodyBytes`, refuses what is not UTF-8 or nests too deep, and turns request
+ * failures into JSON errors. A declared length over the limit is refused before anything is read;
+ * any other body is read here within the limit and checked before HttpApi decodes it; the
+ * platform's own limit stays set behind both. (That it is JSON at all, RequestGuard checked.)
  */
 export const badRequests = <E, R>(
   app: HttpApp.Default<E, R>
 ): HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest> =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (original) => {
-    const request = asJson(original)
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const run = (request: HttpServerRequest.HttpServerRequest) =>
       app.pipe(
         HttpIncomingMessage.withMaxBodySize(Option.some(maxBodyBytes)),
@@ -133,19 +168,23 @@ export const badRequests = <E, R>(
         Effect.provideService(HttpServerRequest.HttpServerRequest, request)
       )
     const length = request.headers["content-length"]
-    if (length !== undefined) {
-      const declared = Number(length)
-      return Number.isFinite(declared) && declared > maxBodyBytes ? Effect.succeed(tooLarge) : run(request)
-    }
-    if (!HttpMethod.hasBody(request.method) || request.headers["transfer-encoding"] === undefined) return run(request)
-    return Effect.flatMap(readLimited(NodeHttpServerRequest.toIncomingMessage(original)), (body) => {
+    const declared = length === undefined ? undefined : Number(length)
+    if (declared !== undefined && Number.isFinite(declared) && declared > maxBodyBytes) return Effect.succeed(tooLarge)
+    const withBody = HttpMethod.hasBody(request.method) &&
+      (request.headers["transfer-encoding"] !== undefined || (declared !== undefined && declared !== 0))
+    if (!withBody) return run(request)
+    return Effect.flatMap(readLimited(NodeHttpServerRequest.toIncomingMessage(request)), (body) => {
       switch (body._tag) {
         case "TooLarge":
           return Effect.succeed(tooLarge)
         case "Failed":
           return Effect.succeed(jsonError(400, "BadRequest", `the request body could not be read: ${describeCause(body.cause)}`))
-        case "Body":
-          return run(withBodyText(request, body.text))
+        case "Body": {
+          const decoded = decodeBody(body.bytes)
+          return decoded._tag === "Refused"
+            ? Effect.succeed(jsonError(400, "BadRequest", decoded.message))
+            : run(withBodyText(request, decoded.text))
+        }
       }
     })
   })

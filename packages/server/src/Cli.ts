@@ -1,4 +1,5 @@
 import { Command, Options, ValidationError } from "@effect/cli"
+import { HttpServerError } from "@effect/platform"
 import { SettingsError } from "@vigil/domain"
 import { loadProviders } from "@vigil/provider"
 import { loadSettings } from "@vigil/runtime"
@@ -8,8 +9,10 @@ import type { Redacted } from "effect"
 import { Cause, Config, Console, Effect, Layer, Option } from "effect"
 import { existsSync } from "node:fs"
 import { ServerPassword } from "./Auth.js"
+import { checkDatabasePath, checkPortFree, describeListenFailure, StartupCheckError } from "./Preflight.js"
 import { formatRescue, recover, RecoverLive } from "./Recover.js"
 import { defaultConfig, defaultDb, defaultHost, defaultPort, ServerLive } from "./Server.js"
+import { allowedFromEnv } from "./RequestGuard.js"
 import { formatStatus, readStatus } from "./Status.js"
 
 const db = Options.text("db").pipe(
@@ -33,14 +36,20 @@ const storeOf = (options: { readonly db: string; readonly databaseUrl: Option.Op
   databaseUrl: Option.getOrUndefined(options.databaseUrl)
 })
 
-/** Read-only commands never create a database: a missing SQLite file is said so, not made. */
+/**
+ * Read-only commands never create a database: a missing SQLite file is said so, not made; one that
+ * cannot be used (a directory, unreadable, unwritable for `recover`) is one line.
+ */
 const withExistingStore = <A, E, R>(
   location: StoreLocation,
+  mode: "read" | "write",
   run: Effect.Effect<A, E, R>
-): Effect.Effect<A | void, E, R> =>
-  location.databaseUrl === undefined && !existsSync(location.sqliteFile)
+): Effect.Effect<A | void, E | StartupCheckError, R> =>
+  location.databaseUrl !== undefined
+    ? run
+    : !existsSync(location.sqliteFile)
     ? Console.log(`no database at ${location.sqliteFile}: nothing has run there yet`)
-    : run
+    : Effect.zipRight(checkDatabasePath(location.sqliteFile, mode), run)
 
 /** A config file named by flag or env must exist; the default one may be missing (defaults then). */
 const config = Options.text("config").pipe(
@@ -79,16 +88,25 @@ const serve = Command.make(
   (options) =>
     Effect.gen(function*() {
       const password = yield* ServerPassword
+      // Everything that can be wrong is found here, one line each, before the database is opened
+      // or startup recovery runs: the config, then the database path, then the port.
+      const settings = yield* settingsFrom(options.config)
+      const providers = yield* providersFrom(options.config)
+      const allowed = yield* allowedFromEnv
+      const databaseUrl = Option.getOrUndefined(options.databaseUrl)
+      if (databaseUrl === undefined) yield* checkDatabasePath(options.db, "write")
+      if (options.port !== 0) yield* checkPortFree(options.host, options.port)
       return yield* Layer.launch(
         ServerLive({
           port: options.port,
           host: options.host,
           db: options.db,
-          databaseUrl: Option.getOrUndefined(options.databaseUrl),
+          databaseUrl,
           configFile: Option.getOrElse(options.config, () => defaultConfig),
-          settings: settingsFrom(options.config),
-          providers: providersFrom(options.config),
-          password
+          settings: Effect.succeed(settings),
+          providers: Effect.succeed(providers),
+          password,
+          ...allowed
         })
       )
     })
@@ -101,6 +119,7 @@ const status = Command.make(
     // Read-only: no instance is registered, no migration is run, and a missing database is not created.
     withExistingStore(
       storeOf(options),
+      "read",
       readStatus.pipe(
         Effect.map(formatStatus),
         Effect.flatMap(Console.log),
@@ -119,6 +138,7 @@ const recoverCommand = Command.make(
   (options) =>
     withExistingStore(
       storeOf(options),
+      options.dryRun ? "read" : "write",
       recover({ dryRun: options.dryRun }).pipe(
         Effect.map(formatRescue),
         Effect.flatMap(Console.log),
@@ -136,14 +156,23 @@ export const cli = Command.run(vigil, { name: "vigil", version: "0.1.0" })
 
 /**
  * How a failed command is reported: a bad config is one line naming the key and the value (no
- * stack, no cause); the CLI already printed its own usage errors; anything else in full.
+ * stack, no cause), and so is an unusable database path or port; the CLI already printed its own
+ * usage errors; anything else in full.
  */
 export const reportFailure = <E>(cause: Cause.Cause<E>): Effect.Effect<void> => {
   if (Cause.isInterruptedOnly(cause)) return Effect.void
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error: unknown = failure.value
-    if (error instanceof SettingsError || error instanceof StoreUrlError || error instanceof StoreConnectError) return Console.error(error.message)
+    if (
+      error instanceof SettingsError || error instanceof StoreUrlError || error instanceof StoreConnectError ||
+      error instanceof StartupCheckError
+    ) return Console.error(error.message)
+    // The port was free when checked, and taken by the time the server listened.
+    if (HttpServerError.isServerError(error) && error._tag === "ServeError") {
+      const cause = error.cause as { readonly address?: string; readonly port?: number } | undefined
+      return Console.error(describeListenFailure(cause?.address ?? "the host", cause?.port ?? 0, error.cause))
+    }
     if (ValidationError.isValidationError(error)) return Effect.void
   }
   return Console.error(Cause.pretty(cause))

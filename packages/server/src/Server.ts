@@ -16,6 +16,7 @@ import { DashboardLive } from "./dashboard/Dashboard.js"
 import { StreamsClosing } from "./EventStream.js"
 import { ApiLive } from "./Handlers.js"
 import { protectedStateOf } from "./ProtectedState.js"
+import { requestGuard } from "./RequestGuard.js"
 
 export interface ServerOptions {
   readonly port: number
@@ -34,6 +35,9 @@ export interface ServerOptions {
   readonly password: Option.Option<Redacted.Redacted<string>>
   /** The whole output of parts that printed more than the cap; `<dir of db>/output` by default. */
   readonly outputDir?: string
+  /** `VIGIL_ALLOWED_ORIGINS` / `VIGIL_ALLOWED_HOSTS`: who may reach the server besides its own pages and names. */
+  readonly allowedOrigins?: ReadonlyArray<string>
+  readonly allowedHosts?: ReadonlyArray<string>
   /** Print the URL and the recovery report on start (the CLI does; tests need not). */
   readonly announce?: boolean
 }
@@ -127,9 +131,15 @@ export const ServerLive = (options: ServerOptions) =>
         Layer.provideMerge(Layer.succeed(Settings, settings))
       )
       const server = createServer()
-      // Auth wraps everything (API, /event, /doc); bad requests are answered inside the API's own
-      // error handling, where the request failures it does not map itself still arrive.
-      const Serve = HttpApiBuilder.serve(basicAuth(options.password))
+      // The request rules (Host, Origin, JSON bodies) and auth wrap everything (API, /event, /doc,
+      // the dashboard); bad requests are answered inside the API's own error handling, where the
+      // request failures it does not map itself still arrive.
+      const guard = requestGuard({
+        host: options.host,
+        allowedOrigins: options.allowedOrigins ?? [],
+        allowedHosts: options.allowedHosts ?? []
+      })
+      const Serve = HttpApiBuilder.serve((app) => guard(basicAuth(options.password)(app)))
       const Top = options.announce === false ? Serve : Announce.pipe(Layer.provideMerge(Serve))
       return Top.pipe(
         Layer.provide(HttpApiSwagger.layer({ path: "/doc" })),

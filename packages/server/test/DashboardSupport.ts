@@ -22,7 +22,9 @@ export const ensureOutputDir = () => mkdirSync(outputDir, { recursive: true })
  * Headless chromium with a fresh profile. The machine has no network: without these flags
  * chromium waits on the network (QUIC, component updates, sync) before it is usable.
  */
-export const launchBrowser = async (): Promise<{ readonly browser: Browser; readonly close: () => Promise<void> }> => {
+export const launchBrowser = async (
+  extraArgs: ReadonlyArray<string> = []
+): Promise<{ readonly browser: Browser; readonly close: () => Promise<void> }> => {
   const profile = mkdtempSync(join(tmpdir(), "vigil-chromium-"))
   const browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -36,7 +38,8 @@ export const launchBrowser = async (): Promise<{ readonly browser: Browser; read
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
-      `--disk-cache-dir=${join(profile, "cache")}`
+      `--disk-cache-dir=${join(profile, "cache")}`,
+      ...extraArgs
     ],
     env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile },
     timeout: 30_000

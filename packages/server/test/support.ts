@@ -49,6 +49,7 @@ export const startServer = async (options: {
   readonly password?: Redacted.Redacted<string>
   /** 0 (the default): a port the OS picks; a restart passes the port it had. */
   readonly port?: number
+  readonly allowedOrigins?: ReadonlyArray<string>
 }): Promise<RunningServer> => {
   const scope = Effect.runSync(Scope.make())
   const layer = ServerLive({
@@ -57,6 +58,7 @@ export const startServer = async (options: {
     db: options.db,
     settings: Effect.succeed(testSettings),
     password: Option.fromNullable(options.password),
+    allowedOrigins: options.allowedOrigins ?? [],
     announce: false
   }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Error)))
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
@@ -179,6 +181,9 @@ export interface ChildOptions {
   /** The working directory: a test's temp folder, so no `vigil.json` or files of the repository are seen. */
   readonly cwd: string
   readonly env?: Record<string, string | undefined>
+  /** Run as another user (a test run as root that needs a folder it cannot write). */
+  readonly uid?: number
+  readonly gid?: number
 }
 
 /** Runs `vigil …` (bin.ts under tsx) as a real process. */
@@ -191,7 +196,9 @@ export const vigil = (args: ReadonlyArray<string>, options: ChildOptions): Child
   const child = spawn(process.execPath, ["--import", tsxLoader, binPath, ...args], {
     cwd: options.cwd,
     env: childEnv as NodeJS.ProcessEnv,
-    stdio: ["ignore", "pipe", "pipe"]
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(options.uid !== undefined ? { uid: options.uid } : {}),
+    ...(options.gid !== undefined ? { gid: options.gid } : {})
   })
   children.add(child)
   let out = ""
