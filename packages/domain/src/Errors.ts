@@ -14,6 +14,8 @@ export class PartNotFound extends Schema.TaggedError<PartNotFound>()("PartNotFou
 export class SessionBusy extends Schema.TaggedError<SessionBusy>()("SessionBusy", {
   sessionId: Schema.String,
   status: Schema.String,
+  /** The instance whose turn holds the session: the one to send a reply to. */
+  ownerId: Schema.optional(Schema.String),
   message: Schema.String
 }) {}
 

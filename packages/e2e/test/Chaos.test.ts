@@ -229,6 +229,117 @@ describe("chaos: SIGKILL under load, restart, clean stop, restart", () => {
   }, 120_000 + rounds * 30_000)
 })
 
+describe("chaos: two instances on one file, one SIGKILLed under load", () => {
+  it(`the survivor rescues the dead one's work: nothing lost, stuck or leaked, and no session runs two turns (seed ${seed})`, async () => {
+    const random = seededRandom(seed)
+    const workspace = makeWorkspace("vigil-e2e-chaos2-", settings)
+    const a = new ServerProcess(workspace)
+    const b = new ServerProcess(workspace)
+    const runA: (typeof started)[number] = { workspace, server: a }
+    started.push(runA, { workspace, server: b })
+    const violations: Array<string> = []
+    const check = (phase: string, found: ReadonlyArray<string>) => {
+      for (const violation of found) violations.push(`[${phase}] ${violation}`)
+    }
+    const checkLeaks = (phase: string, leaks: ReadonlyArray<LeakedProcess>) => {
+      for (const leak of leaks) if (!isKnownLeak(leak)) violations.push(`[${phase}] leaked process ${leak.pid}: ${leak.how}`)
+    }
+    const [healthA, healthB] = await Promise.all([a.start(), b.start()])
+    const [idA, idB] = [healthA.instance.id, healthB.instance.id]
+    const db = openDatabase(workspace.db)
+    runA.db = db
+    // Every request goes to either live instance: prompts, aborts and replies land on the owner or not.
+    let live: ReadonlyArray<ServerProcess> = [a, b]
+    const workload = new Workload({ url: () => live[random.int(0, live.length - 1)]!.url, random, concurrency })
+    runA.workload = workload
+    workload.start()
+
+    await sleep(random.int(roundMillis[0], roundMillis[1]))
+    // Mid-tool: A has a shell running when it dies.
+    await eventually("a shell of A running", 30_000, async () =>
+      (await db.parts()).some((part) => part.ownerId === idA && part.tool === "bash" && part.status === "running" && part.pid !== null)
+        ? true
+        : undefined)
+    const seen = await workload.completedParts()
+    live = [b]
+    await a.kill()
+    const killedAt = Date.now()
+    const atKill = (await db.parts()).filter((part) => part.ownerId === idA && (part.status === "running" || part.status === "pending"))
+
+    // The survivor rescues within its watchdog's reach (a peer's pid on this host is checked at once).
+    await eventually("B to rescue every part and session of A", 20_000, async () => {
+      const [parts, sessions] = [await db.parts(), await db.sessions()]
+      const left = parts.filter((part) => part.ownerId === idA && (part.status === "running" || part.status === "pending")).length +
+        sessions.filter((session) => session.ownerId === idA && (session.status === "busy" || session.status === "waiting")).length
+      return left === 0 ? true : undefined
+    })
+    const rescueMs = Date.now() - killedAt
+    await sleep(watchdogMillis * 3)
+    {
+      const parts = await db.parts()
+      checkLeaks("after the rescue", leakedProcesses(parts, { mayRun: (part) => part.ownerId === idB }))
+      const rescues = (await db.events(["watchdog.orphans_rescued"])).filter((event) =>
+        event.data !== null && (JSON.parse(event.data) as { ownerId?: string }).ownerId === idA
+      )
+      if (rescues.length === 0 || rescues.some((event) => event.instanceId !== idB)) {
+        violations.push(`[after the rescue] A's work was not rescued by B alone: ${JSON.stringify(rescues.map((event) => event.instanceId))}`)
+      }
+      for (const part of atKill) {
+        const row = parts.find((each) => each.id === part.id)
+        const tag = reasonOf(row?.error ?? null)?._tag
+        if (row?.status === "completed" || tag === undefined) violations.push(`[after the rescue] ${part.id} of A ended ${row?.status} ${tag}`)
+      }
+    }
+
+    // The survivor goes on under load, then the rescued sessions take a new prompt on it.
+    await sleep(random.int(roundMillis[0], roundMillis[1]))
+    await workload.stop()
+    const rescued = [...new Set((await db.parts())
+      .filter((part) => reasonOf(part.error)?._tag === "OrphanedByCrash" && workload.sessions.has(part.sessionId))
+      .map((part) => part.sessionId))].slice(0, 4)
+    const goOn = new Workload({ url: () => b.url, random, concurrency: 0 })
+    for (const [index, id] of rescued.entries()) {
+      const result = await goOn.goOn(id, `two-went-on-${index}`)
+      if (result.status !== "idle") violations.push(`[go on] rescued session ${id} ended ${result.status} after a new prompt on B`)
+    }
+    await goOn.stop()
+    const stopped = await b.stop()
+    if (stopped.code !== 0 || stopped.forced) violations.push(`[clean stop] B exited ${stopped.code ?? stopped.signal} after ${stopped.tookMs} ms`)
+
+    const [parts, sessions] = [await db.parts(), await db.sessions()]
+    const events = await db.events(["recovery.orphans_rescued", "watchdog.orphans_rescued", "watchdog.stuck_part", "idle.cancelled"])
+    const stuck = parts.filter((part) => part.status === "pending" || part.status === "running")
+    if (stuck.length > 0) violations.push(`[final] ${stuck.length} part(s) left pending/running: ${stuck.map((part) => part.id).join(", ")}`)
+    const busy = sessions.filter((session) => session.status === "busy" || session.status === "waiting")
+    if (busy.length > 0) violations.push(`[final] ${busy.length} session(s) left busy/waiting: ${busy.map((session) => session.id).join(", ")}`)
+    check("final", completedRewritten(seen, parts))
+    check("final", wrongShellResults(parts, new Map([...workload.commands, ...goOn.commands])).violations)
+    checkLeaks("final", leakedProcesses(parts))
+    check("final", unexplainedSupervision(parts, sessions, events))
+    check("workload", [...workload.problems, ...goOn.problems])
+    // Never two turns: no model step of a session ran on one instance while a turn of the other held it,
+    // i.e. within a session, the owners of its model steps change only across a prompt.
+    for (const session of sessions) {
+      const own = parts.filter((part) => part.sessionId === session.id && (part.kind === "model" || part.kind === "prompt"))
+      let owner: string | undefined
+      for (const part of own) {
+        if (part.kind === "prompt") owner = part.ownerId
+        else if (owner !== undefined && part.ownerId !== owner) {
+          violations.push(`[final] session ${session.id}: a model step of ${part.ownerId} inside a turn of ${owner} (${part.id})`)
+        }
+      }
+    }
+    const statuses = [...workload.stats.statuses].sort(([x], [y]) => x - y).map(([status, n]) => `${status}×${n}`).join(" ")
+    console.log(
+      `chaos, two instances (seed ${seed}): ${parts.length} parts, ${sessions.length} sessions; A SIGKILLed with ` +
+        `${atKill.length} part(s) running, all rescued by B in ${rescueMs} ms; answers ${statuses}; ${rescued.length} rescued session(s) went on`
+    )
+    assert.isAbove(atKill.length, 0, "A had no work running when it was killed")
+    assert.isAbove(seen.size, 0)
+    assert.deepStrictEqual(violations, [], `${violations.length} violation(s):\n${violations.join("\n")}\n\nserver log (tail):\n${b.logTail(40)}`)
+  }, 180_000)
+})
+
 describe("chaos, known findings reproduced on their own", () => {
   const stubborn = "trap '' TERM; sleep 30; echo never"
 

@@ -1,4 +1,4 @@
-import type { ErrorReason, PartId } from "@vigil/domain"
+import type { ErrorReason, InstanceId, PartId } from "@vigil/domain"
 import {
   describeReason,
   InvalidToolInput,
@@ -20,12 +20,15 @@ import { capOutput, PartRepo, SessionRepo } from "@vigil/store"
 import type { AnyTool, ToolDefinition } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
 import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
+import { randomUUID } from "node:crypto"
 import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
+import { Liveness } from "./Liveness.js"
 import type { LanguageModelShape, ModelResponse } from "./LanguageModel.js"
 import { LanguageModels } from "./LanguageModel.js"
 import { historyOf, messagesOfPart, toolCallMessages } from "./History.js"
+import { Rescue } from "./Rescue.js"
 import { RecoveryComplete } from "./StartupRecovery.js"
 import { Settings } from "./Settings.js"
 import { PartEnded, ToolRunner } from "./ToolRunner.js"
@@ -37,6 +40,8 @@ export type TurnResult =
   | { readonly _tag: "Cancelled"; readonly reason: ErrorReason }
 
 interface Turn {
+  /** The turn's claim on its session in the database: every write of the turn is fenced on it. */
+  readonly id: string
   readonly done: Deferred.Deferred<TurnResult>
   /** Set by whoever ends the turn from outside, before interrupting it, so the end has its reason. */
   cancelReason: ErrorReason | undefined
@@ -48,6 +53,21 @@ interface Turn {
 
 /** A turn stops after this many model steps: a script or a model in a loop must still end. */
 const maxSteps = 200
+
+/** How often an instance reads the aborts other instances asked of it (acted on well within a second). */
+const cancelRequestPoll = Duration.millis(200)
+/** How often an instance that asked another for an abort looks whether the turn ended. */
+const cancelWaitPoll = Duration.millis(50)
+/** How often, while it waits, it checks that the owner still lives (a dead one is rescued instead). */
+const ownerCheckEvery = Duration.seconds(1)
+
+/**
+ * Cross-instance delivery runs on the wall clock even under a TestClock: it is how two processes
+ * hear each other through the database, not a time rule of the supervision layer, and a peer's
+ * answer does not wait for a test to move a virtual clock.
+ */
+const wallClock = Clock.make()
+const wallSleep = (duration: Duration.Duration) => Effect.sleep(duration).pipe(Effect.withClock(wallClock))
 
 const TaskInput = Schema.Struct({ prompt: Schema.String, description: Schema.optional(Schema.String) })
 const AskInput = Schema.Struct({ question: Schema.String })
@@ -67,10 +87,15 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const events = yield* Events
     const activity = yield* Activity
     const lease = yield* InstanceLease
+    const liveness = yield* Liveness
+    const rescue = yield* Rescue
     const settings = yield* Settings
     const { defaultModel, models } = yield* LanguageModels
     const turnFibers = yield* FiberMap.make<SessionId>()
     const turns = new Map<SessionId, Turn>()
+    /** The turn id of every session this instance has claimed, from the claim until the turn ends. */
+    const claims = new Map<SessionId, string>()
+    const cancelFibers = yield* FiberMap.make<SessionId>()
     const pendingRequests = new Map<string, { readonly sessionId: SessionId; readonly answer: Deferred.Deferred<string> }>()
 
     const publishSession = (id: SessionId) =>
@@ -85,13 +110,13 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       id: SessionId,
       from: ReadonlyArray<Session["status"]>,
       to: Session["status"],
-      options: { readonly cancelReason?: ErrorReason | null; readonly claim?: boolean } = {}
+      options: { readonly cancelReason?: ErrorReason | null; readonly turnId?: string | null | undefined } = {}
     ) {
       const at = yield* Clock.currentTimeMillis
       const changed = yield* sessions.transition(id, from, to, {
         at,
         ...(options.cancelReason !== undefined ? { cancelReason: options.cancelReason } : {}),
-        ...(options.claim ? { ownerId: lease.id } : {})
+        ...(typeof options.turnId === "string" ? { turnId: options.turnId } : {})
       })
       if (changed) yield* publishSession(id)
       return changed
@@ -175,6 +200,8 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
      * Ends sessions that no turn fiber of ours holds, in bulk: their running parts (ours through
      * the runner, the rest by a guarded write), then their status. Statements over many ids at a
      * time, so ending a tree of 100,000 is a few hundred statements, not a few hundred thousand.
+     * Both writes are fenced on this instance: what another owner holds, that owner ends (an abort
+     * reaches it through the database), or the rescue of a dead one does.
      */
     const endSessions = Effect.fnUntraced(function*(ids: ReadonlyArray<SessionId>, reason: ErrorReason) {
       if (ids.length === 0) return
@@ -187,8 +214,12 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       }
       yield* Effect.forEach(ours, (partId) => runner.cancel(partId, reason), { concurrency: "unbounded", discard: true })
       const at = yield* Clock.currentTimeMillis
-      yield* parts.failMany(notOurs, { reason, at })
-      const ended = yield* sessions.transitionMany(ids, ["busy", "waiting"], "cancelled", { at, cancelReason: reason })
+      yield* parts.failMany(notOurs, { reason, at, ownerId: lease.id })
+      const ended = yield* sessions.transitionMany(ids, ["busy", "waiting"], "cancelled", {
+        at,
+        cancelReason: reason,
+        ownerId: lease.id
+      })
       for (const session of ended) yield* events.publish({ type: "session.updated", session })
     })
 
@@ -242,16 +273,102 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const abort: (id: SessionId, reason: ErrorReason) => Effect.Effect<Session, SessionNotFound> = Effect.fn(
       "SessionService.abort"
     )(function*(id: SessionId, reason: ErrorReason) {
-      const session = yield* get(id)
-      if (turns.has(id) || isSessionActive(session.status)) yield* endSessionTree(id, reason)
+      yield* get(id)
+      if (turns.has(id)) {
+        yield* endSessionTree(id, reason)
+        return yield* get(id)
+      }
+      const holder = yield* sessions.holder(id)
+      if (Option.isSome(holder) && isSessionActive(holder.value.status)) {
+        if (holder.value.ownerId === lease.id) yield* endSessionTree(id, reason)
+        else yield* abortElsewhere(id, holder.value, reason)
+      }
       return yield* get(id)
     })
+
+    /**
+     * An abort of a turn another instance runs: only its owner can stop its fibers and its
+     * processes, so the abort is asked of it through the database (a cancel request on the session
+     * row, which the owner polls), and this waits until that turn is over: the owner ended it, or
+     * it died and its work was rescued here. Bounded: past the owner's own abort bound (twice the
+     * abort grace, the kill grace and a margin) the session is returned as it then is.
+     */
+    const abortElsewhere = Effect.fnUntraced(function*(
+      id: SessionId,
+      holder: { readonly ownerId: InstanceId; readonly turnId: string | null },
+      reason: ErrorReason
+    ) {
+      const over = (now: Option.Option<{ readonly status: Session["status"]; readonly turnId: string | null }>) =>
+        Option.isNone(now) || !isSessionActive(now.value.status) || now.value.turnId !== holder.turnId
+      if (yield* sessions.requestCancel(id, { turnId: holder.turnId, reason })) {
+        yield* events.record({
+          type: "session.cancel_requested",
+          instanceId: lease.id,
+          sessionId: id,
+          reason,
+          data: { ownerId: holder.ownerId, turnId: holder.turnId }
+        })
+      }
+      const waitMillis = 2 * Duration.toMillis(settings.abortGrace) + Duration.toMillis(settings.killGrace) + 5_000
+      const started = Date.now()
+      let ownerCheckedAt = Number.NEGATIVE_INFINITY
+      for (;;) {
+        if (over(yield* sessions.holder(id))) return
+        if (Date.now() - ownerCheckedAt >= Duration.toMillis(ownerCheckEvery)) {
+          ownerCheckedAt = Date.now()
+          const dead = yield* liveness.deadAmong([holder.ownerId])
+          if (dead.size > 0) {
+            yield* Effect.logInfo("the owner of an aborted session is dead: rescuing its work", {
+              session: id,
+              owner: holder.ownerId,
+              cause: dead.get(holder.ownerId)?.cause
+            })
+            yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
+            continue
+          }
+        }
+        if (Date.now() - started > waitMillis) {
+          return yield* Effect.logWarning("the owner did not end the aborted turn in time; the session is returned as it is", {
+            session: id,
+            owner: holder.ownerId,
+            waitedMs: Date.now() - started
+          })
+        }
+        yield* wallSleep(cancelWaitPoll)
+      }
+    })
+
+    /**
+     * The owner's side: every abort another instance asked of this one is run here, as if it had
+     * come in locally, one at a time per session. A failing read is logged; the next poll retries.
+     */
+    const serveCancelRequests = Effect.gen(function*() {
+      for (const request of yield* sessions.cancelRequests(lease.id)) {
+        yield* FiberMap.run(
+          cancelFibers,
+          request.id,
+          Effect.logInfo("ending a turn another instance asked to abort", { reason: request.reason._tag }).pipe(
+            Effect.zipRight(abort(request.id, request.reason)),
+            Effect.catchAllCause((cause) => Effect.logWarning("could not serve a cancel request", cause)),
+            Effect.annotateLogs({ session: request.id })
+          ),
+          { onlyIfMissing: true }
+        )
+      }
+    }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("cannot read cancel requests; the next poll retries", cause)))
+    yield* serveCancelRequests.pipe(
+      Effect.zipRight(wallSleep(cancelRequestPoll)),
+      Effect.forever,
+      Effect.annotateLogs({ module: "SessionService" }),
+      Effect.forkScoped
+    )
+
 
     const endTurn = Effect.fnUntraced(function*(id: SessionId, turn: Turn, exit: Exit.Exit<string, PartEnded>) {
       let result: TurnResult
       if (Exit.isSuccess(exit)) {
         result = { _tag: "Completed", text: exit.value }
-        yield* transition(id, ["busy", "waiting"], "idle", { cancelReason: null })
+        yield* transition(id, ["busy", "waiting"], "idle", { cancelReason: null, turnId: turn.id })
       } else if (turn.treeEnded) {
         // Ended as part of a tree (its children were ended first, by the tree's walk): only its
         // own parts and status are left. It may see that as an interruption, or as a `task` that
@@ -272,15 +389,24 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
         // A turn that failed still leaves nothing running under it.
         const active = yield* parts.activeOfSessions([id])
         yield* Effect.forEach(active, (part) => runner.cancel(part.id, reason), { discard: true })
-        yield* transition(id, ["busy", "waiting"], "error", { cancelReason: reason })
+        yield* transition(id, ["busy", "waiting"], "error", { cancelReason: reason, turnId: turn.id })
       }
-      turns.delete(id)
-      yield* activity.forget(id)
+      // Once the session is at rest a new turn may already hold it (here, too): only this turn's own entries go.
+      if (turns.get(id) === turn) {
+        turns.delete(id)
+        yield* activity.forget(id)
+      }
+      if (claims.get(id) === turn.id) claims.delete(id)
       yield* Deferred.succeed(turn.done, result)
     })
 
-    const beginTurn = Effect.fnUntraced(function*(id: SessionId, work: Effect.Effect<string, PartEnded>, model?: string) {
-      const turn: Turn = { done: yield* Deferred.make<TurnResult>(), cancelReason: undefined, model, treeEnded: false }
+    const beginTurn = Effect.fnUntraced(function*(
+      id: SessionId,
+      turnId: string,
+      work: Effect.Effect<string, PartEnded>,
+      model?: string
+    ) {
+      const turn: Turn = { id: turnId, done: yield* Deferred.make<TurnResult>(), cancelReason: undefined, model, treeEnded: false }
       turns.set(id, turn)
       yield* FiberMap.run(
         turnFibers,
@@ -295,17 +421,45 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       return turn
     })
 
-    /** Claims a session at rest for a turn; a busy or waiting one answers `SessionBusy`. */
+    /** A session another turn holds, naming the instance that runs that turn. */
+    const busy = (session: Session) =>
+      new SessionBusy({
+        sessionId: session.id,
+        status: session.status,
+        ownerId: session.ownerId,
+        message: session.ownerId === lease.id
+          ? `session ${session.id} is ${session.status} with a turn of this instance (${session.ownerId}): wait for it to end or abort it`
+          : `session ${session.id} is ${session.status} with a turn of instance ${session.ownerId}: wait for it to end or abort it (at any instance)`
+      })
+
+    /**
+     * Claims a session at rest for a new turn, in the database (status, owner and turn id in one
+     * compare-and-set), so it runs one turn at a time whichever instance is asked; a busy or
+     * waiting one answers `SessionBusy` naming the owner. Returns the turn id.
+     */
     const claim = Effect.fnUntraced(function*(id: SessionId) {
-      const session = yield* get(id)
-      if (!(yield* transition(id, ["idle", "cancelled", "error"], "busy", { cancelReason: null, claim: true }))) {
-        return yield* new SessionBusy({
-          sessionId: id,
-          status: session.status,
-          message: `session ${id} is ${session.status}: wait for its turn to end or abort it`
-        })
+      yield* get(id)
+      const turnId = `turn_${randomUUID()}`
+      if (!(yield* sessions.claim(id, { ownerId: lease.id, turnId, at: yield* Clock.currentTimeMillis }))) {
+        return yield* busy(yield* get(id))
       }
+      claims.set(id, turnId)
+      yield* publishSession(id)
+      return turnId
     })
+
+    /** Whether `turnId` still holds its session: a turn that lost it (rescued as dead, say) must not go on. */
+    const holdsClaim = (id: SessionId, turnId: string) =>
+      Effect.map(sessions.holder(id), Option.exists((holder) => isSessionActive(holder.status) && holder.turnId === turnId))
+
+    /** Frees a session claimed by a turn that could not begin. */
+    const releaseClaim = (id: SessionId, turnId: string) =>
+      transition(id, ["busy"], "idle", { turnId }).pipe(
+        Effect.zipRight(Effect.sync(() => {
+          if (claims.get(id) === turnId) claims.delete(id)
+        })),
+        Effect.ignore
+      )
 
     /** A part that is born terminal: the prompt, the assistant's text, a tool call refused up front. */
     const insertEnded = Effect.fnUntraced(function*(
@@ -345,7 +499,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       [...tools.values()].map((tool) => ({ name: tool.name, description: tool.description, parameters: JSONSchema.make(tool.input) }))
 
     /** The agent loop: model step, tool calls, their results back to the model, until it stops. */
-    const agentLoop = (sessionId: SessionId, model: LanguageModelShape): Effect.Effect<string, PartEnded> =>
+    const agentLoop = (sessionId: SessionId, turnId: string, model: LanguageModelShape): Effect.Effect<string, PartEnded> =>
       Effect.gen(function*() {
         let finalText = ""
         // Read once per turn, then appended to as the turn adds parts: a step's cost does not grow
@@ -353,6 +507,10 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
         // 6,000 parts than at 400). Only this turn adds parts to a busy session.
         const history = historyOf(yield* parts.bySession(sessionId))
         for (let step = 0; step < maxSteps; step++) {
+          if (!(yield* holdsClaim(sessionId, turnId))) {
+            yield* Effect.logWarning("the turn lost its session (ended elsewhere); it stops", { session: sessionId, turn: turnId })
+            return yield* new PartEnded({ reason: new SessionCancelled({ by: `the end of turn ${turnId} elsewhere` }) })
+          }
           const messages = history.slice()
           const handle = yield* runner.execute<ModelResponse>({
             sessionId,
@@ -400,10 +558,10 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     /** Starts a turn of the agent loop on a session at rest. */
     const prompt = Effect.fn("SessionService.prompt")(function*(id: SessionId, options: { readonly text: string; readonly model?: string | undefined }) {
       const model = yield* modelOf(options.model)
-      yield* claim(id)
+      const turnId = yield* claim(id)
       return yield* insertFinished(id, "prompt", options.text).pipe(
-        Effect.zipRight(beginTurn(id, agentLoop(id, model), model.name)),
-        Effect.onError(() => transition(id, ["busy"], "idle").pipe(Effect.ignore))
+        Effect.zipRight(beginTurn(id, turnId, agentLoop(id, turnId, model), model.name)),
+        Effect.onError(() => releaseClaim(id, turnId))
       )
     })
 
@@ -435,7 +593,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       if (Either.isLeft(storable)) {
         return yield* new InvalidToolInput({ tool: tool.name, message: `invalid input for ${tool.name}: it cannot be stored as JSON (${String(storable.left)})` })
       }
-      yield* claim(id)
+      const turnId = yield* claim(id)
       const start = Effect.gen(function*() {
         const handle = yield* runner.runTool({
           sessionId: id,
@@ -443,19 +601,19 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           input: options.input,
           ...(options.timeout !== undefined ? { timeout: options.timeout } : {})
         })
-        const turn = yield* beginTurn(id, handle.await.pipe(Effect.map((outcome) => (outcome._tag === "Completed" ? outcome.output : ""))))
+        const turn = yield* beginTurn(id, turnId, handle.await.pipe(Effect.map((outcome) => (outcome._tag === "Completed" ? outcome.output : ""))))
         return { partId: handle.partId, done: Deferred.await(turn.done) }
       })
       // Whatever goes wrong between the claim and the turn, the session is not left busy.
-      return yield* start.pipe(
-        Effect.onError(() => transition(id, ["busy"], "idle").pipe(Effect.ignore))
-      )
+      return yield* start.pipe(Effect.onError(() => releaseClaim(id, turnId)))
     })
 
     const reply = Effect.fn("SessionService.reply")(function*(id: SessionId, requestId: string, answer: string) {
-      yield* get(id)
+      const session = yield* get(id)
       const request = pendingRequests.get(requestId)
       if (request === undefined || request.sessionId !== id) {
+        // The question waits in the memory of the instance that runs the turn: the reply goes there.
+        if (isSessionActive(session.status) && session.ownerId !== lease.id) return yield* busy(session)
         return yield* new RequestNotFound({ requestId, message: `session ${id} is not waiting on request ${requestId}` })
       }
       yield* Deferred.succeed(request.answer, answer)
@@ -519,7 +677,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           const answer = yield* Deferred.make<string>()
           // The request id is the ask part's id: a client finds it among the session's parts.
           pendingRequests.set(context.partId, { sessionId, answer })
-          yield* transition(sessionId, ["busy"], "waiting")
+          yield* transition(sessionId, ["busy"], "waiting", { turnId: claims.get(sessionId) })
           const reply = yield* Deferred.await(answer)
           yield* activity.touch(sessionId, { force: true })
           return reply
@@ -527,7 +685,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           Effect.ensuring(
             Effect.suspend(() => {
               pendingRequests.delete(context.partId)
-              return transition(sessionId, ["waiting"], "busy")
+              return transition(sessionId, ["waiting"], "busy", { turnId: claims.get(sessionId) })
             })
           )
         )

@@ -144,6 +144,8 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
       .addSuccess(ReplyAccepted)
       .addError(SessionNotFound, { status: 404 })
       .addError(RequestNotFound, { status: 404 })
+      // The question waits on the instance that runs the turn; another instance names it.
+      .addError(SessionBusy, { status: 409 })
   )
   .add(
     HttpApiEndpoint.get("parts", "/session/:id/part")

@@ -66,6 +66,18 @@ export const migrations = Migrator.fromRecord({
         instance_id TEXT, session_id TEXT, part_id TEXT, reason TEXT, data TEXT)`
     })
     yield* sql`CREATE INDEX events_session ON events (session_id, id)`
+  }),
+  /**
+   * A session's turn is claimed in the database, not only in one instance's memory: `turn_id` names
+   * the turn that holds a busy/waiting session, and every write of that turn is fenced on it, so a
+   * turn that lost its session can never move it. `cancel_request` is an abort asked of the owner by
+   * another instance (the reason, as JSON); the owner polls its own requests through the index.
+   */
+  "0002_session_turn_claims": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE sessions ADD COLUMN turn_id TEXT`
+    yield* sql`ALTER TABLE sessions ADD COLUMN cancel_request TEXT`
+    yield* sql`CREATE INDEX sessions_cancel_requested ON sessions (owner_id) WHERE cancel_request IS NOT NULL`
   })
 })
 

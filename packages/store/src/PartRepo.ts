@@ -167,13 +167,14 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     /** `fail` (not fenced on the owner) over many parts at once; returns the ids it ended. */
     const failMany = Effect.fn("PartRepo.failMany")(function*(
       ids: ReadonlyArray<PartId>,
-      options: { readonly reason: ErrorReason; readonly at: number }
+      options: { readonly reason: ErrorReason; readonly at: number; readonly ownerId?: InstanceId }
     ) {
       const error = reasonJson(options.reason)
       const ended: Array<PartId> = []
+      const owned = options.ownerId === undefined ? sql`` : sql` AND owner_id = ${options.ownerId}`
       for (let i = 0; i < ids.length; i += chunk) {
         const rows = yield* sql<{ id: string }>`UPDATE parts SET status = 'error', error = ${error}, ended_at = ${options.at}
-          WHERE id IN ${sql.in(ids.slice(i, i + chunk))} AND status IN ('pending', 'running') RETURNING id`
+          WHERE id IN ${sql.in(ids.slice(i, i + chunk))} AND status IN ('pending', 'running')${owned} RETURNING id`
         for (const row of rows) ended.push(PartId.make(row.id))
       }
       return ended

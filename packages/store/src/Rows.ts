@@ -64,3 +64,7 @@ export const decodeEvents = fromRow(
 
 const encodeReasonJson = Schema.encodeSync(Schema.parseJson(ErrorReason))
 export const reasonJson = (reason: ErrorReason | null): string | null => reason === null ? null : encodeReasonJson(reason)
+
+const decodeReasonJson = Schema.decodeUnknown(Schema.parseJson(ErrorReason))
+/** A reason stored as JSON (a cancel request); one that does not decode is a defect, as for rows. */
+export const decodeReason = (json: string): Effect.Effect<ErrorReason> => Effect.orDie(decodeReasonJson(json))

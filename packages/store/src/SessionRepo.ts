@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import type { ErrorReason, InstanceId, SessionStatus } from "@vigil/domain"
-import { Session, SessionId } from "@vigil/domain"
+import { isSessionActive, Session, SessionId } from "@vigil/domain"
 import { Effect, Option } from "effect"
-import { decodeSessions, reasonJson } from "./Rows.js"
+import { decodeReason, decodeSessions, reasonJson } from "./Rows.js"
 
 /** Ids bound in one statement at most (well under SQLite's and PostgreSQL's parameter limits). */
 const chunk = 500
@@ -57,34 +57,45 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
 
     /**
      * Moves a session from one of `from` to `to` and counts the change as activity. Returns
-     * whether it happened: false means another writer changed the status first.
+     * whether it happened: false means another writer changed the status first. With `turnId` the
+     * write is fenced on the turn that holds the session: a turn that lost it moves nothing. A
+     * session put at rest has no cancel request left.
      */
     const transition = Effect.fn("SessionRepo.transition")(function*(
       id: SessionId,
       from: ReadonlyArray<SessionStatus>,
       to: SessionStatus,
-      options: { readonly at: number; readonly cancelReason?: ErrorReason | null; readonly ownerId?: InstanceId }
+      options: {
+        readonly at: number
+        readonly cancelReason?: ErrorReason | null
+        readonly ownerId?: InstanceId
+        readonly turnId?: string
+      }
     ) {
       const rows = yield* sql`UPDATE sessions SET ${
         sql.update({
           status: to,
           lastActivityAt: options.at,
           ...(options.cancelReason !== undefined ? { cancelReason: reasonJson(options.cancelReason) } : {}),
-          ...(options.ownerId !== undefined ? { ownerId: options.ownerId } : {})
+          ...(options.ownerId !== undefined ? { ownerId: options.ownerId } : {}),
+          ...(isSessionActive(to) ? {} : { cancelRequest: null })
         })
-      } WHERE id = ${id} AND status IN ${sql.in(from)} RETURNING id`
+      } WHERE id = ${id} AND status IN ${sql.in(from)}${
+        options.turnId === undefined ? sql`` : sql` AND turn_id = ${options.turnId}`
+      } RETURNING id`
       return rows.length > 0
     }, Effect.orDie)
 
     /**
      * `transition` over many sessions at once (a tree's end), in statements of at most `chunk`
-     * ids; returns the sessions it changed, as they are now.
+     * ids; returns the sessions it changed, as they are now. With `ownerId`, only the sessions that
+     * instance holds move: a tree's end never takes a session another live instance runs.
      */
     const transitionMany = Effect.fn("SessionRepo.transitionMany")(function*(
       ids: ReadonlyArray<SessionId>,
       from: ReadonlyArray<SessionStatus>,
       to: SessionStatus,
-      options: { readonly at: number; readonly cancelReason?: ErrorReason | null }
+      options: { readonly at: number; readonly cancelReason?: ErrorReason | null; readonly ownerId?: InstanceId }
     ) {
       const changed: Array<Session> = []
       for (let i = 0; i < ids.length; i += chunk) {
@@ -92,9 +103,12 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
           sql.update({
             status: to,
             lastActivityAt: options.at,
-            ...(options.cancelReason !== undefined ? { cancelReason: reasonJson(options.cancelReason) } : {})
+            ...(options.cancelReason !== undefined ? { cancelReason: reasonJson(options.cancelReason) } : {}),
+            ...(isSessionActive(to) ? {} : { cancelRequest: null })
           })
-        } WHERE id IN ${sql.in(ids.slice(i, i + chunk))} AND status IN ${sql.in(from)} RETURNING *`.pipe(Effect.flatMap(decodeSessions))
+        } WHERE id IN ${sql.in(ids.slice(i, i + chunk))} AND status IN ${sql.in(from)}${
+          options.ownerId === undefined ? sql`` : sql` AND owner_id = ${options.ownerId}`
+        } RETURNING *`.pipe(Effect.flatMap(decodeSessions))
         changed.push(...rows)
       }
       return changed
@@ -107,6 +121,57 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
         found.push(...(yield* sql`SELECT * FROM sessions WHERE id IN ${sql.in(ids.slice(i, i + chunk))}`.pipe(Effect.flatMap(decodeSessions))))
       }
       return found
+    }, Effect.orDie)
+
+    /**
+     * Claims a session at rest for a new turn: `busy`, owned by `ownerId`, held by `turnId`, in one
+     * compare-and-set, so of two instances (or two requests) claiming at once exactly one wins, and
+     * a session runs at most one turn whoever asks where.
+     */
+    const claim = Effect.fn("SessionRepo.claim")(function*(
+      id: SessionId,
+      options: { readonly ownerId: InstanceId; readonly turnId: string; readonly at: number }
+    ) {
+      const rows = yield* sql`UPDATE sessions SET status = 'busy', owner_id = ${options.ownerId}, turn_id = ${options.turnId},
+          cancel_reason = NULL, cancel_request = NULL, last_activity_at = ${options.at}
+        WHERE id = ${id} AND status IN ('idle', 'cancelled', 'error') RETURNING id`
+      return rows.length > 0
+    }, Effect.orDie)
+
+    /** Who holds a session now: its status, owner and turn (none for an unknown id). */
+    const holder = Effect.fn("SessionRepo.holder")(function*(id: SessionId) {
+      const rows = yield* sql<{ status: string; ownerId: string; turnId: string | null }>`
+        SELECT status, owner_id, turn_id FROM sessions WHERE id = ${id}`
+      const row = rows[0]
+      return row === undefined
+        ? Option.none()
+        : Option.some({ status: row.status as SessionStatus, ownerId: row.ownerId as InstanceId, turnId: row.turnId })
+    }, Effect.orDie)
+
+    /**
+     * Asks the owner of a session's turn to abort it, with `reason` (the first request's reason
+     * stays). Fenced on the turn: a request for a turn that already ended is not made (false).
+     */
+    const requestCancel = Effect.fn("SessionRepo.requestCancel")(function*(
+      id: SessionId,
+      options: { readonly turnId: string | null; readonly reason: ErrorReason }
+    ) {
+      const rows = yield* sql`UPDATE sessions SET cancel_request = COALESCE(cancel_request, ${reasonJson(options.reason)})
+        WHERE id = ${id} AND status IN ('busy', 'waiting') AND ${
+        options.turnId === null ? sql`turn_id IS NULL` : sql`turn_id = ${options.turnId}`
+      } RETURNING id`
+      return rows.length > 0
+    }, Effect.orDie)
+
+    /** The aborts other instances asked of `ownerId`, for sessions it still holds (through a partial index). */
+    const cancelRequests = Effect.fn("SessionRepo.cancelRequests")(function*(ownerId: InstanceId) {
+      const rows = yield* sql<{ id: string; turnId: string | null; cancelRequest: string }>`
+        SELECT id, turn_id, cancel_request FROM sessions
+        WHERE owner_id = ${ownerId} AND cancel_request IS NOT NULL AND status IN ('busy', 'waiting')`
+      return yield* Effect.forEach(rows, (row) =>
+        decodeReason(row.cancelRequest).pipe(
+          Effect.map((reason) => ({ id: SessionId.make(row.id), turnId: row.turnId, reason }))
+        ))
     }, Effect.orDie)
 
     /** Progress: moves `lastActivityAt` forward, never back. */
@@ -133,17 +198,35 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       const cancelReason = reasonJson(reason)
       const rows = yield* sql.onDialectOrElse({
         pg: () =>
-          sql<{ id: string }>`UPDATE sessions SET status = 'error', cancel_reason = ${cancelReason}, last_activity_at = ${at}
+          sql<{ id: string }>`UPDATE sessions SET status = 'error', cancel_reason = ${cancelReason}, cancel_request = NULL,
+            last_activity_at = ${at}
             WHERE id IN (
               SELECT id FROM sessions WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting') FOR UPDATE SKIP LOCKED
             ) AND owner_id = ${ownerId} AND status IN ('busy', 'waiting') RETURNING id`,
         orElse: () =>
-          sql<{ id: string }>`UPDATE sessions SET status = 'error', cancel_reason = ${cancelReason}, last_activity_at = ${at}
+          sql<{ id: string }>`UPDATE sessions SET status = 'error', cancel_reason = ${cancelReason}, cancel_request = NULL,
+            last_activity_at = ${at}
             WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting') RETURNING id`
       })
       return rows.map((row) => SessionId.make(row.id))
     }, Effect.orDie)
 
-    return { insert, get, getMany, list, children, active, transition, transitionMany, touch, activeOwners, endActiveOfOwner } as const
+    return {
+      insert,
+      get,
+      getMany,
+      list,
+      children,
+      active,
+      transition,
+      transitionMany,
+      claim,
+      holder,
+      requestCancel,
+      cancelRequests,
+      touch,
+      activeOwners,
+      endActiveOfOwner
+    } as const
   })
 }) {}

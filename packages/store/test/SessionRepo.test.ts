@@ -184,4 +184,80 @@ describeBackends("SessionRepo", ({ withStore }) => {
         assert.deepStrictEqual(yield* repo.endActiveOfOwner(ownerA, reason, 8_000), [])
       })))
   })
+
+  describe("turn claims", () => {
+    it.effect("a claim is a compare-and-set from rest: of many concurrent claims exactly one wins, with its owner and turn", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        for (const status of ["idle", "cancelled", "error"] as const) {
+          const session = makeSession({ status, cancelReason: status === "idle" ? null : new SessionCancelled({ by: "api" }) })
+          yield* insertAll(session)
+          const claims = Array.from({ length: 8 }, (_, i) => ({ ownerId: i % 2 === 0 ? ownerA : ownerB, turnId: `turn-${i}`, at: 2_000 + i }))
+          const won = yield* Effect.all(claims.map((claim) => repo.claim(session.id, claim)), { concurrency: "unbounded" })
+          assert.strictEqual(won.filter(Boolean).length, 1, `one claim of a ${status} session wins`)
+          const winner = claims[won.indexOf(true)]!
+          assert.deepStrictEqual(Option.getOrThrow(yield* repo.holder(session.id)), {
+            status: "busy",
+            ownerId: winner.ownerId,
+            turnId: winner.turnId
+          })
+          const row = yield* read(session)
+          assert.deepStrictEqual([row.status, row.ownerId, row.cancelReason, row.lastActivityAt], ["busy", winner.ownerId, null, winner.at])
+          // Busy, and waiting too: no claim while a turn holds it.
+          assert.isFalse(yield* repo.claim(session.id, { ownerId: ownerA, turnId: "late", at: 3_000 }))
+          assert.isTrue(yield* repo.transition(session.id, ["busy"], "waiting", { at: 3_000, turnId: winner.turnId }))
+          assert.isFalse(yield* repo.claim(session.id, { ownerId: ownerB, turnId: "late", at: 3_001 }))
+        }
+        assert.isFalse(yield* repo.claim(makeSession().id, { ownerId: ownerA, turnId: "t", at: 1 }))
+        assert.deepStrictEqual(yield* repo.holder(makeSession().id), Option.none())
+      })))
+
+    it.effect("a turn that lost its session moves nothing: transitions fenced on the turn id", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const session = makeSession({ status: "idle" })
+        yield* insertAll(session)
+        assert.isTrue(yield* repo.claim(session.id, { ownerId: ownerA, turnId: "old", at: 2_000 }))
+        // The old turn's session is ended elsewhere (a rescue), then claimed by a new turn.
+        yield* repo.endActiveOfOwner(ownerA, new OrphanedByCrash({ ownerId: ownerA }), 2_500)
+        assert.isTrue(yield* repo.claim(session.id, { ownerId: ownerB, turnId: "new", at: 3_000 }))
+        for (const [from, to] of [[["busy", "waiting"], "idle"], [["busy"], "waiting"], [["busy", "waiting"], "cancelled"]] as const) {
+          assert.isFalse(yield* repo.transition(session.id, from, to, { at: 4_000, turnId: "old" }), `old turn: → ${to}`)
+        }
+        assert.deepStrictEqual(Option.getOrThrow(yield* repo.holder(session.id)), { status: "busy", ownerId: ownerB, turnId: "new" })
+        assert.isTrue(yield* repo.transition(session.id, ["busy", "waiting"], "idle", { at: 5_000, turnId: "new" }))
+        assert.strictEqual((yield* read(session)).status, "idle")
+      })))
+
+    it.effect("a cancel request reaches only its owner, only for the turn it was made for, and is gone at rest", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const mine = makeSession({ status: "idle" })
+        const theirs = makeSession({ status: "idle", ownerId: ownerB })
+        yield* insertAll(mine, theirs)
+        yield* repo.claim(mine.id, { ownerId: ownerA, turnId: "a1", at: 2_000 })
+        yield* repo.claim(theirs.id, { ownerId: ownerB, turnId: "b1", at: 2_000 })
+        assert.deepStrictEqual(yield* repo.cancelRequests(ownerA), [])
+        const api = new SessionCancelled({ by: "api" })
+        assert.isFalse(yield* repo.requestCancel(mine.id, { turnId: "a0", reason: api }), "not for another turn")
+        assert.isTrue(yield* repo.requestCancel(mine.id, { turnId: "a1", reason: api }))
+        // A second request keeps the first reason.
+        assert.isTrue(yield* repo.requestCancel(mine.id, { turnId: "a1", reason: new IdleCancelled({ idleFor: 2, threshold: 1 }) }))
+        yield* repo.requestCancel(theirs.id, { turnId: "b1", reason: api })
+        const requests = yield* repo.cancelRequests(ownerA)
+        assert.deepStrictEqual(requests, [{ id: mine.id, turnId: "a1", reason: api }])
+        assert.instanceOf(requests[0]!.reason, SessionCancelled)
+        assert.deepStrictEqual((yield* repo.cancelRequests(ownerB)).map((request) => request.id), [theirs.id])
+
+        // Served: the session at rest has no request left, and the next turn starts without one.
+        assert.isTrue(yield* repo.transition(mine.id, ["busy", "waiting"], "cancelled", { at: 3_000, cancelReason: api, turnId: "a1" }))
+        assert.deepStrictEqual(yield* repo.cancelRequests(ownerA), [])
+        assert.isFalse(yield* repo.requestCancel(mine.id, { turnId: "a1", reason: api }), "not for a turn that ended")
+        yield* repo.claim(mine.id, { ownerId: ownerA, turnId: "a2", at: 4_000 })
+        assert.deepStrictEqual(yield* repo.cancelRequests(ownerA), [])
+        // A rescue of a dead owner clears its requests too.
+        yield* repo.endActiveOfOwner(ownerB, new OrphanedByCrash({ ownerId: ownerB }), 5_000)
+        assert.deepStrictEqual(yield* repo.cancelRequests(ownerB), [])
+      })))
+  })
 })
