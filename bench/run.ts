@@ -3,6 +3,7 @@ import { cpus, totalmem } from "node:os"
 import { fileURLToPath } from "node:url"
 import { fairScheduler } from "../packages/runtime/src/index.js"
 import { Cause, Effect, Logger, LogLevel } from "./effect.js"
+import { crashLoopFigures } from "./figures/CrashLoop.js"
 import { deadlineFigures } from "./figures/Deadlines.js"
 import { hardStopFigures } from "./figures/HardStop.js"
 import { historyFigures } from "./figures/History.js"
@@ -30,7 +31,9 @@ const figures: ReadonlyArray<{
   { numbers: [4], title: "10,000 supervised sleeping tools", run: sleeperFigures },
   { numbers: [5], title: "hard stop of a TERM-ignoring process tree", run: hardStopFigures },
   { numbers: [6], title: "deadline accuracy under load", run: deadlineFigures },
-  { numbers: [7], title: "a 200-step turn on a short and on a long session history", run: historyFigures }
+  { numbers: [7], title: "a 200-step turn on a short and on a long session history", run: historyFigures },
+  // Last: the longest (about 7 s a SIGKILL round).
+  { numbers: [20], title: "crash loop, long form: 50 SIGKILLs under a hostile workload", run: crashLoopFigures }
 ]
 
 const progress = (line: string) => Effect.sync(() => process.stderr.write(`${line}\n`))

@@ -1,5 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, afterEach } from "vitest"
+import { outputCapBytes } from "@vigil/domain"
+import { connect } from "node:net"
+import type { Socket } from "node:net"
+import { readFileSync, writeFileSync } from "node:fs"
 import type { Database, PartRow } from "./support/Database.js"
 import { openDatabase, reasonOf } from "./support/Database.js"
 import { sendJson } from "./support/Http.js"
@@ -11,8 +15,10 @@ import {
   sessionsWithoutWork,
   tally,
   unexplainedSupervision,
+  wrongFloodResults,
   wrongShellResults
 } from "./support/Invariants.js"
+import { InstantProvider } from "./support/InstantProvider.js"
 import { isLive, readStat } from "./support/Processes.js"
 import type { Health, Workspace } from "./support/ServerProcess.js"
 import { eventually, killEverything, makeWorkspace, ServerProcess, sleep } from "./support/ServerProcess.js"
@@ -79,13 +85,47 @@ afterAll(teardown, 60_000)
 
 const isKnownLeak = (leak: LeakedProcess) => !strict && leak.reason === "AbortIncomplete"
 
+/**
+ * The server's resident memory must stay under this through floods (megabytes of shell output)
+ * and `/event` clients that never read: each holds a bounded buffer, and a flood only its head
+ * and tail. Well above an idle server's (~150 MB under tsx), far below what one unbounded flood
+ * used to take (+250 MB for 200 MB of output).
+ */
+const rssBoundBytes = 450 * 1024 * 1024
+
+const rssOf = (pid: number | undefined): number => {
+  if (pid === undefined) return 0
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))
+    return line === undefined ? 0 : Number(line.replace(/\D+/g, "")) * 1024
+  } catch {
+    return 0
+  }
+}
+
+/** A client of `/event` that never reads a byte: what the server sends it piles up on the server's side. */
+const stalledEventClient = (port: number): Socket => {
+  const socket = connect(port, "127.0.0.1", () => {
+    socket.write(`GET /event HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\n\r\n`)
+    socket.pause()
+  })
+  socket.on("error", () => undefined)
+  return socket
+}
+
 describe("chaos: SIGKILL under load, restart, clean stop, restart", () => {
   it(`keeps every guarantee through ${rounds} crash(es), a clean stop and a restart (seed ${seed})`, async () => {
     const random = seededRandom(seed)
-    const workspace = makeWorkspace("vigil-e2e-chaos-", settings)
+    const provider = await InstantProvider.start()
+    const workspace = makeWorkspace("vigil-e2e-chaos-", settings, { provider: provider.config })
     const server = new ServerProcess(workspace)
     const run: (typeof started)[number] = { workspace, server }
     started.push(run)
+    const stalled: Array<Socket> = []
+    let peakRss = 0
+    const rssSampler = setInterval(() => {
+      peakRss = Math.max(peakRss, rssOf(server.pid))
+    }, 200)
     const violations: Array<string> = []
     const known = { leaks: new Map<number, string>(), lostOutput: [] as Array<string> }
     const check = (phase: string, found: ReadonlyArray<string>) => {
@@ -105,7 +145,7 @@ describe("chaos: SIGKILL under load, restart, clean stop, restart", () => {
     mark(`started ${health.instance.id} on port ${server.port}`)
     const db = openDatabase(workspace.db)
     run.db = db
-    const workload = new Workload({ url: () => server.url, random, concurrency })
+    const workload = new Workload({ url: () => server.url, random, concurrency, instantModel: "instant/fast" })
     run.workload = workload
     const seen = new Map<string, { output: string; sessionId: string }>()
 
@@ -135,6 +175,7 @@ describe("chaos: SIGKILL under load, restart, clean stop, restart", () => {
     }
 
     workload.start()
+    stalled.push(stalledEventClient(server.port))
     let kills = 0
     for (let round = 1; round <= rounds; round++) {
       await sleep(random.int(roundMillis[0], roundMillis[1]))
@@ -147,6 +188,7 @@ describe("chaos: SIGKILL under load, restart, clean stop, restart", () => {
       health = await server.start()
       mark(`restart ${round}: ${health.instance.id}; recovery ended ${health.recovery.orphanedParts} part(s), killed ${health.recovery.processesKilled} process(es)`)
       await checkRecovered(`after restart ${round}`)
+      stalled.push(stalledEventClient(server.port))
       workload.serverUp()
     }
 
@@ -198,6 +240,13 @@ describe("chaos: SIGKILL under load, restart, clean stop, restart", () => {
     check("final", completedRewritten(seen, parts))
     const shell = wrongShellResults(parts, new Map([...workload.commands, ...goOn.commands]))
     check("final", shell.violations)
+    check("final", wrongFloodResults(parts, workload.floods, outputCapBytes))
+    clearInterval(rssSampler)
+    for (const socket of stalled) socket.destroy()
+    await provider.close()
+    if (peakRss > rssBoundBytes) {
+      violations.push(`[memory] the server's RSS peaked at ${(peakRss / 2 ** 20).toFixed(0)} MB, over the ${rssBoundBytes / 2 ** 20} MB bound`)
+    }
     if (strict) check("final", shell.lostOutput)
     else known.lostOutput.push(...shell.lostOutput)
     const leaks = leakedProcesses(parts)
@@ -214,12 +263,34 @@ describe("chaos: SIGKILL under load, restart, clean stop, restart", () => {
       `  parts ${parts.length}: completed ${completed}; errors: ${reasons}`,
       `  recovered (OrphanedByCrash) ${byReason.get("OrphanedByCrash") ?? 0}; completed parts recorded before kills ${seen.size}`,
       `  requests ${workload.stats.requests} (${workload.stats.lostRequests} lost to kills); replies ${workload.stats.replies}; aborts ${workload.stats.aborts}`,
+      `  hostile: ${workload.floods.size} floods, ${stalled.length} stalled /event clients, ${provider.requests} instant-provider requests; peak RSS ${
+        (peakRss / 2 ** 20).toFixed(0)
+      } MB (bound ${rssBoundBytes / 2 ** 20} MB)`,
       `  supervision events ${events.length}; leaked processes at the end ${leaks.length}; violations ${violations.length}`,
       `  known findings: ${known.leaks.size} process(es) of AbortIncomplete parts left running, ${known.lostOutput.length} completed part(s) with lost output`,
       ...[...known.leaks].map(([pid, how]) => `    leak ${pid}: ${how}`),
       ...known.lostOutput.map((line) => `    lost output: ${line}`),
       ...timeline.map((line) => `  ${line}`)
     ].join("\n"))
+
+    // `pnpm bench` runs the long form and reads its verdict here.
+    const summary = process.env["VIGIL_CHAOS_SUMMARY"]
+    if (summary !== undefined) {
+      writeFileSync(summary, JSON.stringify({
+        seed,
+        kills,
+        seconds: (Date.now() - startedAt) / 1000,
+        parts: parts.length,
+        completed,
+        recovered: byReason.get("OrphanedByCrash") ?? 0,
+        floods: workload.floods.size,
+        stalledClients: stalled.length,
+        instantRequests: provider.requests,
+        peakRssBytes: peakRss,
+        leaked: leaks.length,
+        violations
+      }))
+    }
 
     // The run must have exercised what it checks, or its passing proves nothing.
     assert.strictEqual(kills, rounds)

@@ -77,6 +77,28 @@ export const wrongShellResults = (parts: ReadonlyArray<PartRow>, commands: Reado
   return { violations, lostOutput }
 }
 
+/**
+ * (3b) A flood's stored output is cut, never its outcome: a completed flood keeps its last line
+ * (the tail), says what it dropped, and fits the part's cap.
+ */
+export const wrongFloodResults = (parts: ReadonlyArray<PartRow>, floods: ReadonlyMap<string, string>, capBytes: number) => {
+  const violations: Array<string> = []
+  for (const part of parts) {
+    if (part.tool !== "bash" || part.status !== "completed") continue
+    const command = (JSON.parse(part.input) as { command?: string }).command ?? ""
+    const tail = floods.get(command)
+    if (tail === undefined) continue
+    const output = part.output ?? ""
+    const problems = [
+      output.endsWith(tail) ? undefined : `does not end with ${JSON.stringify(tail)} (ends ${JSON.stringify(output.slice(-80))})`,
+      output.includes("output truncated") ? undefined : "has no truncation marker",
+      Buffer.byteLength(output) <= capBytes ? undefined : `is ${Buffer.byteLength(output)} bytes, over the ${capBytes}-byte cap`
+    ].filter((problem) => problem !== undefined)
+    if (problems.length > 0) violations.push(`flood part ${part.id} (\`${command}\`) ${problems.join(", ")}`)
+  }
+  return violations
+}
+
 const describePart = (part: PartRow) => {
   const command = part.tool === "bash" ? ` \`${(JSON.parse(part.input) as { command?: string }).command}\`` : ""
   const reason = reasonOf(part.error)

@@ -60,10 +60,11 @@ export interface Workspace {
 }
 
 /** A temp folder with the SQLite file, the config file and the servers' log. */
-export const makeWorkspace = (prefix: string, experimental: Record<string, unknown>): Workspace => {
+/** A temp folder with a config of these `experimental` settings and any other top-level keys (`provider`). */
+export const makeWorkspace = (prefix: string, experimental: Record<string, unknown>, rest: Record<string, unknown> = {}): Workspace => {
   const dir = mkdtempSync(join(tmpdir(), prefix))
   const config = join(dir, "vigil.json")
-  writeFileSync(config, JSON.stringify({ experimental }, null, 2))
+  writeFileSync(config, JSON.stringify({ ...rest, experimental }, null, 2))
   return {
     dir,
     db: join(dir, "vigil.db"),

@@ -54,6 +54,11 @@ export interface WorkloadOptions {
   readonly url: () => string
   readonly random: Random
   readonly concurrency: number
+  /**
+   * A model of a provider that answers at once (`instant/<name>`, see InstantProvider): some
+   * sessions then run a turn of real model steps instead of a script.
+   */
+  readonly instantModel?: string
 }
 
 export class Workload {
@@ -61,6 +66,8 @@ export class Workload {
   readonly sessions = new Set<string>()
   /** Each shell command started, with the output it must have if it completes (`null`: it never may). */
   readonly commands = new Map<string, string | null>()
+  /** Each flood started (a command printing megabytes), with the last line its stored output must keep. */
+  readonly floods = new Map<string, string>()
   /** Answers the server must never give (5xx), and anything else the workers could not explain. */
   readonly problems: Array<string> = []
   readonly stats = { scenarios: 0, requests: 0, lostRequests: 0, replies: 0, aborts: 0, statuses: new Map<number, number>() }
@@ -157,6 +164,34 @@ export class Workload {
     return { step: { tool: "bash", input: { command } }, command }
   }
 
+  /**
+   * A flood: megabytes of output, then one line that must survive the cut (the tail is kept), in
+   * a server whose memory must stay bounded while it runs.
+   */
+  private flood(): Step {
+    const n = this.counter++
+    const end = `flood-end-${n}`
+    const command = `yes | head -c ${this.options.random.int(2, 12) * 1_000_000}; echo ${end}`
+    this.floods.set(command, `${end}\n`)
+    return { tool: "bash", input: { command } }
+  }
+
+  /** A turn of the instant provider: a model step, the `bash` call it asks for, a second step. */
+  private instant(): Step {
+    const echo = `instant-${this.counter++}`
+    this.commands.set(`echo ${echo}`, `${echo}\n`)
+    return { text: echo, model: this.options.instantModel }
+  }
+
+  /** A chain of sub-agents `depth` deep, past the nesting bound: the deepest `task` is refused, nothing hangs. */
+  private chain(depth: number): Array<Step> {
+    let script: Array<Step> = [this.command().step, { text: "bottom" }]
+    for (let level = 0; level < depth; level++) {
+      script = [{ tool: "task", input: { prompt: JSON.stringify(script), description: `chain level ${depth - level}` } }, { text: "up" }]
+    }
+    return script
+  }
+
   /** A script for the `script` model; `task` steps nest scripts (as a string, as DESIGN.md says). */
   private script(depth: number): Array<Step> {
     const { random } = this.options
@@ -177,7 +212,16 @@ export class Workload {
   private async scenario() {
     const { random } = this.options
     this.stats.scenarios++
-    const kind = random.pick<string>([["tool", 7], ["script", 9], ["ask", 2], ["hang", 1], ["again", 1]])
+    const kind = random.pick<string>([
+      ["tool", 7],
+      ["script", 9],
+      ["ask", 2],
+      ["hang", 1],
+      ["again", 1],
+      ["flood", 1],
+      ["deep", 1],
+      ["instant", this.options.instantModel === undefined ? 0 : 3]
+    ])
     let id: string
     if (kind === "again" && this.rested.length > 0) {
       // A session at rest takes a new prompt, whatever ended its last turn (a crash included).
@@ -191,6 +235,12 @@ export class Workload {
       this.sessions.add(id)
       const started = kind === "tool"
         ? await this.call("POST", `/session/${id}/tool`, this.command().step)
+        : kind === "flood"
+        ? await this.call("POST", `/session/${id}/tool`, this.flood())
+        : kind === "instant"
+        ? await this.call("POST", `/session/${id}/prompt`, this.instant())
+        : kind === "deep"
+        ? await this.call("POST", `/session/${id}/prompt`, { text: JSON.stringify(this.chain(12)) })
         : await this.call("POST", `/session/${id}/prompt`, {
           text: JSON.stringify(
             kind === "ask"
