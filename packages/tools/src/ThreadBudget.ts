@@ -45,5 +45,5 @@ export class ThreadBudget {
   }
 }
 
-/** Two of libuv's four: the database's and the shell's file calls, DNS lookups keep the rest. */
+/** Two of libuv's four: the server's other file calls (the shell's among them) and DNS lookups keep the rest. */
 export const fileToolThreads = 2
