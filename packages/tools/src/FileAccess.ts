@@ -237,7 +237,9 @@ export const openInside = async (
           continue
         }
         if (errno === "ENOENT" && access === "write" && !last && retries++ < 100) {
-          // A missing folder is made in the folder already held, never through a path.
+          // A missing folder is made in the folder already held, never through a path, and never
+          // as the server's own (a data folder that does not exist yet stays so).
+          if (protectedName(fence, join(await readlink(fdPath(dir)), name)) !== undefined) throw refuseProtected(shown)
           await mkdir(at).catch((made: unknown) => {
             if (code(made) !== "EEXIST") throw made
           })
