@@ -176,7 +176,11 @@ export const openInside = async (
   }
   const enterDirectory = async (handle: FileHandle) => {
     stack.push(handle)
-    const real = await readlink(fdPath(handle))
+    const real = await readlink(fdPath(handle)).catch((error: unknown) => {
+      throw code(error) === "ENOENT" && stack.length === 1
+        ? new AccessError("the file tools need Linux's /proc/self/fd, which this system does not have")
+        : error
+    })
     const info = await handle.stat()
     if (!isInside(realRoot, real)) throw outside()
     if (protectedName(fence, real) !== undefined || fence.folderIds.some((id) => sameFile(info, id))) {
