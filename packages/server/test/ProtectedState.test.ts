@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, afterEach } from "vitest"
+import { protectedStateOf } from "../src/ProtectedState.js"
 import { eventually, killChildren, removeDirs, request, serveProcess, tempDir, vigilRun } from "./support.js"
 
 const dirs: Array<string> = []
@@ -23,6 +24,19 @@ const runTool = async (url: string, tool: string, input: unknown) => {
     return part.status === "completed" || part.status === "error" ? part : undefined
   }, 20_000, `the ${tool} part to end`)
 }
+
+describe("protectedStateOf", () => {
+  it("protects the data folder whole, or only the database files and output/ when the working dir is in it", () => {
+    const root = tempDir(dirs)
+    const nested = protectedStateOf({ db: join(root, ".vigil", "vigil.db"), configFile: join(root, "vigil.json"), root })
+    assert.deepStrictEqual(nested.folders, [join(root, ".vigil", "output"), join(root, ".vigil")])
+    assert.includeMembers([...nested.files], [join(root, ".vigil", "vigil.db"), join(root, ".vigil", "vigil.db-wal"), join(root, ".vigil", "vigil.db-shm"), join(root, "vigil.json")])
+    // `--db vigil.db`: the database is in the working directory itself, which stays usable.
+    const flat = protectedStateOf({ db: join(root, "vigil.db"), root })
+    assert.deepStrictEqual(flat.folders, [join(root, "output")])
+    assert.includeMembers([...flat.files], [join(root, "vigil.db"), join(root, "vigil.db-wal"), join(root, "vigil.db-shm")])
+  })
+})
 
 describe("vigil serve with the default --db .vigil/vigil.db", () => {
   it("keeps its database, config and data folder out of the tools' reach, and its secrets out of shells", async () => {

@@ -176,7 +176,11 @@ export const openInside = async (
   }
   const enterDirectory = async (handle: FileHandle) => {
     stack.push(handle)
-    const real = await readlink(fdPath(handle))
+    const real = await readlink(fdPath(handle)).catch((error: unknown) => {
+      throw code(error) === "ENOENT" && stack.length === 1
+        ? new AccessError("the file tools need Linux's /proc/self/fd, which this system does not have")
+        : error
+    })
     const info = await handle.stat()
     if (!isInside(realRoot, real)) throw outside()
     if (protectedName(fence, real) !== undefined || fence.folderIds.some((id) => sameFile(info, id))) {
@@ -237,7 +241,9 @@ export const openInside = async (
           continue
         }
         if (errno === "ENOENT" && access === "write" && !last && retries++ < 100) {
-          // A missing folder is made in the folder already held, never through a path.
+          // A missing folder is made in the folder already held, never through a path, and never
+          // as the server's own (a data folder that does not exist yet stays so).
+          if (protectedName(fence, join(await readlink(fdPath(dir)), name)) !== undefined) throw refuseProtected(shown)
           await mkdir(at).catch((made: unknown) => {
             if (code(made) !== "EEXIST") throw made
           })

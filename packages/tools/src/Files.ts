@@ -3,6 +3,7 @@ import { realpathSync } from "node:fs"
 import { resolve } from "node:path"
 import type { ProtectedPaths } from "./FileAccess.js"
 import { AccessError, isInside, noProtectedPaths, openInside, realish } from "./FileAccess.js"
+import { fileToolThreads, ThreadBudget } from "./ThreadBudget.js"
 import type { ToolDefinition } from "./Tool.js"
 import { ToolError } from "./Tool.js"
 
@@ -34,27 +35,33 @@ export const WriteInput = Schema.Struct({ path: Schema.String.pipe(Schema.minLen
 export interface FileToolOptions {
   /** The server's own files and folders (database, config, data folder): refused to both tools. */
   readonly protect?: ProtectedPaths
+  /** The file threads the tools may hold at once (shared by `read` and `write` of `makeFileTools`). */
+  readonly threads?: ThreadBudget
 }
 
 const failure = (verb: string, path: string) => (error: unknown) =>
   new ToolError({ message: error instanceof AccessError ? error.message : `cannot ${verb} ${path}: ${String(error)}` })
 
-export const makeReadTool = (options: FileToolOptions = {}): ToolDefinition<typeof ReadInput.Type> => ({
-  name: "read",
-  description: "Read a file inside the working directory.",
-  input: ReadInput,
-  run: (input, context) =>
-    Effect.tryPromise({
-      try: () => readHead(context.root, input.path, options.protect ?? noProtectedPaths, readCapBytes),
-      catch: failure("read", input.path)
-    }).pipe(
-      Effect.map(({ bytes, size }) =>
-        size > readCapBytes
-          ? `${bytes.toString("utf8")}\n… [file truncated at ${readCapBytes} bytes of ${size}]`
-          : bytes.toString("utf8")
+export const makeReadTool = (options: FileToolOptions = {}): ToolDefinition<typeof ReadInput.Type> => {
+  const threads = options.threads ?? new ThreadBudget(fileToolThreads)
+  return {
+    name: "read",
+    description: "Read a file inside the working directory.",
+    input: ReadInput,
+    run: (input, context) =>
+      Effect.tryPromise({
+        try: (signal) =>
+          threads.run(() => readHead(context.root, input.path, options.protect ?? noProtectedPaths, readCapBytes), signal),
+        catch: failure("read", input.path)
+      }).pipe(
+        Effect.map(({ bytes, size }) =>
+          size > readCapBytes
+            ? `${bytes.toString("utf8")}\n… [file truncated at ${readCapBytes} bytes of ${size}]`
+            : bytes.toString("utf8")
+        )
       )
-    )
-})
+  }
+}
 
 /** At most `cap` bytes from the start of a file: a huge log is not read whole to show its head. */
 const readHead = async (root: string, path: string, protect: ProtectedPaths, cap: number) => {
@@ -73,16 +80,20 @@ const readHead = async (root: string, path: string, protect: ProtectedPaths, cap
   }
 }
 
-export const makeWriteTool = (options: FileToolOptions = {}): ToolDefinition<typeof WriteInput.Type> => ({
-  name: "write",
-  description: "Write a file inside the working directory (parent folders are created).",
-  input: WriteInput,
-  run: (input, context) =>
-    Effect.tryPromise({
-      try: () => writeWhole(context.root, input.path, options.protect ?? noProtectedPaths, input.content),
-      catch: failure("write", input.path)
-    }).pipe(Effect.as(`wrote ${Buffer.byteLength(input.content)} bytes to ${input.path}`))
-})
+export const makeWriteTool = (options: FileToolOptions = {}): ToolDefinition<typeof WriteInput.Type> => {
+  const threads = options.threads ?? new ThreadBudget(fileToolThreads)
+  return {
+    name: "write",
+    description: "Write a file inside the working directory (parent folders are created).",
+    input: WriteInput,
+    run: (input, context) =>
+      Effect.tryPromise({
+        try: (signal) =>
+          threads.run(() => writeWhole(context.root, input.path, options.protect ?? noProtectedPaths, input.content), signal),
+        catch: failure("write", input.path)
+      }).pipe(Effect.as(`wrote ${Buffer.byteLength(input.content)} bytes to ${input.path}`))
+  }
+}
 
 /** Into the descriptor that was checked, truncated only then: a refused file is left as it was. */
 const writeWhole = async (root: string, path: string, protect: ProtectedPaths, content: string) => {
@@ -100,11 +111,13 @@ const writeWhole = async (root: string, path: string, protect: ProtectedPaths, c
   }
 }
 
-export const makeFileTools = (options: FileToolOptions = {}) => ({
-  read: makeReadTool(options),
-  write: makeWriteTool(options)
-})
+/** `read` and `write`, sharing one budget of file threads. */
+export const makeFileTools = (options: FileToolOptions = {}) => {
+  const shared = { ...options, threads: options.threads ?? new ThreadBudget(fileToolThreads) }
+  return { read: makeReadTool(shared), write: makeWriteTool(shared) }
+}
 
+const unprotected = makeFileTools()
 /** The file tools with nothing protected beyond the working-directory fence (tests, embedding apps). */
-export const ReadTool = makeReadTool()
-export const WriteTool = makeWriteTool()
+export const ReadTool = unprotected.read
+export const WriteTool = unprotected.write

@@ -12,6 +12,7 @@ export * from "./LiveClock.js"
 export * as ProcessTable from "./ProcessTable.js"
 export * from "./Shell.js"
 export * from "./ShellEnvironment.js"
+export * from "./ThreadBudget.js"
 export * from "./Tool.js"
 
 /** The leaf tools every session has; `task` and `ask` come from the session service. */

@@ -29,7 +29,7 @@ const sandbox = () => {
 }
 
 /** A read or write that must answer well within this, whatever the file is. */
-const prompt = <A, E>(effect: Effect.Effect<A, E>) => Effect.timeoutFail(effect, { duration: "5 seconds", onTimeout: () => "timed out" as const })
+const prompt = <A, E>(effect: Effect.Effect<A, E>) => Effect.timeoutFail(effect, { duration: "10 seconds", onTimeout: () => "timed out" as const })
 
 describe("file tools and special files", () => {
   it.live("reads and writes of a FIFO are refused at once; the file threads stay free for reads, writes and bash", () =>
@@ -168,13 +168,16 @@ describe("the server's own state", () => {
       assert.strictEqual(readFileSync(join(data, "vigil.db"), "utf8"), "DATABASE")
     }))
 
-  it.effect("a config file not written yet cannot be created by a write", () =>
+  it.effect("a config file or a data folder not made yet cannot be created by a write", () =>
     Effect.gen(function*() {
       const { root } = sandbox()
-      const tools = makeFileTools({ protect: { files: [join(root, "vigil.json")], folders: [] } })
+      const tools = makeFileTools({ protect: { files: [join(root, "vigil.json")], folders: [join(root, ".vigil")] } })
       const write = yield* Effect.flip(tools.write.run({ path: "vigil.json", content: `{"provider":{}}` }, contextIn(root)))
       assert.include(write.message, "part of the server's own state")
       assert.isFalse(existsSync(join(root, "vigil.json")))
+      const inData = yield* Effect.flip(tools.write.run({ path: ".vigil/output/x.log", content: "x" }, contextIn(root)))
+      assert.include(inData.message, "part of the server's own state")
+      assert.isFalse(existsSync(join(root, ".vigil")), "a data folder not made yet is not made by a write")
       // Everything else is as before.
       yield* tools.write.run({ path: "notes.txt", content: "fine" }, contextIn(root))
       assert.strictEqual(yield* tools.read.run({ path: "notes.txt" }, contextIn(root)), "fine")
