@@ -250,21 +250,26 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
     runA.db = db
     // Every request goes to either live instance: prompts, aborts and replies land on the owner or not.
     let live: ReadonlyArray<ServerProcess> = [a, b]
-    const workload = new Workload({ url: () => live[random.int(0, live.length - 1)]!.url, random, concurrency })
+    // Many aborts: half of them reach an instance that does not run the turn.
+    const workload = new Workload({ url: () => live[random.int(0, live.length - 1)]!.url, random, concurrency, abortChance: 0.4 })
     runA.workload = workload
     workload.start()
 
     await sleep(random.int(roundMillis[0], roundMillis[1]))
-    // Mid-tool: A has a shell running when it dies.
-    await eventually("a shell of A running", 30_000, async () =>
-      (await db.parts()).some((part) => part.ownerId === idA && part.tool === "bash" && part.status === "running" && part.pid !== null)
-        ? true
-        : undefined)
     const seen = await workload.completedParts()
+    // Mid-tool: A has a shell of its own running when it dies (besides whatever the load runs there).
+    const mine = (await sendJson(a.url, "POST", "/session", { title: "A's shell at the kill" })).json as { id: string }
+    const tool = await sendJson(a.url, "POST", `/session/${mine.id}/tool`, { tool: "bash", input: { command: "sleep 300" } })
+    assert.strictEqual(tool.status, 202, tool.text)
+    const shell = await eventually("A's shell to run", 30_000, async () => {
+      const part = (await sendJson(a.url, "GET", `/part/${(tool.json as { partId: string }).partId}`)).json as { pid: number | null; procStart: string | null }
+      return part.pid === null ? undefined : part
+    })
+    // Read just before the kill: the survivor may rescue them within milliseconds after it.
+    const atKill = (await db.parts()).filter((part) => part.ownerId === idA && (part.status === "running" || part.status === "pending"))
     live = [b]
     await a.kill()
     const killedAt = Date.now()
-    const atKill = (await db.parts()).filter((part) => part.ownerId === idA && (part.status === "running" || part.status === "pending"))
 
     // The survivor rescues within its watchdog's reach (a peer's pid on this host is checked at once).
     await eventually("B to rescue every part and session of A", 20_000, async () => {
@@ -276,6 +281,8 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
     const rescueMs = Date.now() - killedAt
     await sleep(watchdogMillis * 3)
     {
+      const stat = readStat(shell.pid!)
+      if (isLive(stat) && stat.startTime === shell.procStart) violations.push(`[after the rescue] A's shell ${shell.pid} still runs`)
       const parts = await db.parts()
       checkLeaks("after the rescue", leakedProcesses(parts, { mayRun: (part) => part.ownerId === idB }))
       const rescues = (await db.events(["watchdog.orphans_rescued"])).filter((event) =>
@@ -332,7 +339,7 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
     const statuses = [...workload.stats.statuses].sort(([x], [y]) => x - y).map(([status, n]) => `${status}×${n}`).join(" ")
     console.log(
       `chaos, two instances (seed ${seed}): ${parts.length} parts, ${sessions.length} sessions; A SIGKILLed with ` +
-        `${atKill.length} part(s) running, all rescued by B in ${rescueMs} ms; answers ${statuses}; ${rescued.length} rescued session(s) went on`
+        `${atKill.length} part(s) running, all rescued by B in ${rescueMs} ms; answers ${statuses}; aborts ${workload.stats.aborts} (${workload.stats.shellsAborted} shells); ${rescued.length} rescued session(s) went on`
     )
     assert.isAbove(atKill.length, 0, "A had no work running when it was killed")
     assert.isAbove(seen.size, 0)
