@@ -244,6 +244,7 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
     const checkLeaks = (phase: string, leaks: ReadonlyArray<LeakedProcess>) => {
       for (const leak of leaks) if (!isKnownLeak(leak)) violations.push(`[${phase}] leaked process ${leak.pid}: ${leak.how}`)
     }
+    const crossAborts: Array<number> = []
     const [healthA, healthB] = await Promise.all([a.start(), b.start()])
     const [idA, idB] = [healthA.instance.id, healthB.instance.id]
     const db = openDatabase(workspace.db)
@@ -256,6 +257,34 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
     workload.start()
 
     await sleep(random.int(roundMillis[0], roundMillis[1]))
+    // Under the load, aborts of A's shells sent to B: each ends the shell on A, and meanwhile a second
+    // turn is refused on either instance.
+    for (let i = 0; i < 3; i++) {
+      const session = (await sendJson(a.url, "POST", "/session", { title: `aborted at B #${i}` })).json as { id: string }
+      const accepted = await sendJson(a.url, "POST", `/session/${session.id}/tool`, { tool: "bash", input: { command: `sleep 300; echo never-${i}` } })
+      assert.strictEqual(accepted.status, 202, accepted.text)
+      const partId = (accepted.json as { partId: string }).partId
+      const running = await eventually("the shell to run on A", 30_000, async () => {
+        const part = (await sendJson(a.url, "GET", `/part/${partId}`)).json as { pid: number | null; procStart: string | null }
+        return part.pid === null ? undefined : part
+      })
+      for (const server of [a, b]) {
+        const second = await sendJson(server.url, "POST", `/session/${session.id}/prompt`, { text: JSON.stringify([{ text: "a second turn" }]) })
+        if (second.status !== 409) violations.push(`[cross abort] a second turn at ${server === a ? "A" : "B"} answered ${second.status}`)
+      }
+      const startedAt = Date.now()
+      const aborted = await sendJson(b.url, "POST", `/session/${session.id}/abort`)
+      const status = (aborted.json as { status?: string } | undefined)?.status
+      await eventually(`shell ${running.pid} to be gone`, 10_000, async () => {
+        const stat = readStat(running.pid!)
+        return isLive(stat) && stat.startTime === running.procStart ? undefined : true
+      }).catch(() => violations.push(`[cross abort] the shell ${running.pid} on A still runs 10 s after the abort at B`))
+      const goneMs = Date.now() - startedAt
+      if (aborted.status !== 200 || status !== "cancelled" || goneMs > 5_000) {
+        violations.push(`[cross abort] abort at B answered ${aborted.status} (${status}); A's shell gone after ${goneMs} ms`)
+      }
+      crossAborts.push(goneMs)
+    }
     const seen = await workload.completedParts()
     // Mid-tool: A has a shell of its own running when it dies (besides whatever the load runs there).
     const mine = (await sendJson(a.url, "POST", "/session", { title: "A's shell at the kill" })).json as { id: string }
@@ -339,7 +368,7 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
     const statuses = [...workload.stats.statuses].sort(([x], [y]) => x - y).map(([status, n]) => `${status}×${n}`).join(" ")
     console.log(
       `chaos, two instances (seed ${seed}): ${parts.length} parts, ${sessions.length} sessions; A SIGKILLed with ` +
-        `${atKill.length} part(s) running, all rescued by B in ${rescueMs} ms; answers ${statuses}; aborts ${workload.stats.aborts} (${workload.stats.shellsAborted} shells); ${rescued.length} rescued session(s) went on`
+        `${atKill.length} part(s) running, all rescued by B in ${rescueMs} ms; answers ${statuses}; aborts ${workload.stats.aborts} (${workload.stats.shellsAborted} shells); A's shells aborted at B gone in ${crossAborts.join("/")} ms; ${rescued.length} rescued session(s) went on`
     )
     assert.isAbove(atKill.length, 0, "A had no work running when it was killed")
     assert.isAbove(seen.size, 0)
