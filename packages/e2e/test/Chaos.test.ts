@@ -274,14 +274,19 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
       }
       const startedAt = Date.now()
       const aborted = await sendJson(b.url, "POST", `/session/${session.id}/abort`)
+      const answeredAt = Date.now()
       const status = (aborted.json as { status?: string } | undefined)?.status
       await eventually(`shell ${running.pid} to be gone`, 10_000, async () => {
         const stat = readStat(running.pid!)
         return isLive(stat) && stat.startTime === running.procStart ? undefined : true
       }).catch(() => violations.push(`[cross abort] the shell ${running.pid} on A still runs 10 s after the abort at B`))
       const goneMs = Date.now() - startedAt
-      if (aborted.status !== 200 || status !== "cancelled" || goneMs > 5_000) {
-        violations.push(`[cross abort] abort at B answered ${aborted.status} (${status}); A's shell gone after ${goneMs} ms`)
+      // Measured from the answer, which the load may delay: the owner ended the shell before B answered.
+      // (tool_timeout would end it 3 s in anyway, so that is no proof.)
+      if (aborted.status !== 200 || status !== "cancelled" || Date.now() - answeredAt > 1_000) {
+        violations.push(`[cross abort] abort at B answered ${aborted.status} (${status}) after ${answeredAt - startedAt} ms; A's shell gone ${
+          Date.now() - answeredAt
+        } ms after that`)
       }
       crossAborts.push(goneMs)
     }
