@@ -30,6 +30,10 @@ import { seededRandom, Workload } from "./support/Workload.js"
  * `VIGIL_CHAOS_KEEP=1` keeps the temp folder (database, config, server log) for a post-mortem;
  * `VIGIL_CHAOS_STRICT=0` prints the two findings below instead of failing on them.
  *
+ * A second round runs two servers on the one file, the load spread over both (so prompts, aborts and
+ * replies often reach the instance that does not run the turn), aborts A's shells at B, SIGKILLs A
+ * mid-tool, and checks that B rescues everything of A and nothing is lost, stuck or leaked.
+ *
  * Found by this test and fixed (each also reproduced on its own at the end of the file):
  * - a shell part that ended `AbortIncomplete` could leave its process tree running for good when
  *   the server died during the abandoned hard stop: the runner now hard-stops such a part itself,
