@@ -36,6 +36,10 @@ import { seededRandom, Workload } from "./support/Workload.js"
  * `VIGIL_CHAOS_KEEP=1` keeps the temp folder (database, config, server log) for a post-mortem;
  * `VIGIL_CHAOS_STRICT=0` prints the two findings below instead of failing on them.
  *
+ * A second round runs two servers on the one file, the load spread over both (so prompts, aborts and
+ * replies often reach the instance that does not run the turn), aborts A's shells at B, SIGKILLs A
+ * mid-tool, and checks that B rescues everything of A and nothing is lost, stuck or leaked.
+ *
  * Found by this test and fixed (each also reproduced on its own at the end of the file):
  * - a shell part that ended `AbortIncomplete` could leave its process tree running for good when
  *   the server died during the abandoned hard stop: the runner now hard-stops such a part itself,
@@ -315,27 +319,66 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
     const checkLeaks = (phase: string, leaks: ReadonlyArray<LeakedProcess>) => {
       for (const leak of leaks) if (!isKnownLeak(leak)) violations.push(`[${phase}] leaked process ${leak.pid}: ${leak.how}`)
     }
+    const crossAborts: Array<number> = []
     const [healthA, healthB] = await Promise.all([a.start(), b.start()])
     const [idA, idB] = [healthA.instance.id, healthB.instance.id]
     const db = openDatabase(workspace.db)
     runA.db = db
     // Every request goes to either live instance: prompts, aborts and replies land on the owner or not.
     let live: ReadonlyArray<ServerProcess> = [a, b]
-    const workload = new Workload({ url: () => live[random.int(0, live.length - 1)]!.url, random, concurrency })
+    // Many aborts: half of them reach an instance that does not run the turn.
+    const workload = new Workload({ url: () => live[random.int(0, live.length - 1)]!.url, random, concurrency, abortChance: 0.4 })
     runA.workload = workload
     workload.start()
 
     await sleep(random.int(roundMillis[0], roundMillis[1]))
-    // Mid-tool: A has a shell running when it dies.
-    await eventually("a shell of A running", 30_000, async () =>
-      (await db.parts()).some((part) => part.ownerId === idA && part.tool === "bash" && part.status === "running" && part.pid !== null)
-        ? true
-        : undefined)
+    // Under the load, aborts of A's shells sent to B: each ends the shell on A, and meanwhile a second
+    // turn is refused on either instance.
+    for (let i = 0; i < 3; i++) {
+      const session = (await sendJson(a.url, "POST", "/session", { title: `aborted at B #${i}` })).json as { id: string }
+      const accepted = await sendJson(a.url, "POST", `/session/${session.id}/tool`, { tool: "bash", input: { command: `sleep 300; echo never-${i}` } })
+      assert.strictEqual(accepted.status, 202, accepted.text)
+      const partId = (accepted.json as { partId: string }).partId
+      const running = await eventually("the shell to run on A", 30_000, async () => {
+        const part = (await sendJson(a.url, "GET", `/part/${partId}`)).json as { pid: number | null; procStart: string | null }
+        return part.pid === null ? undefined : part
+      })
+      for (const server of [a, b]) {
+        const second = await sendJson(server.url, "POST", `/session/${session.id}/prompt`, { text: JSON.stringify([{ text: "a second turn" }]) })
+        if (second.status !== 409) violations.push(`[cross abort] a second turn at ${server === a ? "A" : "B"} answered ${second.status}`)
+      }
+      const startedAt = Date.now()
+      const aborted = await sendJson(b.url, "POST", `/session/${session.id}/abort`)
+      const answeredAt = Date.now()
+      const status = (aborted.json as { status?: string } | undefined)?.status
+      await eventually(`shell ${running.pid} to be gone`, 10_000, async () => {
+        const stat = readStat(running.pid!)
+        return isLive(stat) && stat.startTime === running.procStart ? undefined : true
+      }).catch(() => violations.push(`[cross abort] the shell ${running.pid} on A still runs 10 s after the abort at B`))
+      const goneMs = Date.now() - startedAt
+      // Measured from the answer, which the load may delay: the owner ended the shell before B answered.
+      // (tool_timeout would end it 3 s in anyway, so that is no proof.)
+      if (aborted.status !== 200 || status !== "cancelled" || Date.now() - answeredAt > 1_000) {
+        violations.push(`[cross abort] abort at B answered ${aborted.status} (${status}) after ${answeredAt - startedAt} ms; A's shell gone ${
+          Date.now() - answeredAt
+        } ms after that`)
+      }
+      crossAborts.push(goneMs)
+    }
     const seen = await workload.completedParts()
+    // Mid-tool: A has a shell of its own running when it dies (besides whatever the load runs there).
+    const mine = (await sendJson(a.url, "POST", "/session", { title: "A's shell at the kill" })).json as { id: string }
+    const tool = await sendJson(a.url, "POST", `/session/${mine.id}/tool`, { tool: "bash", input: { command: "sleep 300" } })
+    assert.strictEqual(tool.status, 202, tool.text)
+    const shell = await eventually("A's shell to run", 30_000, async () => {
+      const part = (await sendJson(a.url, "GET", `/part/${(tool.json as { partId: string }).partId}`)).json as { pid: number | null; procStart: string | null }
+      return part.pid === null ? undefined : part
+    })
+    // Read just before the kill: the survivor may rescue them within milliseconds after it.
+    const atKill = (await db.parts()).filter((part) => part.ownerId === idA && (part.status === "running" || part.status === "pending"))
     live = [b]
     await a.kill()
     const killedAt = Date.now()
-    const atKill = (await db.parts()).filter((part) => part.ownerId === idA && (part.status === "running" || part.status === "pending"))
 
     // The survivor rescues within its watchdog's reach (a peer's pid on this host is checked at once).
     await eventually("B to rescue every part and session of A", 20_000, async () => {
@@ -347,6 +390,8 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
     const rescueMs = Date.now() - killedAt
     await sleep(watchdogMillis * 3)
     {
+      const stat = readStat(shell.pid!)
+      if (isLive(stat) && stat.startTime === shell.procStart) violations.push(`[after the rescue] A's shell ${shell.pid} still runs`)
       const parts = await db.parts()
       checkLeaks("after the rescue", leakedProcesses(parts, { mayRun: (part) => part.ownerId === idB }))
       const rescues = (await db.events(["watchdog.orphans_rescued"])).filter((event) =>
@@ -403,7 +448,7 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
     const statuses = [...workload.stats.statuses].sort(([x], [y]) => x - y).map(([status, n]) => `${status}×${n}`).join(" ")
     console.log(
       `chaos, two instances (seed ${seed}): ${parts.length} parts, ${sessions.length} sessions; A SIGKILLed with ` +
-        `${atKill.length} part(s) running, all rescued by B in ${rescueMs} ms; answers ${statuses}; ${rescued.length} rescued session(s) went on`
+        `${atKill.length} part(s) running, all rescued by B in ${rescueMs} ms; answers ${statuses}; aborts ${workload.stats.aborts} (${workload.stats.shellsAborted} shells); A's shells aborted at B gone in ${crossAborts.join("/")} ms; ${rescued.length} rescued session(s) went on`
     )
     assert.isAbove(atKill.length, 0, "A had no work running when it was killed")
     assert.isAbove(seen.size, 0)

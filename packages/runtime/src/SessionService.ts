@@ -440,8 +440,20 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const claim = Effect.fnUntraced(function*(id: SessionId) {
       yield* get(id)
       const turnId = `turn_${randomUUID()}`
-      if (!(yield* sessions.claim(id, { ownerId: lease.id, turnId, at: yield* Clock.currentTimeMillis }))) {
-        return yield* busy(yield* get(id))
+      const tryClaim = Effect.flatMap(Clock.currentTimeMillis, (at) => sessions.claim(id, { ownerId: lease.id, turnId, at }))
+      if (!(yield* tryClaim)) {
+        const session = yield* get(id)
+        // Held by a turn of a dead instance: its work is rescued now rather than at the next scan,
+        // so the session takes this prompt at once (guarantee 9). Only on this refused path.
+        const heldByDead = isSessionActive(session.status) && session.ownerId !== lease.id &&
+          (yield* liveness.deadAmong([session.ownerId])).size > 0
+        if (!heldByDead) return yield* busy(session)
+        yield* Effect.logInfo("a prompt for a session of a dead instance: rescuing its work first", {
+          session: id,
+          owner: session.ownerId
+        })
+        yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
+        if (!(yield* tryClaim)) return yield* busy(yield* get(id))
       }
       claims.set(id, turnId)
       yield* publishSession(id)

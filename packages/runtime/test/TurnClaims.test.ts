@@ -109,59 +109,77 @@ describe("turn claims", () => {
   it.live("an abort at another instance of a dead owner's session rescues it at once, and the session takes a new prompt", () =>
     Effect.gen(function*() {
       const sessions = yield* SessionService
-      const repo = yield* SessionRepo
-      const now = Date.now()
-      const dead = new Instance({
-        id: makeInstanceId(),
-        pid: 999_999,
-        host: "gone-host",
-        procStart: "1",
-        startedAt: now - 600_000,
-        heartbeatAt: now - 600_000,
-        leaseMillis: 30_000,
-        stoppedAt: null
-      })
-      yield* Effect.flatMap(InstanceRepo, (instances) => instances.register(dead))
-      const session = new Session({
-        id: makeSessionId(),
-        parentId: null,
-        parentPartId: null,
-        title: "left by a dead owner",
-        status: "idle",
-        cancelReason: null,
-        lastActivityAt: now,
-        ownerId: dead.id,
-        createdAt: now
-      })
-      yield* repo.insert(session)
-      yield* repo.claim(session.id, { ownerId: dead.id, turnId: "turn_dead", at: now })
-      const part = new Part({
-        id: makePartId(),
-        sessionId: session.id,
-        kind: "tool",
-        tool: "sleep",
-        input: { ms: 1 },
-        callId: "call_1",
-        status: "running",
-        output: null,
-        error: null,
-        createdAt: now,
-        startedAt: now,
-        endedAt: null,
-        deadlineAt: null,
-        ownerId: dead.id,
-        childSessionId: null,
-        pid: null,
-        pgid: null,
-        procStart: null
-      })
-      yield* Effect.flatMap(PartRepo, (parts) => parts.insert(part))
-
+      const { part, session } = yield* leftByDeadOwner
       const after = yield* sessions.abort(session.id, new SessionCancelled({ by: "api" }))
-      assert.deepStrictEqual([after.status, after.cancelReason], ["error", new OrphanedByCrash({ ownerId: dead.id })])
+      const dead = session.ownerId
+      assert.deepStrictEqual([after.status, after.cancelReason], ["error", new OrphanedByCrash({ ownerId: dead })])
       const row = Option.getOrThrow(yield* Effect.flatMap(PartRepo, (parts) => parts.get(part.id)))
-      assert.deepStrictEqual([row.status, row.error], ["error", new OrphanedByCrash({ ownerId: dead.id })])
+      assert.deepStrictEqual([row.status, row.error], ["error", new OrphanedByCrash({ ownerId: dead })])
       const result = yield* sessions.runTurn(session.id, { text: script({ text: "went on" }) })
       assert.deepStrictEqual(result, { _tag: "Completed", text: "went on" })
     }).pipe(Effect.provide(runtime())), 60_000)
+
+  it.live("a prompt for a session a dead owner left busy is not refused: its work is rescued first, and the turn runs", () =>
+    Effect.gen(function*() {
+      const sessions = yield* SessionService
+      const { part, session } = yield* leftByDeadOwner
+      // No watchdog runs here (its interval is off): only the refused claim can rescue it.
+      const result = yield* sessions.runTurn(session.id, { text: script({ text: "went on" }) })
+      assert.deepStrictEqual(result, { _tag: "Completed", text: "went on" })
+      const row = Option.getOrThrow(yield* Effect.flatMap(PartRepo, (parts) => parts.get(part.id)))
+      assert.deepStrictEqual([row.status, row.error], ["error", new OrphanedByCrash({ ownerId: session.ownerId })])
+      assert.strictEqual((yield* sessions.get(session.id)).ownerId, (yield* InstanceLease).id)
+    }).pipe(Effect.provide(runtime())), 60_000)
+})
+
+/** A busy session, held by a turn of an instance whose lease ran out long ago, with a running part. */
+const leftByDeadOwner = Effect.gen(function*() {
+  const repo = yield* SessionRepo
+  const now = Date.now()
+  const dead = new Instance({
+    id: makeInstanceId(),
+    pid: 999_999,
+    host: "gone-host",
+    procStart: "1",
+    startedAt: now - 600_000,
+    heartbeatAt: now - 600_000,
+    leaseMillis: 30_000,
+    stoppedAt: null
+  })
+  yield* Effect.flatMap(InstanceRepo, (instances) => instances.register(dead))
+  const session = new Session({
+    id: makeSessionId(),
+    parentId: null,
+    parentPartId: null,
+    title: "left by a dead owner",
+    status: "idle",
+    cancelReason: null,
+    lastActivityAt: now,
+    ownerId: dead.id,
+    createdAt: now
+  })
+  yield* repo.insert(session)
+  yield* repo.claim(session.id, { ownerId: dead.id, turnId: "turn_dead", at: now })
+  const part = new Part({
+    id: makePartId(),
+    sessionId: session.id,
+    kind: "tool",
+    tool: "sleep",
+    input: { ms: 1 },
+    callId: "call_1",
+    status: "running",
+    output: null,
+    error: null,
+    createdAt: now,
+    startedAt: now,
+    endedAt: null,
+    deadlineAt: null,
+    ownerId: dead.id,
+    childSessionId: null,
+    pid: null,
+    pgid: null,
+    procStart: null
+  })
+  yield* Effect.flatMap(PartRepo, (parts) => parts.insert(part))
+  return { part, session: new Session({ ...session, status: "busy", ownerId: dead.id }) }
 })

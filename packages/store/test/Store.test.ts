@@ -11,17 +11,22 @@ const partialIndexes = [
   "parts_active_owner",
   "parts_active_session",
   "sessions_active_activity",
-  "sessions_active_owner"
+  "sessions_active_owner",
+  "sessions_cancel_requested"
 ]
 
 /** Which rows each partial index covers, as each dialect writes the predicate back. */
 const predicates = {
   sqlite: (name: string) =>
-    name.startsWith("parts_")
+    name === "sessions_cancel_requested"
+      ? "WHERE cancel_request IS NOT NULL"
+      : name.startsWith("parts_")
       ? "WHERE status IN ('pending', 'running')"
       : "WHERE status IN ('busy', 'waiting')",
   postgres: (name: string) =>
-    name.startsWith("parts_")
+    name === "sessions_cancel_requested"
+      ? "WHERE (cancel_request IS NOT NULL)"
+      : name.startsWith("parts_")
       ? "WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]))"
       : "WHERE (status = ANY (ARRAY['busy'::text, 'waiting'::text]))"
 }
@@ -115,6 +120,11 @@ describeBackends("the store", (backend) => {
       const activeSessions = yield* planOf(backend, (sql) =>
         sql`${sql.literal(explain)} SELECT * FROM sessions WHERE owner_id = ${"x"} AND status IN ('busy', 'waiting')`)
       assert.include(activeSessions, "sessions_active_owner")
+      // The owner's poll for cancel requests, several times a second.
+      const requests = yield* planOf(backend, (sql) =>
+        sql`${sql.literal(explain)} SELECT id, turn_id, cancel_request FROM sessions
+          WHERE owner_id = ${"x"} AND cancel_request IS NOT NULL AND status IN ('busy', 'waiting')`)
+      assert.match(requests, /sessions_cancel_requested|sessions_active_owner/)
     })))
 
   it.effect("foreign keys are enforced: a part of an unknown session is refused", () =>

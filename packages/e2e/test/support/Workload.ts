@@ -1,6 +1,7 @@
 import { Agent } from "node:http"
 import type { RawResponse } from "./Http.js"
 import { ConnectionError, sendJson } from "./Http.js"
+import { isLive, readStat } from "./Processes.js"
 import { sleep } from "./ServerProcess.js"
 
 /**
@@ -44,6 +45,9 @@ interface PartView {
   readonly status: string
   readonly output: string | null
   readonly childSessionId: string | null
+  readonly pid?: number | null
+  readonly procStart?: string | null
+  readonly error?: { readonly _tag: string } | null
 }
 
 type Step = Record<string, unknown>
@@ -59,6 +63,8 @@ export interface WorkloadOptions {
    * sessions then run a turn of real model steps instead of a script.
    */
   readonly instantModel?: string
+  /** How many scenarios abort their session on the way (0.15 unless told). */
+  readonly abortChance?: number
 }
 
 export class Workload {
@@ -70,7 +76,7 @@ export class Workload {
   readonly floods = new Map<string, string>()
   /** Answers the server must never give (5xx), and anything else the workers could not explain. */
   readonly problems: Array<string> = []
-  readonly stats = { scenarios: 0, requests: 0, lostRequests: 0, replies: 0, aborts: 0, statuses: new Map<number, number>() }
+  readonly stats = { scenarios: 0, requests: 0, lostRequests: 0, replies: 0, aborts: 0, shellsAborted: 0, statuses: new Map<number, number>() }
   /**
    * Idle sockets are dropped after 2 s, well before the server's keep-alive timeout (5 s): a
    * request must never go out on a socket the server is closing at that very moment.
@@ -257,7 +263,7 @@ export class Workload {
     }
     await this.follow(id, {
       answerAfter: random.chance(0.6) ? random.int(300, 1_500) : undefined,
-      abortAfter: random.chance(0.15) ? random.int(100, 2_500) : undefined
+      abortAfter: random.chance(this.options.abortChance ?? 0.15) ? random.int(100, 2_500) : undefined
     })
   }
 
@@ -278,8 +284,35 @@ export class Workload {
       if (plan.abortAfter !== undefined && elapsed >= plan.abortAfter && !aborted) {
         aborted = true
         this.stats.aborts++
-        await this.call("POST", `/session/${id}/abort`)
+        const answer = await this.call("POST", `/session/${id}/abort`)
+        if (answer.status === 200) await this.abortEnded(id)
       }
+    }
+  }
+
+  /**
+   * An abort answers once the turn is over wherever it ran: a shell it cancelled is gone (or going:
+   * within the kill grace and a margin). A shell still running then is a turn the abort never reached.
+   */
+  private async abortEnded(root: string) {
+    const cancelled: Array<PartView> = []
+    const queue = [root]
+    for (let visited = 0; queue.length > 0 && visited < 20; visited++) {
+      const parts = (await this.call("GET", `/session/${queue.shift()!}/part`)).json as ReadonlyArray<PartView> | undefined
+      for (const part of parts ?? []) {
+        if (part.tool === "bash" && part.error?._tag === "SessionCancelled" && typeof part.pid === "number") cancelled.push(part)
+        if (part.tool === "task" && part.childSessionId !== null) queue.push(part.childSessionId)
+      }
+    }
+    const running = (part: PartView) => {
+      const stat = readStat(part.pid!)
+      return isLive(stat) && (part.procStart === null || part.procStart === undefined || stat.startTime === part.procStart)
+    }
+    this.stats.shellsAborted += cancelled.length
+    const deadline = Date.now() + 1_500
+    while (cancelled.some(running) && Date.now() < deadline) await sleep(100)
+    for (const part of cancelled.filter(running)) {
+      this.problems.push(`the abort of ${root} answered, but the shell ${part.pid} of its cancelled part ${part.id} still runs 1.5 s later`)
     }
   }
 
