@@ -5,6 +5,7 @@ import { fairScheduler } from "../packages/runtime/src/index.js"
 import { Cause, Effect, Logger, LogLevel } from "./effect.js"
 import { deadlineFigures } from "./figures/Deadlines.js"
 import { hardStopFigures } from "./figures/HardStop.js"
+import { modelStepFigures } from "./figures/ModelSteps.js"
 import { recoveryFigures } from "./figures/Recovery.js"
 import { sleeperFigures } from "./figures/Sleepers.js"
 import { throughputFigures } from "./figures/Throughput.js"
@@ -28,7 +29,8 @@ const figures: ReadonlyArray<{
   { numbers: [3], title: "no-op tool lifecycle throughput and its floor", run: throughputFigures },
   { numbers: [4], title: "10,000 supervised sleeping tools", run: sleeperFigures },
   { numbers: [5], title: "hard stop of a TERM-ignoring process tree", run: hardStopFigures },
-  { numbers: [6], title: "deadline accuracy under load", run: deadlineFigures }
+  { numbers: [6], title: "deadline accuracy under load", run: deadlineFigures },
+  { numbers: [7], title: "model steps against a provider that answers at once", run: modelStepFigures }
 ]
 
 const progress = (line: string) => Effect.sync(() => process.stderr.write(`${line}\n`))
@@ -56,11 +58,17 @@ const measure = (figure: (typeof figures)[number], dir: string) =>
     return rows
   })
 
+/** `pnpm bench 7 3`: only those figures (all by default). */
+const only = process.argv.slice(2).map(Number).filter((n) => Number.isInteger(n) && n > 0)
+
 const main = Effect.gen(function*() {
   const dir = yield* tempFolder
   const started = performance.now()
   const rows: Array<Row> = []
-  for (const figure of figures) rows.push(...(yield* measure(figure, dir)))
+  for (const figure of figures) {
+    if (only.length > 0 && !figure.numbers.some((n) => only.includes(n))) continue
+    rows.push(...(yield* measure(figure, dir)))
+  }
   const totalSeconds = (performance.now() - started) / 1000
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${show(totalmem() / 2 ** 30)} GiB, node ${process.version}`
   yield* Effect.sync(() => {
