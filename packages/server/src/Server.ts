@@ -68,8 +68,8 @@ export const formatRecovery = (report: RescueReport): string =>
  * served, after the handlers, the dashboard and `/event` are built; and at a stop it detaches the
  * handler before it stops listening. Node hands a request with no `request` listener to nobody:
  * the client waits, no byte back, until the connection is cut (measured: a connection every 2 ms
- * through five starts left 23 requests so). This listener, attached before the server listens,
- * answers 503 (with `Retry-After`, on a connection then closed) whenever it is the only one.
+ * through five starts left 23 to 41 requests so). This listener, attached before the server
+ * listens, answers 503 (with `Retry-After`, on a connection then closed) whenever it is the only one.
  */
 const makeNodeServer = (): NodeServer => {
   const server = createServer()
