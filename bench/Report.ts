@@ -53,11 +53,12 @@ export const row = (options: {
       : "met"
     return { ...base, target: targetText, verdict, missedBy: 0 }
   }
-  const percent = Math.round((missedBy / target.limit) * 100)
+  // A target of 0 (no stall at all) has no share to miss it by.
+  const percent = target.limit === 0 ? "" : ` (${Math.round((missedBy / target.limit) * 100)}%)`
   return {
     ...base,
     target: targetText,
-    verdict: `MISSED by ${show(missedBy)} ${options.unit} (${percent}%)`,
+    verdict: `MISSED by ${show(missedBy)} ${options.unit}${percent}`,
     missedBy: round(missedBy)
   }
 }

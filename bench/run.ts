@@ -7,6 +7,7 @@ import { crashLoopFigures } from "./figures/CrashLoop.js"
 import { deadlineFigures } from "./figures/Deadlines.js"
 import { hardStopFigures } from "./figures/HardStop.js"
 import { historyFigures } from "./figures/History.js"
+import { modelStepFigures } from "./figures/ModelSteps.js"
 import { recoveryFigures } from "./figures/Recovery.js"
 import { sleeperFigures } from "./figures/Sleepers.js"
 import { throughputFigures } from "./figures/Throughput.js"
@@ -31,7 +32,8 @@ const figures: ReadonlyArray<{
   { numbers: [4], title: "10,000 supervised sleeping tools", run: sleeperFigures },
   { numbers: [5], title: "hard stop of a TERM-ignoring process tree", run: hardStopFigures },
   { numbers: [6], title: "deadline accuracy under load", run: deadlineFigures },
-  { numbers: [7], title: "a 200-step turn on a short and on a long session history", run: historyFigures },
+  { numbers: [7], title: "model steps against a provider that answers at once", run: modelStepFigures },
+  { numbers: [8], title: "a 200-step turn on a short and on a long session history", run: historyFigures },
   // Last: the longest (about 7 s a SIGKILL round).
   { numbers: [20], title: "crash loop, long form: 50 SIGKILLs under a hostile workload", run: crashLoopFigures }
 ]
@@ -61,14 +63,17 @@ const measure = (figure: (typeof figures)[number], dir: string) =>
     return rows
   })
 
+/** `pnpm bench 7 3`: only those figures (all by default). */
+const only = process.argv.slice(2).map(Number).filter((n) => Number.isInteger(n) && n > 0)
+
 const main = Effect.gen(function*() {
   const dir = yield* tempFolder
   const started = performance.now()
   const rows: Array<Row> = []
-  // `pnpm bench 7 8` runs only those figures.
-  const only = process.argv.slice(2).map(Number).filter((n) => Number.isInteger(n))
-  const chosen = only.length === 0 ? figures : figures.filter((f) => f.numbers.some((n) => only.includes(n)))
-  for (const figure of chosen) rows.push(...(yield* measure(figure, dir)))
+  for (const figure of figures) {
+    if (only.length > 0 && !figure.numbers.some((n) => only.includes(n))) continue
+    rows.push(...(yield* measure(figure, dir)))
+  }
   const totalSeconds = (performance.now() - started) / 1000
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${show(totalmem() / 2 ** 30)} GiB, node ${process.version}`
   yield* Effect.sync(() => {

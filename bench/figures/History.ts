@@ -56,7 +56,7 @@ const seedSession = (file: string, count: number): SessionId => {
 }
 
 /**
- * Figure 7: a 200-step turn (199 instant tool calls and the final text, through the script model)
+ * Figure 8: a 200-step turn (199 instant tool calls and the final text, through the script model)
  * on a session with 400 parts of history and on one with 6,000; rounds interleaved, median of
  * three each. A step reads no history (the turn reads it once), so the two should cost the same.
  */
@@ -92,16 +92,16 @@ export const historyFigures = (dir: string) =>
     }).pipe(Effect.provide(runtime.context), Effect.onError(() => runtime.close))
     yield* runtime.close
     return [
-      row({ figure: 7, name: `200-step turn on a session of ${show(short)} parts`, value: times.short, unit: "ms" }),
+      row({ figure: 8, name: `200-step turn on a session of ${show(short)} parts`, value: times.short, unit: "ms" }),
       row({
-        figure: 7,
+        figure: 8,
         name: `200-step turn on a session of ${show(long)} parts`,
         value: times.long,
         unit: "ms",
         baseline: `${show(times.short)} ms at ${show(short)} parts`
       }),
       row({
-        figure: 7,
+        figure: 8,
         name: `turn time at ${show(long)} ÷ at ${show(short)} parts`,
         value: times.long / times.short,
         unit: "×",

@@ -74,10 +74,11 @@ export const ProvidersLayer = (config: ProviderConfig): Layer.Layer<LanguageMode
  * and attaches its `response` listener in a second, concurrent one. Node emits a response head the
  * moment it is parsed and drops it when nobody listens, so the two fibers' first steps must run
  * with no I/O between them. The server's FairScheduler lets I/O in between any two fiber tasks
- * (that is its point), and a provider answering within a millisecond then lost about 1 response in
- * 50: the step sat silent until the inactivity timeout (test/NoLostResponse.test.ts). Undici's
- * `request` is one call whose promise settles with the response; the body is a stream that buffers
- * until it is read, so nothing depends on when a fiber gets its turn.
+ * (that is its point), and a provider answering within a millisecond then lost 2 to 11 responses
+ * in 100, more on a busier machine: each such step sat silent until the inactivity timeout
+ * (test/NoLostResponse.test.ts). Undici's `request` is one call whose promise settles with the
+ * response; the body is a stream that buffers until it is read, so nothing depends on when a
+ * fiber gets its turn.
  */
 export const ProviderHttpClient: Layer.Layer<HttpClient.HttpClient> = NodeHttpClient.layerUndici
 

@@ -16,7 +16,8 @@ const sessionsAtOnce = 8
 const run = Effect.gen(function*() {
   assert.strictEqual(yield* FiberRef.get(FiberRef.currentScheduler), fairScheduler)
   const baseURL = yield* instantProvider
-  const config = providerConfig(baseURL, { inactivityTimeout: 3_000 })
+  // Far above any real silence here (the provider answers at once): a step that reaches it lost its response.
+  const config = providerConfig(baseURL, { inactivityTimeout: 5_000 })
   const context = yield* Layer.build(providerRuntime({ config }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.None))))
   const sessions = yield* Effect.provide(SessionService, context)
   let started = 0

@@ -21,7 +21,7 @@ import { Layer, Scheduler } from "effect"
  * starts I/O in one fiber and listens for its events in another then misses an event that comes
  * in between (node drops an event nobody listens to). `@effect/platform-node`'s node:http client
  * is such code (it writes the request in one fiber and listens for the response in a sibling):
- * under this scheduler it lost about 1 response in 50 from a provider answering at once, so the
+ * under this scheduler it lost 2 to 11 responses in 100 from a provider answering at once, so the
  * providers run on its undici client (provider's `ProviderHttpClient`). The rule for the code on
  * it: attach a listener in the same synchronous step that starts the I/O, or use an API that
  * keeps what arrives (a promise, a paused stream). Yielding less often would not fix it, only

@@ -8,7 +8,7 @@ import { FairSchedulerLive, OutputFiles, ProcessControl, RecoveryComplete, Setti
 import { StoreLive } from "@vigil/store"
 import { Console, Effect, Layer, Option, Redacted } from "effect"
 import { createServer } from "node:http"
-import type { Server as NodeServer } from "node:http"
+import type { IncomingMessage, Server as NodeServer, ServerResponse } from "node:http"
 import { dirname, join } from "node:path"
 import { basicAuth } from "./Auth.js"
 import { badRequests } from "./BadRequests.js"
@@ -72,6 +72,25 @@ export const formatRecovery = (report: RescueReport): string =>
     } killed, ${plural(report.deadOwners.length, "dead owner")} (took ${report.tookMs} ms)`
 
 /**
+ * The node server, answering every request from the moment it listens. The platform's server
+ * listens as soon as its layer is built but attaches its request handler only when the API is
+ * served, after the handlers, the dashboard and `/event` are built; and at a stop it detaches the
+ * handler before it stops listening. Node hands a request with no `request` listener to nobody:
+ * the client waits, no byte back, until the connection is cut (measured: a connection every 2 ms
+ * through five starts left 23 to 41 requests so). This listener, attached before the server
+ * listens, answers 503 (with `Retry-After`, on a connection then closed) whenever it is the only one.
+ */
+const makeNodeServer = (): NodeServer => {
+  const server = createServer()
+  server.on("request", (_request: IncomingMessage, response: ServerResponse) => {
+    if (server.listenerCount("request") > 1) return
+    response.writeHead(503, { "content-type": "application/json", "retry-after": "1", connection: "close" })
+    response.end(JSON.stringify({ _tag: "Unavailable", message: "vigil is starting or stopping: try again in a moment" }))
+  })
+  return server
+}
+
+/**
  * Stopping: the listener goes first (so no new request reaches sessions being torn down), idle
  * keep-alive connections are closed at once, and any still open after a short while are cut, so
  * a client that never hangs up cannot hold the process.
@@ -130,7 +149,7 @@ export const ServerLive = (options: ServerOptions) =>
         Layer.provideMerge(StoreLive({ databaseUrl: options.databaseUrl, sqliteFile: options.db })),
         Layer.provideMerge(Layer.succeed(Settings, settings))
       )
-      const server = createServer()
+      const server = makeNodeServer()
       // The request rules (Host, Origin, JSON bodies) and auth wrap everything (API, /event, /doc,
       // the dashboard); bad requests are answered inside the API's own error handling, where the
       // request failures it does not map itself still arrive.

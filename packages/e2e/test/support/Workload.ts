@@ -119,18 +119,27 @@ export class Workload {
     this.agent.destroy()
   }
 
+  /** A server starting or stopping answers 503 `Unavailable` (server's Server.ts): as good as refused. */
+  private async sendOnce(method: string, path: string, body?: unknown): Promise<RawResponse> {
+    const response = await sendJson(this.options.url(), method, path, body, this.agent)
+    if (response.status === 503 && (response.json as { _tag?: unknown } | undefined)?._tag === "Unavailable") {
+      throw new ConnectionError(`${method} ${path}`, "UNAVAILABLE", "the server is starting or stopping")
+    }
+    return response
+  }
+
   private async call(method: string, path: string, body?: unknown): Promise<RawResponse> {
     this.stats.requests++
     let response: RawResponse
     try {
-      response = await sendJson(this.options.url(), method, path, body, this.agent)
+      response = await this.sendOnce(method, path, body)
     } catch (error) {
       if (!(error instanceof ConnectionError)) throw error
       this.stats.lostRequests++
       // A read may go again: its first try can have met a kept-alive socket that was just closed.
       if (method !== "GET") throw error
       await sleep(100)
-      response = await sendJson(this.options.url(), method, path, body, this.agent)
+      response = await this.sendOnce(method, path, body)
     }
     this.stats.statuses.set(response.status, (this.stats.statuses.get(response.status) ?? 0) + 1)
     if (response.status >= 500) this.problems.push(`${method} ${path} answered ${response.status}: ${response.text.slice(0, 300)}`)
