@@ -7,7 +7,7 @@ import type { StoreLocation } from "@vigil/store"
 import { RepositoriesLive, StoreClientLive, StoreConnectError, StoreUrlError } from "@vigil/store"
 import type { Redacted } from "effect"
 import { Cause, Config, Console, Effect, Layer, Option } from "effect"
-import { existsSync } from "node:fs"
+import { existsSync, statSync } from "node:fs"
 import { ServerPassword } from "./Auth.js"
 import { checkDatabasePath, checkPortFree, describeListenFailure, StartupCheckError } from "./Preflight.js"
 import { formatRescue, recover, RecoverLive } from "./Recover.js"
@@ -47,7 +47,8 @@ const withExistingStore = <A, E, R>(
 ): Effect.Effect<A | void, E | StartupCheckError, R> =>
   location.databaseUrl !== undefined
     ? run
-    : !existsSync(location.sqliteFile)
+    // An empty file is no database either (SQLite makes one of it, but has no tables to read).
+    : !existsSync(location.sqliteFile) || (statSync(location.sqliteFile).isFile() && statSync(location.sqliteFile).size === 0)
     ? Console.log(`no database at ${location.sqliteFile}: nothing has run there yet`)
     : Effect.zipRight(checkDatabasePath(location.sqliteFile, mode), run)
 

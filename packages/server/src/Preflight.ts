@@ -1,5 +1,5 @@
 import { Data, Effect } from "effect"
-import { accessSync, constants, statfsSync, statSync } from "node:fs"
+import { accessSync, closeSync, constants, openSync, readSync, statfsSync, statSync } from "node:fs"
 import type { Stats } from "node:fs"
 import { createServer } from "node:net"
 import { dirname, resolve } from "node:path"
@@ -60,6 +60,24 @@ const canAccess = (path: string, mode: number): string | undefined => {
   }
 }
 
+const sqliteHeader = Buffer.from("SQLite format 3\0", "latin1")
+
+/** An existing file that is not empty must start as every SQLite database does (else: SQLITE_NOTADB, with a stack). */
+const notSqlite = (path: string, stats: Stats): string | undefined => {
+  if (stats.size === 0) return undefined
+  let fd: number | undefined
+  try {
+    fd = openSync(path, "r")
+    const head = Buffer.alloc(sqliteHeader.length)
+    const read = readSync(fd, head, 0, head.length, 0)
+    return read === head.length && head.equals(sqliteHeader) ? undefined : "it is not a SQLite database"
+  } catch (error) {
+    return `it cannot be read (${code(error)})`
+  } finally {
+    if (fd !== undefined) closeSync(fd)
+  }
+}
+
 /**
  * The problem with a SQLite file path, or undefined. `write`: the server's use (the file and its
  * folder, where SQLite puts its WAL, must be writable, or creatable); `read`: `vigil status`.
@@ -79,6 +97,8 @@ export const databasePathProblem = (file: string, mode: "read" | "write"): strin
     if (!existing.isFile()) return "it is not a regular file"
     const fs = virtualFs(path)
     if (fs !== undefined) return `it is on ${fs}, a kernel filesystem, not a place for a database`
+    const foreign = notSqlite(path, existing)
+    if (foreign !== undefined) return foreign
     if (mode === "read") {
       const denied = canAccess(path, constants.R_OK)
       return denied === undefined ? undefined : `it cannot be read (${denied})`

@@ -146,7 +146,7 @@ export const checkRequest = (head: RequestHead, rules: RequestRules, port: numbe
         tag: "UnsupportedMediaType",
         message: `a request body must be sent as content-type: application/json (got ${
           contentType === undefined ? "none" : JSON.stringify(contentType)
-        })`
+        }; with curl: -H 'content-type: application/json')`
       })
     }
   }

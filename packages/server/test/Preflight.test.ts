@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { HttpServerError } from "@effect/platform"
 import { Cause, Effect } from "effect"
-import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs"
 import type { Server } from "node:net"
 import { createServer } from "node:net"
 import type { AddressInfo } from "node:net"
@@ -77,22 +77,24 @@ describe("vigil serve refuses odd settings before it starts", () => {
 })
 
 describe("vigil serve refuses a database path it cannot use, in one line", () => {
-  it("under /proc (it spun at 90% CPU, deaf to SIGTERM), on /sys, a directory, a file as a folder", async () => {
+  it("under /proc (it spun at 90% CPU, deaf to SIGTERM), on /sys, a directory, a file as a folder, not SQLite", async () => {
     const dir = tempDir(dirs)
     mkdirSync(join(dir, "a-folder"))
     writeFileSync(join(dir, "a-file"), "not a folder")
+    writeFileSync(join(dir, "notes.txt"), "hello, not a database")
     const cases: ReadonlyArray<readonly [string, string]> = [
       ["/proc/x/v.db", "/proc is on proc, a kernel filesystem"],
       ["/proc/self/v.db", "/proc/self is on proc"],
       ["/sys/v.db", "/sys is on sysfs"],
       [join(dir, "a-folder"), "it is a directory"],
-      [join(dir, "a-file", "v.db"), `${join(dir, "a-file")} is not a folder`]
+      [join(dir, "a-file", "v.db"), `${join(dir, "a-file")} is not a folder`],
+      [join(dir, "notes.txt"), "it is not a SQLite database"]
     ]
     for (const [db, says] of cases) {
       const line = oneLine(await run(serveArgs(db), { cwd: dir }), `cannot use the database ${db}: ${says}`)
       assert.notInclude(line, "    at ")
     }
-    assert.deepStrictEqual(readdirSync(dir).sort(), ["a-file", "a-folder"], "nothing was written")
+    assert.deepStrictEqual(readdirSync(dir).sort(), ["a-file", "a-folder", "notes.txt"], "nothing was written")
     assert.deepStrictEqual(readdirSync(join(dir, "a-folder")), [])
   }, 180_000)
 
@@ -109,12 +111,19 @@ describe("vigil serve refuses a database path it cannot use, in one line", () =>
     assert.deepStrictEqual(readdirSync(locked), [])
   }, 60_000)
 
-  it("status and recover on a directory say so in one line", async () => {
+  it("status and recover on a directory say so in one line; on an empty file, that nothing ran there", async () => {
     const dir = tempDir(dirs)
     for (const command of ["status", "recover"]) {
       oneLine(await run([command, "--db", dir], { cwd: dir }), `cannot use the database ${dir}: it is a directory`)
     }
-  }, 90_000)
+    // An empty file was made a database by `status` (4 KiB written), and then failed with a stack.
+    const empty = join(dir, "empty.db")
+    writeFileSync(empty, "")
+    const status = await run(["status", "--db", empty], { cwd: dir })
+    assert.strictEqual(status.code, 0, status.stderr)
+    assert.include(status.stdout, `no database at ${empty}`)
+    assert.strictEqual(statSync(empty).size, 0)
+  }, 120_000)
 })
 
 describe("vigil serve on a busy port", () => {
