@@ -12,25 +12,43 @@ export type LiveEvent =
   | { readonly type: "watchdog.action"; readonly event: SupervisionEvent }
   | { readonly type: "idle.cancelled"; readonly event: SupervisionEvent }
   | { readonly type: "supervision"; readonly event: SupervisionEvent }
-  /** The last event of a subscription that fell `limit` events behind: it ends there, the client resumes. */
+  /** The last event of a subscription that fell too far behind (`subscriberBuffer`): it ends there, the client resumes. */
   | { readonly type: "stream.overflow"; readonly limit: number; readonly message: string }
 
 /**
- * Events a subscriber may fall behind by before its subscription is ended with `stream.overflow`.
- * A client that never reads (a stalled socket) then costs at most this many events, which are the
- * objects every subscriber shares, not copies: memory stays bounded whatever the clients do.
+ * How far a subscriber may fall behind before its subscription is ended with `stream.overflow`: in
+ * events, and in bytes of their JSON (a `write` part carries its whole content, a completed part
+ * up to 64 KiB of output). A client that never reads (a stalled socket) then costs at most this
+ * much, in objects every subscriber shares: memory stays bounded whatever the clients do.
  */
-export const subscriberBufferEvents = 256
+export const subscriberBuffer = { events: 4096, bytes: 8 * 1024 * 1024 } as const
 
 interface Subscriber {
-  readonly queue: Queue.Queue<LiveEvent>
+  readonly queue: Queue.Queue<Sized>
+  bytes: number
   overflowed: boolean
+}
+
+/** An event with the size its JSON was measured at (once per publish, for every subscriber). */
+interface Sized {
+  readonly event: LiveEvent
+  readonly bytes: number
 }
 
 const overflowEvent: LiveEvent = {
   type: "stream.overflow",
-  limit: subscriberBufferEvents,
-  message: `this stream fell ${subscriberBufferEvents} events behind and was ended; reconnect to resume`
+  limit: subscriberBuffer.events,
+  message: `this stream fell behind by more than ${subscriberBuffer.events} events or ${
+    subscriberBuffer.bytes / 1024 / 1024
+  } MiB and was ended; reconnect to resume`
+}
+
+const sizeOf = (event: LiveEvent): number => {
+  try {
+    return JSON.stringify(event)?.length ?? 0
+  } catch {
+    return 0
+  }
 }
 
 /** Which live stream type a logged supervision event goes out as. */
@@ -48,19 +66,23 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
     // its slowest subscriber takes it, so one client that never reads held them all.
     const subscribers = new Set<Subscriber>()
 
-    const offer = (subscriber: Subscriber, event: LiveEvent) => {
+    const offer = (subscriber: Subscriber, sized: Sized) => {
       if (subscriber.overflowed) return
-      if (Option.getOrElse(subscriber.queue.unsafeSize(), () => 0) >= subscriberBufferEvents) {
+      const behind = Option.getOrElse(subscriber.queue.unsafeSize(), () => 0)
+      if (behind >= subscriberBuffer.events || subscriber.bytes + sized.bytes > subscriberBuffer.bytes) {
         subscriber.overflowed = true
-        subscriber.queue.unsafeOffer(overflowEvent)
+        subscriber.queue.unsafeOffer({ event: overflowEvent, bytes: 0 })
         return
       }
-      subscriber.queue.unsafeOffer(event)
+      subscriber.bytes += sized.bytes
+      subscriber.queue.unsafeOffer(sized)
     }
 
     const publish = (event: LiveEvent) =>
       Effect.sync(() => {
-        for (const subscriber of subscribers) offer(subscriber, event)
+        if (subscribers.size === 0) return
+        const sized: Sized = { event, bytes: sizeOf(event) }
+        for (const subscriber of subscribers) offer(subscriber, sized)
       })
 
     const record = Effect.fn("Events.record")(function*(input: Omit<EventInput, "at"> & { readonly at?: number }) {
@@ -94,18 +116,24 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
      */
     const subscribe = Effect.acquireRelease(
       Effect.gen(function*() {
-        const subscriber: Subscriber = { queue: yield* Queue.unbounded<LiveEvent>(), overflowed: false }
+        const subscriber: Subscriber = { queue: yield* Queue.unbounded<Sized>(), bytes: 0, overflowed: false }
         subscribers.add(subscriber)
         return subscriber
       }),
-      (subscriber) => Effect.suspend(() => {
-        subscribers.delete(subscriber)
-        return Queue.shutdown(subscriber.queue)
-      })
+      (subscriber) =>
+        Effect.suspend(() => {
+          subscribers.delete(subscriber)
+          return Queue.shutdown(subscriber.queue)
+        })
     ).pipe(
       Effect.map((subscriber) =>
-        // Small chunks: what is taken from the queue sits in the socket's buffer until it drains.
-        Stream.fromQueue(subscriber.queue, { maxChunkSize: 16 }).pipe(
+        // One at a time: what is taken from the queue sits in the socket's buffer until it drains,
+        // so a stalled client holds one event there, not a batch.
+        Stream.fromQueue(subscriber.queue, { maxChunkSize: 1 }).pipe(
+          Stream.map((sized) => {
+            subscriber.bytes -= sized.bytes
+            return sized.event
+          }),
           Stream.takeUntil((event) => event.type === "stream.overflow")
         )
       )

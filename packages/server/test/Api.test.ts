@@ -210,6 +210,26 @@ describe("the HTTP API", () => {
     assert.strictEqual((await sessionAtRest(session.id)).status, "idle")
   })
 
+  it("a prompt over 64 KiB is stored whole and its turn runs; one over the 1 MiB body limit is refused 413 naming it", async () => {
+    const session = await createSession()
+    // 100 KB of script: the old 64 KiB cut on the prompt part made it "not a valid script".
+    const padding = "p".repeat(100_000)
+    const script = JSON.stringify([{ text: padding }, { tool: "bash", input: { command: "echo after-the-padding" } }, { text: "end" }])
+    const response = await request(`${url}/session/${session.id}/prompt`, { body: { text: script } })
+    assert.strictEqual(response.status, 202, JSON.stringify(response.body))
+    assert.strictEqual((await sessionAtRest(session.id)).status, "idle")
+    const parts = (await request(`${url}/session/${session.id}/part?limit=1000`)).body as Array<Record<string, unknown>>
+    assert.strictEqual(parts.find((part) => part.kind === "prompt")?.output, script)
+    assert.isTrue(parts.some((part) => part.kind === "text" && part.output === padding))
+    assert.include(String(parts.find((part) => part.tool === "bash")?.output), "after-the-padding")
+
+    const other = await createSession()
+    const tooBig = await request(`${url}/session/${other.id}/prompt`, { body: { text: "x".repeat(1024 * 1024 + 1) } })
+    assertJsonError(tooBig, 413, ["1048576 bytes (1 MiB)"], "PayloadTooLarge")
+    const untouched = (await request(`${url}/session/${other.id}/part`)).body as Array<unknown>
+    assert.deepStrictEqual(untouched, [])
+  })
+
   it("answers a waiting session's question through /reply", async () => {
     const session = await createSession()
     const script = JSON.stringify([{ tool: "ask", input: { question: "go on?" } }, { text: "thanks" }])
