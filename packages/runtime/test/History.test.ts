@@ -64,7 +64,7 @@ describe("a turn's history", () => {
       })
       const last = seen[seen.length - 1]!
       const big = last[last.length - 1]!
-      assert.include(big.role === "tool" ? big.output : "", "[output truncated at")
+      assert.include(big.role === "tool" ? big.output : "", "[output truncated: ")
     }).pipe(Effect.provide(testRuntime({ tools: [...allTestTools, echo], models: [model], store: counting })))
   })
 })
