@@ -152,23 +152,26 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
      * `create`) still ends.
      */
     const activeTree = Effect.fnUntraced(function*(id: SessionId) {
-      const byParent = new Map<string, Array<SessionId>>()
+      const byParent = new Map<string, Array<Session>>()
+      const rows = new Map<SessionId, Session>()
       for (const session of yield* sessions.active()) {
+        rows.set(session.id, session)
         if (session.parentId === null) continue
         const siblings = byParent.get(session.parentId)
-        if (siblings === undefined) byParent.set(session.parentId, [session.id])
-        else siblings.push(session.id)
+        if (siblings === undefined) byParent.set(session.parentId, [session])
+        else siblings.push(session)
       }
       const order: Array<SessionId> = [id]
       const seen = new Set<string>(order)
       for (let i = 0; i < order.length; i++) {
         for (const child of byParent.get(order[i]!) ?? []) {
-          if (seen.has(child)) continue
-          seen.add(child)
-          order.push(child)
+          if (seen.has(child.id)) continue
+          seen.add(child.id)
+          order.push(child.id)
         }
       }
-      return order
+      // The rows as read, so the end can publish each session's new state without reading it again.
+      return { order, rows }
     })
 
     /**
@@ -176,20 +179,30 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
      * the runner, the rest by a guarded write), then their status. Statements over many ids at a
      * time, so ending a tree of 100,000 is a few hundred statements, not a few hundred thousand.
      */
-    const endSessions = Effect.fnUntraced(function*(ids: ReadonlyArray<SessionId>, reason: ErrorReason) {
+    const endSessions = Effect.fnUntraced(function*(
+      ids: ReadonlyArray<SessionId>,
+      reason: ErrorReason,
+      known: ReadonlyMap<SessionId, Session> = new Map()
+    ) {
       if (ids.length === 0) return
-      const active = yield* parts.activeOfSessions(ids)
       const notOurs: Array<PartId> = []
       const ours: Array<PartId> = []
-      for (const part of active) {
-        if (yield* runner.isRunningHere(part.id)) ours.push(part.id)
-        else notOurs.push(part.id)
+      for (const partId of yield* parts.activeIdsOfSessions(ids)) {
+        if (yield* runner.isRunningHere(partId)) ours.push(partId)
+        else notOurs.push(partId)
       }
       yield* Effect.forEach(ours, (partId) => runner.cancel(partId, reason), { concurrency: "unbounded", discard: true })
       const at = yield* Clock.currentTimeMillis
       yield* parts.failMany(notOurs, { reason, at })
-      const ended = yield* sessions.transitionMany(ids, ["busy", "waiting"], "cancelled", { at, cancelReason: reason })
-      for (const session of ended) yield* events.publish({ type: "session.updated", session })
+      for (const ended of yield* sessions.transitionMany(ids, ["busy", "waiting"], "cancelled", { at, cancelReason: reason })) {
+        const before = known.get(ended)
+        yield* before === undefined
+          ? publishSession(ended)
+          : events.publish({
+            type: "session.updated",
+            session: new Session({ ...before, status: "cancelled", cancelReason: reason, lastActivityAt: at }, true)
+          })
+      }
     })
 
     /** How many sessions one bulk step of a tree's end takes at most. */
@@ -203,7 +216,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
      * this cancel; then each is interrupted, in order. Sessions without a turn here end in bulk.
      */
     const endSessionTree = Effect.fnUntraced(function*(id: SessionId, reason: ErrorReason, options: { readonly fromItsTurn?: boolean } = {}) {
-      const tree = yield* activeTree(id)
+      const { order: tree, rows } = yield* activeTree(id)
       const held = new Map<SessionId, Turn>()
       for (const sessionId of tree) {
         const turn = turns.get(sessionId)
@@ -220,18 +233,18 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
         if (turn === undefined) {
           batch.push(sessionId)
           if (batch.length >= endBatch) {
-            yield* endSessions(batch, reason)
+            yield* endSessions(batch, reason, rows)
             batch = []
           }
           continue
         }
-        yield* endSessions(batch, reason)
+        yield* endSessions(batch, reason, rows)
         batch = []
         // The turn's onExit ends its own parts and status; removing awaits it.
         yield* FiberMap.remove(turnFibers, sessionId)
         yield* Deferred.await(turn.done)
       }
-      yield* endSessions(batch, reason)
+      yield* endSessions(batch, reason, rows)
     })
 
     /**

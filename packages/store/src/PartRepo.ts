@@ -61,6 +61,9 @@ const decodeEndedPart = (row: Record<string, unknown>): EndedPart => {
 export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    // For reads of many narrow rows (the walks over the live tree), mapped by hand: the client's
+    // name transform costs several times the query on 100,000 rows.
+    const raw = sql.withoutTransforms()
 
     // The columns spelled out (not `sql.insert`): the statement text is the same on every call, with
     // no per-call name transform, and it is on every tool call's path.
@@ -162,6 +165,29 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       return found
     }, Effect.orDie)
 
+    /** The ids of these sessions' pending and running parts (a tree's end needs no more). */
+    const activeIdsOfSessions = Effect.fn("PartRepo.activeIdsOfSessions")(function*(sessionIds: ReadonlyArray<SessionId>) {
+      const found: Array<PartId> = []
+      for (let i = 0; i < sessionIds.length; i += chunk) {
+        const rows = yield* raw<{ id: string }>`SELECT id FROM parts WHERE session_id IN ${raw.in(sessionIds.slice(i, i + chunk))}
+          AND status IN ('pending', 'running')`
+        for (const row of rows) found.push(PartId.make(row.id))
+      }
+      return found
+    }, Effect.orDie)
+
+    /**
+     * For each session with pending or running parts, the latest start among them (the creation
+     * of one not started yet): the parts' share of a subtree's activity, one narrow row a session.
+     */
+    const activeActivity = Effect.fn("PartRepo.activeActivity")(function*() {
+      const rows = yield* raw<{ session_id: string; at: number | string }>`SELECT session_id, MAX(COALESCE(started_at, created_at)) AS at
+        FROM parts WHERE status IN ('pending', 'running') GROUP BY session_id`
+      const latest = new Map<string, number>()
+      for (const row of rows) latest.set(row.session_id, Number(row.at))
+      return latest
+    }, Effect.orDie)
+
     /** `fail` (not fenced on the owner) over many parts at once; returns the ids it ended. */
     const failMany = Effect.fn("PartRepo.failMany")(function*(
       ids: ReadonlyArray<PartId>,
@@ -185,11 +211,22 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
      */
     const stuckCandidates = Effect.fn("PartRepo.stuckCandidates")(function*(
       ownerId: InstanceId,
-      options: { readonly deadlineBefore: number }
+      options: {
+        readonly deadlineBefore: number
+        /**
+         * With it, only the tasks that could be stuck: started at or before it (silent long
+         * enough to break the silence rule), or whose child session has ended. Without it, every task.
+         */
+        readonly taskStartedBefore?: number
+      }
     ) {
+      const tasks = options.taskStartedBefore === undefined
+        ? sql`tool = 'task'`
+        : sql`tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM sessions WHERE sessions.id = parts.child_session_id AND sessions.status IN ('busy', 'waiting'))))`
       return yield* sql`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
         AND status = 'running' AND kind IN ('tool', 'model') AND started_at IS NOT NULL
-        AND (tool = 'task' OR deadline_at <= ${options.deadlineBefore})`.pipe(Effect.flatMap(decodeParts))
+        AND ((${tasks}) OR deadline_at <= ${options.deadlineBefore})`.pipe(Effect.flatMap(decodeParts))
     }, Effect.orDie)
 
     /** Owners that have pending or running parts. */
@@ -241,6 +278,8 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       activeOfOwner,
       activeOfSessions,
       failMany,
+      activeIdsOfSessions,
+      activeActivity,
       activeOwners,
       stuckCandidates,
       endActiveOfOwner
