@@ -24,6 +24,7 @@ import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import type { LanguageModelShape, ModelResponse } from "./LanguageModel.js"
+import { PendingWrites } from "./PendingWrites.js"
 import { LanguageModels } from "./LanguageModel.js"
 import { historyOf, messagesOfPart, toolCallMessages } from "./History.js"
 import { RecoveryComplete } from "./StartupRecovery.js"
@@ -68,6 +69,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const activity = yield* Activity
     const lease = yield* InstanceLease
     const settings = yield* Settings
+    const pending = yield* PendingWrites
     const { defaultModel, models } = yield* LanguageModels
     const turnFibers = yield* FiberMap.make<SessionId>()
     const turns = new Map<SessionId, Turn>()
@@ -260,36 +262,71 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       return yield* get(id)
     })
 
-    const endTurn = Effect.fnUntraced(function*(id: SessionId, turn: Turn, exit: Exit.Exit<string, PartEnded>) {
-      let result: TurnResult
-      if (Exit.isSuccess(exit)) {
-        result = { _tag: "Completed", text: exit.value }
-        yield* transition(id, ["busy", "waiting"], "idle", { cancelReason: null })
-      } else if (turn.treeEnded) {
-        // Ended as part of a tree (its children were ended first, by the tree's walk): only its
-        // own parts and status are left. It may see that as an interruption, or as a `task` that
-        // failed because its child was ended: either way it is this cancel.
-        const reason = turn.cancelReason ?? new SessionCancelled({ by: "interrupt" })
-        result = { _tag: "Cancelled", reason }
-        yield* endSessions([id], reason)
-      } else if (Exit.isInterrupted(exit)) {
-        const reason = turn.cancelReason ?? new SessionCancelled({ by: "shutdown" })
-        result = { _tag: "Cancelled", reason }
-        yield* endSessionTree(id, reason, { fromItsTurn: true })
-      } else {
-        const reason = Option.match(Cause.failureOption(exit.cause), {
+    /** How a turn ended, from its exit: decided before anything is written. */
+    const resultOf = (turn: Turn, exit: Exit.Exit<string, PartEnded>): TurnResult => {
+      if (Exit.isSuccess(exit)) return { _tag: "Completed", text: exit.value }
+      // Ended as part of a tree: it may see that as an interruption, or as a `task` that failed
+      // because its child was ended; either way it is this cancel.
+      if (turn.treeEnded) return { _tag: "Cancelled", reason: turn.cancelReason ?? new SessionCancelled({ by: "interrupt" }) }
+      if (Exit.isInterrupted(exit)) return { _tag: "Cancelled", reason: turn.cancelReason ?? new SessionCancelled({ by: "shutdown" }) }
+      return {
+        _tag: "Failed",
+        reason: Option.match(Cause.failureOption(exit.cause), {
           onNone: () => new ToolFailed({ message: `the turn crashed: ${Cause.pretty(exit.cause)}` }) as ErrorReason,
           onSome: (error) => error.reason
         })
-        result = { _tag: "Failed", reason }
-        // A turn that failed still leaves nothing running under it.
-        const active = yield* parts.activeOfSessions([id])
-        yield* Effect.forEach(active, (part) => runner.cancel(part.id, reason), { discard: true })
-        yield* transition(id, ["busy", "waiting"], "error", { cancelReason: reason })
       }
-      turns.delete(id)
-      yield* activity.forget(id)
-      yield* Deferred.succeed(turn.done, result)
+    }
+
+    /** What a turn's end writes: its parts ended (children first for a cancel), then its status. */
+    const recordTurnEnd = Effect.fnUntraced(function*(id: SessionId, turn: Turn, result: TurnResult) {
+      switch (result._tag) {
+        case "Completed":
+          yield* transition(id, ["busy", "waiting"], "idle", { cancelReason: null })
+          return
+        case "Cancelled":
+          // A tree's walk already ended its children; otherwise (a shutdown) the walk is ours.
+          if (turn.treeEnded) yield* endSessions([id], result.reason)
+          else yield* endSessionTree(id, result.reason, { fromItsTurn: true })
+          return
+        case "Failed": {
+          // A turn that failed still leaves nothing running under it.
+          const active = yield* parts.activeOfSessions([id])
+          yield* Effect.forEach(active, (part) => runner.cancel(part.id, result.reason), { discard: true })
+          yield* transition(id, ["busy", "waiting"], "error", { cancelReason: result.reason })
+        }
+      }
+    })
+
+    /**
+     * Ends a turn: records it, then frees the session in memory and wakes whoever awaits it. The
+     * second happens whatever the first does: when the store refuses the session's status (a full
+     * disk), the write is held and retried (`PendingWrites`) and the row keeps saying `busy` until
+     * the store takes it (or, if this process dies first, until recovery frees it); a new prompt to
+     * the session first tries the held write, and is refused only while the store still refuses it.
+     */
+    const endTurn = Effect.fnUntraced(function*(id: SessionId, turn: Turn, exit: Exit.Exit<string, PartEnded>) {
+      const result = resultOf(turn, exit)
+      yield* pending.attempt(`the end of the turn of session ${id}`, recordTurnEnd(id, turn, result)).pipe(
+        Effect.catchTag("StoreWriteFailed", (error) => {
+          const to = result._tag === "Completed" ? "idle" as const : result._tag === "Cancelled" ? "cancelled" as const : "error" as const
+          const cancelReason = result._tag === "Completed" ? null : result.reason
+          return pending.hold({
+            key: `session:${id}`,
+            what: `the end of the turn of session ${id} (${to})`,
+            sessionId: id,
+            write: pending.attempt(
+              `the end of the turn of session ${id}`,
+              transition(id, ["busy", "waiting"], to, { cancelReason }).pipe(Effect.asVoid)
+            ),
+            error
+          })
+        }),
+        Effect.ensuring(Effect.suspend(() => {
+          turns.delete(id)
+          return activity.forget(id).pipe(Effect.zipRight(Deferred.succeed(turn.done, result)))
+        }))
+      )
     })
 
     const beginTurn = Effect.fnUntraced(function*(id: SessionId, work: Effect.Effect<string, PartEnded>, model?: string) {
@@ -310,7 +347,17 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
 
     /** Claims a session at rest for a turn; a busy or waiting one answers `SessionBusy`. */
     const claim = Effect.fnUntraced(function*(id: SessionId) {
+      // A turn whose end the store refused: its resting status is held; write it first if the
+      // store takes writes again, and never start a turn over it while it is still held.
+      if (yield* pending.isHeld(`session:${id}`)) yield* pending.flushNow
       const session = yield* get(id)
+      if (yield* pending.isHeld(`session:${id}`)) {
+        return yield* new SessionBusy({
+          sessionId: id,
+          status: session.status,
+          message: `session ${id}: the end of its last turn is not written yet (the store refuses writes); try again later`
+        })
+      }
       if (!(yield* transition(id, ["idle", "cancelled", "error"], "busy", { cancelReason: null, claim: true }))) {
         return yield* new SessionBusy({
           sessionId: id,
