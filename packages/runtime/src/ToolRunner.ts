@@ -121,7 +121,10 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         }),
       recordProcess: (proc) =>
         parts.recordProcess(part.id, proc).pipe(
-          Effect.zipRight(publish(new Part({ ...part, status: "running", pid: proc.pid, pgid: proc.pgid, procStart: proc.startTime }, true)))
+          Effect.zipRight(publish(new Part({ ...part, status: "running", pid: proc.pid, pgid: proc.pgid, procStart: proc.startTime }, true))),
+          // A store that refuses the record (a full disk) must not fail the tool: the process is
+          // still ended by its own hard stop, and found after a crash by its marker.
+          Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's process", cause))
         ),
       event: (type, data) =>
         events.record({ type, instanceId: lease.id, sessionId: part.sessionId, partId: part.id, data }).pipe(Effect.asVoid)

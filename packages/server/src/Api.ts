@@ -53,7 +53,15 @@ export const Health = Schema.Struct({
   recovery: RecoveryReport,
   watchdog: Schema.NullOr(WatchdogScan),
   /** Fibers abandoned after an abort did not finish within the grace (AbortIncomplete). */
-  leakedFibers: Schema.Number
+  leakedFibers: Schema.Number,
+  /** `degraded` while the store refuses writes (a full disk): terminal writes are held in memory and retried. */
+  store: Schema.Struct({
+    status: Schema.Literal("ok", "degraded"),
+    pendingWrites: Schema.Number,
+    droppedWrites: Schema.Number,
+    lastError: Schema.NullOr(Schema.String),
+    since: Schema.NullOr(Schema.Number)
+  })
 }).annotations({ identifier: "Health" })
 
 export const CreateSession = Schema.Struct({

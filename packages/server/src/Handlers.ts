@@ -1,6 +1,6 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { PartId, PartNotFound, SessionCancelled, SessionId } from "@vigil/domain"
-import { InstanceLease, RecoveryComplete, SessionService, ToolRunner, Watchdog } from "@vigil/runtime"
+import { InstanceLease, PendingWrites, RecoveryComplete, SessionService, ToolRunner, Watchdog } from "@vigil/runtime"
 import { EventLog, PartRepo } from "@vigil/store"
 import { Duration, Effect, Layer, Option } from "effect"
 import { VigilApi } from "./Api.js"
@@ -13,6 +13,7 @@ export const HealthLive = HttpApiBuilder.group(VigilApi, "health", (handlers) =>
     const { report } = yield* RecoveryComplete
     const watchdog = yield* Watchdog
     const runner = yield* ToolRunner
+    const pending = yield* PendingWrites
     return handlers.handle("health", () =>
       Effect.gen(function*() {
         return {
@@ -20,7 +21,8 @@ export const HealthLive = HttpApiBuilder.group(VigilApi, "health", (handlers) =>
           instance: { id: instance.id, pid: instance.pid, host: instance.host, startedAt: instance.startedAt },
           recovery: report,
           watchdog: Option.getOrNull(yield* watchdog.lastScan),
-          leakedFibers: yield* runner.leakedFibers
+          leakedFibers: yield* runner.leakedFibers,
+          store: yield* pending.health
         }
       }))
   }))

@@ -65,6 +65,7 @@ describe("the HTTP API", () => {
     assert.strictEqual(health.recovery.dryRun, false)
     assert.isNumber(health.recovery.tookMs)
     assert.strictEqual(health.leakedFibers, 0)
+    assert.deepStrictEqual(health.store, { status: "ok", pendingWrites: 0, droppedWrites: 0, lastError: null, since: null })
     assert.isTrue(health.watchdog === null || typeof health.watchdog.tookMs === "number")
   })
 
