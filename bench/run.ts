@@ -9,6 +9,7 @@ import { historyFigures } from "./figures/History.js"
 import { recoveryFigures } from "./figures/Recovery.js"
 import { sleeperFigures } from "./figures/Sleepers.js"
 import { throughputFigures } from "./figures/Throughput.js"
+import { treeFigures } from "./figures/Trees.js"
 import type { Row } from "./Report.js"
 import { show, table } from "./Report.js"
 import { collectGarbage, tempFolder } from "./Support.js"
@@ -30,7 +31,8 @@ const figures: ReadonlyArray<{
   { numbers: [4], title: "10,000 supervised sleeping tools", run: sleeperFigures },
   { numbers: [5], title: "hard stop of a TERM-ignoring process tree", run: hardStopFigures },
   { numbers: [6], title: "deadline accuracy under load", run: deadlineFigures },
-  { numbers: [7], title: "a 200-step turn on a short and on a long session history", run: historyFigures }
+  { numbers: [7], title: "a 200-step turn on a short and on a long session history", run: historyFigures },
+  { numbers: [8], title: "a watchdog scan and an abort over a 100,000-deep session chain", run: treeFigures }
 ]
 
 const progress = (line: string) => Effect.sync(() => process.stderr.write(`${line}\n`))
