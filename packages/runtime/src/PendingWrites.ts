@@ -149,6 +149,18 @@ export class PendingWrites extends Effect.Service<PendingWrites>()("vigil/Pendin
       Effect.annotateLogs({ module: "PendingWrites" })
     )
     yield* Effect.forkScoped(retryLoop)
+    // At shutdown, one last try; what is still refused is lost with the process, and said so
+    // (the next start's recovery ends those parts as orphans).
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        if (held.size === 0) return
+        yield* Effect.either(flush)
+        if (held.size === 0) return
+        yield* Effect.logError(`shutting down with ${held.size} writes the store refused; the next start's recovery ends their parts`, {
+          writes: [...held.values()].slice(0, 100).map((entry) => entry.what)
+        })
+      }).pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)
+    )
 
     return {
       attempt,
