@@ -43,6 +43,8 @@ interface Turn {
   cancelReason: ErrorReason | undefined
   /** The model of an agent-loop turn: the model its `task` sub-agents run on too. */
   readonly model: string | undefined
+  /** How many `task` levels below its root the session is, when known (a sub-agent's turn). */
+  readonly depth: number | undefined
   /** Set when a tree's end (`endSessionTree`) ends this turn: its children are ended by that walk. */
   treeEnded: boolean
 }
@@ -329,8 +331,8 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       )
     })
 
-    const beginTurn = Effect.fnUntraced(function*(id: SessionId, work: Effect.Effect<string, PartEnded>, model?: string) {
-      const turn: Turn = { done: yield* Deferred.make<TurnResult>(), cancelReason: undefined, model, treeEnded: false }
+    const beginTurn = Effect.fnUntraced(function*(id: SessionId, work: Effect.Effect<string, PartEnded>, model?: string, depth?: number) {
+      const turn: Turn = { done: yield* Deferred.make<TurnResult>(), cancelReason: undefined, model, depth, treeEnded: false }
       turns.set(id, turn)
       yield* FiberMap.run(
         turnFibers,
@@ -458,17 +460,23 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       })
 
     /** Starts a turn of the agent loop on a session at rest. */
-    const prompt = Effect.fn("SessionService.prompt")(function*(id: SessionId, options: { readonly text: string; readonly model?: string | undefined }) {
+    const prompt = Effect.fn("SessionService.prompt")(function*(
+      id: SessionId,
+      options: { readonly text: string; readonly model?: string | undefined; readonly depth?: number }
+    ) {
       const model = yield* modelOf(options.model)
       yield* claim(id)
       return yield* insertFinished(id, "prompt", options.text).pipe(
-        Effect.zipRight(beginTurn(id, agentLoop(id, model), model.name)),
+        Effect.zipRight(beginTurn(id, agentLoop(id, model), model.name, options.depth)),
         Effect.onError(() => transition(id, ["busy"], "idle").pipe(Effect.ignore))
       )
     })
 
     /** Runs a turn and waits for its end (used by `task`, and by tests driving the service). */
-    const runTurn = Effect.fn("SessionService.runTurn")(function*(id: SessionId, options: { readonly text: string; readonly model?: string | undefined }) {
+    const runTurn = Effect.fn("SessionService.runTurn")(function*(
+      id: SessionId,
+      options: { readonly text: string; readonly model?: string | undefined; readonly depth?: number }
+    ) {
       const turn = yield* prompt(id, options)
       return yield* Deferred.await(turn.done)
     })
@@ -531,7 +539,10 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           const parent = yield* sessions.get(SessionId.make(context.sessionId)).pipe(Effect.map(Option.getOrThrow))
           // Sub-agents nest at most `max_task_depth` deep: a model that always calls `task` must
           // hit a wall the model can read, not recurse until the machine gives out.
-          const depth = yield* depthOf(parent, settings.maxTaskDepth)
+          // Known in memory for a sub-agent's turn (each level would otherwise walk up all of its
+          // ancestors, quadratic in a deep tree); counted up the parents otherwise.
+          const known = turns.get(parent.id)?.depth
+          const depth = known !== undefined ? Math.min(known, settings.maxTaskDepth) : yield* depthOf(parent, settings.maxTaskDepth)
           if (depth >= settings.maxTaskDepth) {
             return yield* new ToolError({
               message: `task refused: this session is already ${depth} sub-agent levels deep, the most experimental.max_task_depth (${settings.maxTaskDepth}) allows; do the work here instead of starting another sub-agent`
@@ -545,7 +556,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           childId = child.id
           yield* parts.setChildSession(context.partId as PartId, child.id)
           // A sub-agent thinks with its parent's model (a `task` run alone, outside a turn: the default).
-          const result = yield* runTurn(child.id, { text: input.prompt, model: turns.get(parent.id)?.model })
+          const result = yield* runTurn(child.id, { text: input.prompt, model: turns.get(parent.id)?.model, depth: depth + 1 })
           if (result._tag !== "Completed") return yield* new PartEnded({ reason: result.reason })
           // What failed inside the sub-agent reaches the parent even when the child's own text
           // does not mention it: errors travel up the tree.

@@ -72,6 +72,46 @@ describe("deep, cyclic and recursive session trees", () => {
       assert.include((yield* sessions.parts(leaf.id)).map((part) => part.output).join("\n"), "grandchild done")
     }).pipe(Effect.provide(runtime({ settings: { maxTaskDepth: 2 } }))))
 
+  it.live("a tree of 300 real turns (each waiting on its task, the leaf on an ask) ends at once on the abort of its root", () => {
+    // Calls `task` until that is refused (the depth bound), then asks; answers once it has a result.
+    const model: LanguageModelShape = {
+      name: "deep",
+      generate: (request) =>
+        Effect.sync(() => {
+          const last = request.messages[request.messages.length - 1]
+          if (last?.role === "user") return { text: "", toolCalls: [{ id: "call_task", name: "task", input: { prompt: "deeper" } }] }
+          if (last?.role === "tool" && last.name === "task" && last.isError) {
+            return { text: "", toolCalls: [{ id: "call_ask", name: "ask", input: { question: "go on?" } }] }
+          }
+          return { text: "done", toolCalls: [] }
+        })
+    }
+    const levels = 300
+    return Effect.gen(function*() {
+      const sessions = yield* SessionService
+      const root = yield* sessions.create()
+      yield* sessions.prompt(root.id, { text: "go", model: "deep" })
+      let waiting = 0
+      for (let i = 0; i < 600 && waiting === 0; i++) {
+        yield* Effect.sleep("50 millis")
+        waiting = (yield* counts("sessions"))["waiting"] ?? 0
+      }
+      assert.strictEqual(waiting, 1, "the leaf waits on its ask")
+      assert.strictEqual((yield* counts("sessions"))["busy"], levels)
+      const reason = new SessionCancelled({ by: "test" })
+      const ended = yield* sessions.abort(root.id, reason)
+      assert.strictEqual(ended.status, "cancelled")
+      assert.deepStrictEqual(yield* counts("sessions"), { cancelled: levels + 1 })
+      const parts = yield* counts("parts")
+      assert.isUndefined(parts["running"])
+      assert.isUndefined(parts["pending"])
+      for (const session of yield* sessions.list({ limit: 1_000 })) {
+        assert.deepStrictEqual(session.cancelReason, reason, `session ${session.title}`)
+        assert.isFalse(yield* sessions.isTurnRunningHere(session.id))
+      }
+    }).pipe(Effect.provide(runtime({ models: [model], settings: { maxTaskDepth: levels } })))
+  }, 120_000)
+
   it.effect("a model that always calls task stops at the default depth bound (8 levels)", () => {
     // Calls `task` until the result of its call comes back, then answers with that result.
     const recursive: LanguageModelShape = {
