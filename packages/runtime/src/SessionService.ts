@@ -75,6 +75,17 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const { defaultModel, models } = yield* LanguageModels
     const turnFibers = yield* FiberMap.make<SessionId>()
     const turns = new Map<SessionId, Turn>()
+    // Runs before the map's own close interrupts every turn (finalizers run in reverse): all of
+    // them end at once, so each ends only its own parts and status. Left to walk its subtree, each
+    // would read the whole active tree: quadratic in a deep one (66 s for 1,500 levels).
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const turn of turns.values()) {
+          turn.cancelReason ??= new SessionCancelled({ by: "shutdown" })
+          turn.treeEnded = true
+        }
+      })
+    )
     const pendingRequests = new Map<string, { readonly sessionId: SessionId; readonly answer: Deferred.Deferred<string> }>()
 
     const publishSession = (id: SessionId) =>
@@ -572,7 +583,8 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           }),
           // The task ending early (its deadline, the watchdog, the parent's abort) ends the child.
           Effect.onInterrupt(() =>
-            childId === undefined
+            // A child whose turn a tree's end (or the shutdown) already holds needs no walk of its own.
+            childId === undefined || turns.get(childId)?.treeEnded
               ? Effect.void
               : abort(childId, new SessionCancelled({ by: `parent task ${context.partId}` })).pipe(Effect.ignore)
           )
