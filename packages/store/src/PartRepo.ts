@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
-import type { ErrorReason, InstanceId } from "@vigil/domain"
-import { Part, PartId, SessionId } from "@vigil/domain"
-import { Effect, Option } from "effect"
+import type { InstanceId } from "@vigil/domain"
+import { ErrorReason, Part, PartId, SessionId } from "@vigil/domain"
+import { Effect, Option, Schema } from "effect"
 import { decodeParts, reasonJson } from "./Rows.js"
 
 /** How much of a tool's output a part keeps; the rest is cut with a marker. */
@@ -26,6 +26,52 @@ export interface EndedPart {
 
 /** Ids bound in one statement at most (well under SQLite's and PostgreSQL's parameter limits). */
 const chunk = 500
+
+const kinds = new Set<string>(["prompt", "text", "model", "tool"])
+const partStatuses = new Set<string>(["pending", "running", "completed", "error"])
+const decodeReasonJson = Schema.decodeUnknownSync(Schema.parseJson(ErrorReason))
+
+/**
+ * A part from a raw (snake_case) row, checked by hand: the watchdog may read 100,000 candidates
+ * (a deep tree older than task_timeout), and the client's name transform plus a Schema decode of
+ * each cost several times the query. Same result as `decodeParts`; a row of another shape dies.
+ */
+const partOfRow = (row: Record<string, unknown>): Part => {
+  const bad = (column: string): never => {
+    throw new Error(`a part row whose ${column} is unexpected: ${JSON.stringify(row)}`)
+  }
+  const text = (column: string): string => (typeof row[column] === "string" ? row[column] as string : bad(column))
+  const nullableText = (column: string): string | null => (row[column] === null ? null : text(column))
+  const number = (column: string): number => {
+    const value = typeof row[column] === "string" ? Number(row[column]) : row[column]
+    return typeof value === "number" && Number.isFinite(value) ? value : bad(column)
+  }
+  const nullableNumber = (column: string): number | null => (row[column] === null ? null : number(column))
+  const kind = text("kind")
+  const status = text("status")
+  if (!kinds.has(kind)) bad("kind")
+  if (!partStatuses.has(status)) bad("status")
+  return new Part({
+    id: PartId.make(text("id")),
+    sessionId: SessionId.make(text("session_id")),
+    kind: kind as Part["kind"],
+    tool: text("tool"),
+    input: JSON.parse(text("input")) as unknown,
+    callId: nullableText("call_id"),
+    status: status as Part["status"],
+    output: nullableText("output"),
+    error: row["error"] === null ? null : decodeReasonJson(row["error"]),
+    createdAt: number("created_at"),
+    startedAt: nullableNumber("started_at"),
+    endedAt: nullableNumber("ended_at"),
+    deadlineAt: nullableNumber("deadline_at"),
+    ownerId: text("owner_id") as Part["ownerId"],
+    childSessionId: nullableText("child_session_id") as SessionId | null,
+    pid: nullableNumber("pid"),
+    pgid: nullableNumber("pgid"),
+    procStart: nullableText("proc_start")
+  }, { disableValidation: true })
+}
 
 const nullableNumber = (value: unknown): number | null => (value === null ? null : Number(value))
 
@@ -221,12 +267,13 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       }
     ) {
       const tasks = options.taskStartedBefore === undefined
-        ? sql`tool = 'task'`
-        : sql`tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL AND NOT EXISTS (
+        ? raw`tool = 'task'`
+        : raw`tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM sessions WHERE sessions.id = parts.child_session_id AND sessions.status IN ('busy', 'waiting'))))`
-      return yield* sql`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
+      const rows = yield* raw`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
         AND status = 'running' AND kind IN ('tool', 'model') AND started_at IS NOT NULL
-        AND ((${tasks}) OR deadline_at <= ${options.deadlineBefore})`.pipe(Effect.flatMap(decodeParts))
+        AND ((${tasks}) OR deadline_at <= ${options.deadlineBefore})`
+      return yield* Effect.try(() => rows.map(partOfRow))
     }, Effect.orDie)
 
     /** Owners that have pending or running parts. */
