@@ -14,6 +14,14 @@ export const capOutput = (output: string): string => {
   return `${head}\n… [output truncated at ${outputCapBytes} bytes]`
 }
 
+/** A running `task` the watchdog looks at: what its rule needs, and no more. */
+export interface TaskCandidate {
+  readonly id: PartId
+  readonly sessionId: SessionId
+  readonly startedAt: number
+  readonly childSessionId: SessionId | null
+}
+
 /** What a rescue needs of a part it ended: its session, its tool and its recorded process. */
 export interface EndedPart {
   readonly id: PartId
@@ -264,16 +272,41 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
          * enough to break the silence rule), or whose child session has ended. Without it, every task.
          */
         readonly taskStartedBefore?: number
+        /** Only the leaves (the tasks are read narrow, by `taskCandidates`). */
+        readonly leavesOnly?: boolean
       }
     ) {
-      const tasks = options.taskStartedBefore === undefined
+      const tasks = options.leavesOnly
+        ? raw`1 = 0`
+        : options.taskStartedBefore === undefined
         ? raw`tool = 'task'`
         : raw`tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM sessions WHERE sessions.id = parts.child_session_id AND sessions.status IN ('busy', 'waiting'))))`
       const rows = yield* raw`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
         AND status = 'running' AND kind IN ('tool', 'model') AND started_at IS NOT NULL
-        AND ((${tasks}) OR deadline_at <= ${options.deadlineBefore})`
+        AND ((${tasks}) OR (deadline_at <= ${options.deadlineBefore}${options.leavesOnly ? raw` AND tool <> 'task'` : raw``}))`
       return yield* Effect.try(() => rows.map(partOfRow))
+    }, Effect.orDie)
+
+    /**
+     * The task candidates of `stuckCandidates` (with `taskStartedBefore`), four narrow columns a
+     * row: a tree of 100,000 tasks older than task_timeout is read without whole rows; the
+     * watchdog reads the whole part only of one it force-errors.
+     */
+    const taskCandidates = Effect.fn("PartRepo.taskCandidates")(function*(
+      ownerId: InstanceId,
+      options: { readonly taskStartedBefore: number }
+    ) {
+      const rows = yield* raw`SELECT id, session_id, started_at, child_session_id FROM parts
+        WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') AND status = 'running' AND kind IN ('tool', 'model')
+        AND started_at IS NOT NULL AND tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.id = parts.child_session_id AND sessions.status IN ('busy', 'waiting'))))`
+      return rows.map((row): TaskCandidate => ({
+        id: PartId.make(String(row["id"])),
+        sessionId: SessionId.make(String(row["session_id"])),
+        startedAt: Number(row["started_at"]),
+        childSessionId: row["child_session_id"] === null ? null : SessionId.make(String(row["child_session_id"]))
+      }))
     }, Effect.orDie)
 
     /** Owners that have pending or running parts. */
@@ -329,6 +362,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       activeActivity,
       activeOwners,
       stuckCandidates,
+      taskCandidates,
       endActiveOfOwner
     } as const
   })

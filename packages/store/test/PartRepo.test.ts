@@ -399,6 +399,13 @@ describeBackends("PartRepo", ({ withStore }) => {
         const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 0, taskStartedBefore: 10_000 })
         assert.deepStrictEqual(candidates.map((p) => p.id).sort(), [old!.id, endedChild!.id].sort())
         assert.isFalse(candidates.some((p) => p.id === freshNoChild!.id || p.id === fresh!.id))
+        // The same tasks, narrow; and the leaves alone never include a task, even one past its deadline.
+        const narrow = yield* repo.taskCandidates(ownerA, { taskStartedBefore: 10_000 })
+        assert.deepStrictEqual(
+          narrow.map((t) => [t.id, t.sessionId, t.startedAt, t.childSessionId]).sort(),
+          [[old!.id, old!.sessionId, 1_000, activeChild.id], [endedChild!.id, endedChild!.sessionId, 50_000, doneChild.id]].sort()
+        )
+        assert.deepStrictEqual(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 1_000_000, leavesOnly: true }), [])
       })))
 
     it.effect("failMany, activeIdsOfSessions and activeActivity: the bulk and narrow reads of a tree's end and the watchdog", () =>
