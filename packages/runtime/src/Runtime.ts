@@ -4,6 +4,7 @@ import { Events } from "./Events.js"
 import { IdleMonitor, IdleMonitorLoop } from "./IdleMonitor.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
+import { PendingWrites } from "./PendingWrites.js"
 import { Rescue } from "./Rescue.js"
 import { SessionService } from "./SessionService.js"
 import { StartupRecoveryLive } from "./StartupRecovery.js"
@@ -19,6 +20,7 @@ export const SupervisionLive = Layer.mergeAll(WatchdogLoop, IdleMonitorLoop).pip
   Layer.provideMerge(Layer.mergeAll(Watchdog.Default, IdleMonitor.Default)),
   Layer.provideMerge(SessionService.Default),
   Layer.provideMerge(ToolRunner.Default),
+  Layer.provideMerge(PendingWrites.Default),
   Layer.provideMerge(Activity.Default),
   Layer.provideMerge(StartupRecoveryLive),
   Layer.provideMerge(Rescue.Default),

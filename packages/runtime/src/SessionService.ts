@@ -26,6 +26,7 @@ import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
 import type { LanguageModelShape, ModelResponse } from "./LanguageModel.js"
+import { PendingWrites } from "./PendingWrites.js"
 import { LanguageModels } from "./LanguageModel.js"
 import { historyOf, messagesOfPart, toolCallMessages } from "./History.js"
 import { Rescue } from "./Rescue.js"
@@ -47,6 +48,8 @@ interface Turn {
   cancelReason: ErrorReason | undefined
   /** The model of an agent-loop turn: the model its `task` sub-agents run on too. */
   readonly model: string | undefined
+  /** How many `task` levels below its root the session is, when known (a sub-agent's turn). */
+  readonly depth: number | undefined
   /** Set when a tree's end (`endSessionTree`) ends this turn: its children are ended by that walk. */
   treeEnded: boolean
 }
@@ -90,12 +93,24 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const liveness = yield* Liveness
     const rescue = yield* Rescue
     const settings = yield* Settings
+    const pending = yield* PendingWrites
     const { defaultModel, models } = yield* LanguageModels
     const turnFibers = yield* FiberMap.make<SessionId>()
     const turns = new Map<SessionId, Turn>()
     /** The turn id of every session this instance has claimed, from the claim until the turn ends. */
     const claims = new Map<SessionId, string>()
     const cancelFibers = yield* FiberMap.make<SessionId>()
+    // Runs before the map's own close interrupts every turn (finalizers run in reverse): all of
+    // them end at once, so each ends only its own parts and status. Left to walk its subtree, each
+    // would read the whole active tree: quadratic in a deep one (66 s for 1,500 levels).
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const turn of turns.values()) {
+          turn.cancelReason ??= new SessionCancelled({ by: "shutdown" })
+          turn.treeEnded = true
+        }
+      })
+    )
     const pendingRequests = new Map<string, { readonly sessionId: SessionId; readonly answer: Deferred.Deferred<string> }>()
 
     const publishSession = (id: SessionId) =>
@@ -177,23 +192,26 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
      * `create`) still ends.
      */
     const activeTree = Effect.fnUntraced(function*(id: SessionId) {
-      const byParent = new Map<string, Array<SessionId>>()
+      const byParent = new Map<string, Array<Session>>()
+      const rows = new Map<SessionId, Session>()
       for (const session of yield* sessions.active()) {
+        rows.set(session.id, session)
         if (session.parentId === null) continue
         const siblings = byParent.get(session.parentId)
-        if (siblings === undefined) byParent.set(session.parentId, [session.id])
-        else siblings.push(session.id)
+        if (siblings === undefined) byParent.set(session.parentId, [session])
+        else siblings.push(session)
       }
       const order: Array<SessionId> = [id]
       const seen = new Set<string>(order)
       for (let i = 0; i < order.length; i++) {
         for (const child of byParent.get(order[i]!) ?? []) {
-          if (seen.has(child)) continue
-          seen.add(child)
-          order.push(child)
+          if (seen.has(child.id)) continue
+          seen.add(child.id)
+          order.push(child.id)
         }
       }
-      return order
+      // The rows as read, so the end can publish each session's new state without reading it again.
+      return { order, rows }
     })
 
     /**
@@ -203,24 +221,30 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
      * Both writes are fenced on this instance: what another owner holds, that owner ends (an abort
      * reaches it through the database), or the rescue of a dead one does.
      */
-    const endSessions = Effect.fnUntraced(function*(ids: ReadonlyArray<SessionId>, reason: ErrorReason) {
+    const endSessions = Effect.fnUntraced(function*(
+      ids: ReadonlyArray<SessionId>,
+      reason: ErrorReason,
+      known: ReadonlyMap<SessionId, Session> = new Map()
+    ) {
       if (ids.length === 0) return
-      const active = yield* parts.activeOfSessions(ids)
       const notOurs: Array<PartId> = []
       const ours: Array<PartId> = []
-      for (const part of active) {
-        if (yield* runner.isRunningHere(part.id)) ours.push(part.id)
-        else notOurs.push(part.id)
+      for (const partId of yield* parts.activeIdsOfSessions(ids)) {
+        if (yield* runner.isRunningHere(partId)) ours.push(partId)
+        else notOurs.push(partId)
       }
       yield* Effect.forEach(ours, (partId) => runner.cancel(partId, reason), { concurrency: "unbounded", discard: true })
       const at = yield* Clock.currentTimeMillis
       yield* parts.failMany(notOurs, { reason, at, ownerId: lease.id })
-      const ended = yield* sessions.transitionMany(ids, ["busy", "waiting"], "cancelled", {
-        at,
-        cancelReason: reason,
-        ownerId: lease.id
-      })
-      for (const session of ended) yield* events.publish({ type: "session.updated", session })
+      for (const ended of yield* sessions.transitionMany(ids, ["busy", "waiting"], "cancelled", { at, cancelReason: reason, ownerId: lease.id })) {
+        const before = known.get(ended)
+        yield* before === undefined
+          ? publishSession(ended)
+          : events.publish({
+            type: "session.updated",
+            session: new Session({ ...before, status: "cancelled", cancelReason: reason, lastActivityAt: at }, true)
+          })
+      }
     })
 
     /** How many sessions one bulk step of a tree's end takes at most. */
@@ -234,7 +258,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
      * this cancel; then each is interrupted, in order. Sessions without a turn here end in bulk.
      */
     const endSessionTree = Effect.fnUntraced(function*(id: SessionId, reason: ErrorReason, options: { readonly fromItsTurn?: boolean } = {}) {
-      const tree = yield* activeTree(id)
+      const { order: tree, rows } = yield* activeTree(id)
       const held = new Map<SessionId, Turn>()
       for (const sessionId of tree) {
         const turn = turns.get(sessionId)
@@ -251,18 +275,18 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
         if (turn === undefined) {
           batch.push(sessionId)
           if (batch.length >= endBatch) {
-            yield* endSessions(batch, reason)
+            yield* endSessions(batch, reason, rows)
             batch = []
           }
           continue
         }
-        yield* endSessions(batch, reason)
+        yield* endSessions(batch, reason, rows)
         batch = []
         // The turn's onExit ends its own parts and status; removing awaits it.
         yield* FiberMap.remove(turnFibers, sessionId)
         yield* Deferred.await(turn.done)
       }
-      yield* endSessions(batch, reason)
+      yield* endSessions(batch, reason, rows)
     })
 
     /**
@@ -363,50 +387,84 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       Effect.forkScoped
     )
 
-
-    const endTurn = Effect.fnUntraced(function*(id: SessionId, turn: Turn, exit: Exit.Exit<string, PartEnded>) {
-      let result: TurnResult
-      if (Exit.isSuccess(exit)) {
-        result = { _tag: "Completed", text: exit.value }
-        yield* transition(id, ["busy", "waiting"], "idle", { cancelReason: null, turnId: turn.id })
-      } else if (turn.treeEnded) {
-        // Ended as part of a tree (its children were ended first, by the tree's walk): only its
-        // own parts and status are left. It may see that as an interruption, or as a `task` that
-        // failed because its child was ended: either way it is this cancel.
-        const reason = turn.cancelReason ?? new SessionCancelled({ by: "interrupt" })
-        result = { _tag: "Cancelled", reason }
-        yield* endSessions([id], reason)
-      } else if (Exit.isInterrupted(exit)) {
-        const reason = turn.cancelReason ?? new SessionCancelled({ by: "shutdown" })
-        result = { _tag: "Cancelled", reason }
-        yield* endSessionTree(id, reason, { fromItsTurn: true })
-      } else {
-        const reason = Option.match(Cause.failureOption(exit.cause), {
+    /** How a turn ended, from its exit: decided before anything is written. */
+    const resultOf = (turn: Turn, exit: Exit.Exit<string, PartEnded>): TurnResult => {
+      if (Exit.isSuccess(exit)) return { _tag: "Completed", text: exit.value }
+      // Ended as part of a tree: it may see that as an interruption, or as a `task` that failed
+      // because its child was ended; either way it is this cancel.
+      if (turn.treeEnded) return { _tag: "Cancelled", reason: turn.cancelReason ?? new SessionCancelled({ by: "interrupt" }) }
+      if (Exit.isInterrupted(exit)) return { _tag: "Cancelled", reason: turn.cancelReason ?? new SessionCancelled({ by: "shutdown" }) }
+      return {
+        _tag: "Failed",
+        reason: Option.match(Cause.failureOption(exit.cause), {
           onNone: () => new ToolFailed({ message: `the turn crashed: ${Cause.pretty(exit.cause)}` }) as ErrorReason,
           onSome: (error) => error.reason
         })
-        result = { _tag: "Failed", reason }
-        // A turn that failed still leaves nothing running under it.
-        const active = yield* parts.activeOfSessions([id])
-        yield* Effect.forEach(active, (part) => runner.cancel(part.id, reason), { discard: true })
-        yield* transition(id, ["busy", "waiting"], "error", { cancelReason: reason, turnId: turn.id })
       }
-      // Once the session is at rest a new turn may already hold it (here, too): only this turn's own entries go.
-      if (turns.get(id) === turn) {
-        turns.delete(id)
-        yield* activity.forget(id)
+    }
+
+    /** What a turn's end writes: its parts ended (children first for a cancel), then its status. */
+    const recordTurnEnd = Effect.fnUntraced(function*(id: SessionId, turn: Turn, result: TurnResult) {
+      switch (result._tag) {
+        case "Completed":
+          yield* transition(id, ["busy", "waiting"], "idle", { cancelReason: null, turnId: turn.id })
+          return
+        case "Cancelled":
+          // A tree's walk already ended its children; otherwise (a shutdown) the walk is ours.
+          if (turn.treeEnded) yield* endSessions([id], result.reason)
+          else yield* endSessionTree(id, result.reason, { fromItsTurn: true })
+          return
+        case "Failed": {
+          // A turn that failed still leaves nothing running under it.
+          const active = yield* parts.activeOfSessions([id])
+          yield* Effect.forEach(active, (part) => runner.cancel(part.id, result.reason), { discard: true })
+          yield* transition(id, ["busy", "waiting"], "error", { cancelReason: result.reason, turnId: turn.id })
+        }
       }
-      if (claims.get(id) === turn.id) claims.delete(id)
-      yield* Deferred.succeed(turn.done, result)
+    })
+
+    /**
+     * Ends a turn: records it, then frees the session in memory and wakes whoever awaits it. The
+     * second happens whatever the first does: when the store refuses the session's status (a full
+     * disk), the write is held and retried (`PendingWrites`) and the row keeps saying `busy` until
+     * the store takes it (or, if this process dies first, until recovery frees it); a new prompt to
+     * the session first tries the held write, and is refused only while the store still refuses it.
+     */
+    const endTurn = Effect.fnUntraced(function*(id: SessionId, turn: Turn, exit: Exit.Exit<string, PartEnded>) {
+      const result = resultOf(turn, exit)
+      yield* pending.attempt(`the end of the turn of session ${id}`, recordTurnEnd(id, turn, result)).pipe(
+        Effect.catchTag("StoreWriteFailed", (error) => {
+          const to = result._tag === "Completed" ? "idle" as const : result._tag === "Cancelled" ? "cancelled" as const : "error" as const
+          const cancelReason = result._tag === "Completed" ? null : result.reason
+          return pending.hold({
+            key: `session:${id}`,
+            what: `the end of the turn of session ${id} (${to})`,
+            sessionId: id,
+            write: pending.attempt(
+              `the end of the turn of session ${id}`,
+              transition(id, ["busy", "waiting"], to, { cancelReason, turnId: turn.id }).pipe(Effect.asVoid)
+            ),
+            error
+          })
+        }),
+        Effect.ensuring(Effect.suspend(() => {
+          if (claims.get(id) === turn.id) claims.delete(id)
+          // Once the session is at rest a new turn may already hold it (here, too): only this turn's own entries go.
+          if (turns.get(id) !== turn) return Deferred.succeed(turn.done, result)
+          turns.delete(id)
+          return activity.forget(id).pipe(Effect.zipRight(Deferred.succeed(turn.done, result)))
+        }))
+      )
     })
 
     const beginTurn = Effect.fnUntraced(function*(
       id: SessionId,
       turnId: string,
       work: Effect.Effect<string, PartEnded>,
-      model?: string
+      model?: string,
+      depth?: number
     ) {
-      const turn: Turn = { id: turnId, done: yield* Deferred.make<TurnResult>(), cancelReason: undefined, model, treeEnded: false }
+      const turn: Turn = { id: turnId, done: yield* Deferred.make<TurnResult>(), cancelReason: undefined, model, depth, treeEnded: false }
       turns.set(id, turn)
       yield* FiberMap.run(
         turnFibers,
@@ -438,7 +496,18 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
      * waiting one answers `SessionBusy` naming the owner. Returns the turn id.
      */
     const claim = Effect.fnUntraced(function*(id: SessionId) {
-      yield* get(id)
+      // A turn whose end the store refused: its resting status is held; write it first if the
+      // store takes writes again, and never start a turn over it while it is still held.
+      if (yield* pending.isHeld(`session:${id}`)) yield* pending.flushNow
+      const first = yield* get(id)
+      if (yield* pending.isHeld(`session:${id}`)) {
+        return yield* new SessionBusy({
+          sessionId: id,
+          status: first.status,
+          ownerId: first.ownerId,
+          message: `session ${id}: the end of its last turn is not written yet (the store refuses writes); try again later`
+        })
+      }
       const turnId = `turn_${randomUUID()}`
       const tryClaim = Effect.flatMap(Clock.currentTimeMillis, (at) => sessions.claim(id, { ownerId: lease.id, turnId, at }))
       if (!(yield* tryClaim)) {
@@ -568,17 +637,23 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       })
 
     /** Starts a turn of the agent loop on a session at rest. */
-    const prompt = Effect.fn("SessionService.prompt")(function*(id: SessionId, options: { readonly text: string; readonly model?: string | undefined }) {
+    const prompt = Effect.fn("SessionService.prompt")(function*(
+      id: SessionId,
+      options: { readonly text: string; readonly model?: string | undefined; readonly depth?: number }
+    ) {
       const model = yield* modelOf(options.model)
       const turnId = yield* claim(id)
       return yield* insertFinished(id, "prompt", options.text).pipe(
-        Effect.zipRight(beginTurn(id, turnId, agentLoop(id, turnId, model), model.name)),
+        Effect.zipRight(beginTurn(id, turnId, agentLoop(id, turnId, model), model.name, options.depth)),
         Effect.onError(() => releaseClaim(id, turnId))
       )
     })
 
     /** Runs a turn and waits for its end (used by `task`, and by tests driving the service). */
-    const runTurn = Effect.fn("SessionService.runTurn")(function*(id: SessionId, options: { readonly text: string; readonly model?: string | undefined }) {
+    const runTurn = Effect.fn("SessionService.runTurn")(function*(
+      id: SessionId,
+      options: { readonly text: string; readonly model?: string | undefined; readonly depth?: number }
+    ) {
       const turn = yield* prompt(id, options)
       return yield* Deferred.await(turn.done)
     })
@@ -641,7 +716,10 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           const parent = yield* sessions.get(SessionId.make(context.sessionId)).pipe(Effect.map(Option.getOrThrow))
           // Sub-agents nest at most `max_task_depth` deep: a model that always calls `task` must
           // hit a wall the model can read, not recurse until the machine gives out.
-          const depth = yield* depthOf(parent, settings.maxTaskDepth)
+          // Known in memory for a sub-agent's turn (each level would otherwise walk up all of its
+          // ancestors, quadratic in a deep tree); counted up the parents otherwise.
+          const known = turns.get(parent.id)?.depth
+          const depth = known !== undefined ? Math.min(known, settings.maxTaskDepth) : yield* depthOf(parent, settings.maxTaskDepth)
           if (depth >= settings.maxTaskDepth) {
             return yield* new ToolError({
               message: `task refused: this session is already ${depth} sub-agent levels deep, the most experimental.max_task_depth (${settings.maxTaskDepth}) allows; do the work here instead of starting another sub-agent`
@@ -655,7 +733,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           childId = child.id
           yield* parts.setChildSession(context.partId as PartId, child.id)
           // A sub-agent thinks with its parent's model (a `task` run alone, outside a turn: the default).
-          const result = yield* runTurn(child.id, { text: input.prompt, model: turns.get(parent.id)?.model })
+          const result = yield* runTurn(child.id, { text: input.prompt, model: turns.get(parent.id)?.model, depth: depth + 1 })
           if (result._tag !== "Completed") return yield* new PartEnded({ reason: result.reason })
           // What failed inside the sub-agent reaches the parent even when the child's own text
           // does not mention it: errors travel up the tree.
@@ -671,7 +749,8 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           }),
           // The task ending early (its deadline, the watchdog, the parent's abort) ends the child.
           Effect.onInterrupt(() =>
-            childId === undefined
+            // A child whose turn a tree's end (or the shutdown) already holds needs no walk of its own.
+            childId === undefined || turns.get(childId)?.treeEnded
               ? Effect.void
               : abort(childId, new SessionCancelled({ by: `parent task ${context.partId}` })).pipe(Effect.ignore)
           )

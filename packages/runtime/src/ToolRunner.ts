@@ -32,6 +32,8 @@ import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import type { PartOutput } from "./OutputFiles.js"
 import { OutputFiles } from "./OutputFiles.js"
+import { PendingWrites } from "./PendingWrites.js"
+import type { StoreWriteFailed } from "./PendingWrites.js"
 import { ProcessControl } from "./ProcessControl.js"
 import { Settings } from "./Settings.js"
 
@@ -99,6 +101,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const lease = yield* InstanceLease
     const processes = yield* ProcessControl
     const outputFiles = yield* OutputFiles
+    const pending = yield* PendingWrites
     // Hard stops of abandoned bodies: the runner's scope waits for them (each bounded by the kill
     // grace), so even a clean shutdown leaves no process of a wedged tool behind. Made before the
     // supervisors' map, so it closes after it: supervisors interrupted at shutdown can still add.
@@ -120,7 +123,10 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       fullOutput: outputSoFar.fullOutput,
       recordProcess: (proc) =>
         parts.recordProcess(part.id, proc).pipe(
-          Effect.zipRight(publish(new Part({ ...part, status: "running", pid: proc.pid, pgid: proc.pgid, procStart: proc.startTime }, true)))
+          Effect.zipRight(publish(new Part({ ...part, status: "running", pid: proc.pid, pgid: proc.pgid, procStart: proc.startTime }, true))),
+          // A store that refuses the record (a full disk) must not fail the tool: the process is
+          // still ended by its own hard stop, and found after a crash by its marker.
+          Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's process", cause))
         ),
       event: (type, data) =>
         events.record({ type, instanceId: lease.id, sessionId: part.sessionId, partId: part.id, data }).pipe(Effect.asVoid)
@@ -142,7 +148,10 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     /** Interrupts the body and waits for it at most `grace`; past that the fiber is abandoned. */
     const stopBody = Effect.fnUntraced(function*(part: Part, body: Fiber.RuntimeFiber<unknown, unknown>, reason: ErrorReason) {
       // The first escalation step; the shell's TERM/KILL steps follow from its finalizer.
-      yield* events.record({ type: "part.interrupt", instanceId: lease.id, sessionId: part.sessionId, partId: part.id, reason })
+      // The log is best effort here: a store that refuses writes must not keep the part from ending.
+      yield* events.record({ type: "part.interrupt", instanceId: lease.id, sessionId: part.sessionId, partId: part.id, reason }).pipe(
+        Effect.catchAllCause((cause) => Effect.logWarning("could not log a part's interruption", cause))
+      )
       yield* Fiber.interruptFork(body)
       // Interruptible: this runs in a supervisor's exit handler, and a timeout cannot give up on an
       // uninterruptible wait (it would wait for the wedged body after all).
@@ -166,12 +175,19 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         partId: part.id,
         reason: abandoned,
         data: { leakedFibers: count, for: reason._tag }
-      })
+      }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("could not log an incomplete abort", cause)))
       return abandoned
     })
 
-    /** The guarded terminal write, and what the part really ended as. */
-    const record = Effect.fnUntraced(function*<A>(part: Part, outcome: Outcome<A>) {
+    /**
+     * The guarded terminal write, and what the part really ended as. It can fail (the store
+     * refused the write: a full disk, a lost connection), and the type says so: the caller must
+     * still end the part in memory and free its session.
+     */
+    const record = <A>(part: Part, outcome: Outcome<A>): Effect.Effect<Outcome<A>, StoreWriteFailed> =>
+      pending.attempt(`the end of part ${part.id} (${part.tool})`, recordUnguarded(part, outcome))
+
+    const recordUnguarded = Effect.fnUntraced(function*<A>(part: Part, outcome: Outcome<A>) {
       const at = yield* Clock.currentTimeMillis
       if (outcome._tag === "Completed") {
         if (yield* parts.complete(part.id, { ownerId: lease.id, output: outcome.output, at })) {
@@ -209,14 +225,39 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         : outcome
     })
 
-    /** Records how the part ended, frees its session's turn for it, and wakes whoever awaits it. */
+    /**
+     * Records how the part ended, frees its session's turn for it, and wakes whoever awaits it.
+     * When the store refuses the write, the outcome is held and retried (`PendingWrites`) and the
+     * part still ends here, at once: its turn goes on with the outcome as it happened, instead of
+     * the part staying `running` and its session `busy` until the idle monitor gives up on it.
+     * Whatever fails, `done` completes: nobody waits forever on a part whose end was decided.
+     */
     const finish = <A>(part: Part, control: Control, outcome: Outcome<A>, output: PartOutput) =>
-      record(part, outcome).pipe(
-        Effect.ensuring(output.close),
-        Effect.tap(() => activity.touch(part.sessionId, { force: true })),
-        Effect.flatMap((recorded) => Deferred.succeed(control.done, recorded as Outcome<unknown>)),
-        Effect.ensuring(Effect.sync(() => controls.delete(part.id))),
-        Effect.catchAllCause((cause) => Effect.logError("could not record a terminal state", cause))
+      Effect.gen(function*() {
+        const recorded = yield* record(part, outcome).pipe(
+          Effect.ensuring(output.close),
+          Effect.catchTag("StoreWriteFailed", (error) =>
+            pending.hold({
+              key: `part:${part.id}`,
+              what: `the end of part ${part.id} (${part.tool}, ${outcome._tag === "Completed" ? "completed" : outcome.reason._tag})`,
+              sessionId: part.sessionId,
+              partId: part.id,
+              write: record(part, outcome).pipe(Effect.asVoid),
+              error
+            }).pipe(Effect.as(outcome))
+          )
+        )
+        yield* activity.touch(part.sessionId, { force: true }).pipe(
+          Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's end as activity", cause))
+        )
+        yield* Deferred.succeed(control.done, recorded as Outcome<unknown>)
+      }).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.logError("could not record a terminal state", cause).pipe(
+            Effect.zipRight(Deferred.succeed(control.done, outcome as Outcome<unknown>))
+          )
+        ),
+        Effect.ensuring(Effect.sync(() => controls.delete(part.id)))
       )
 
     /**
@@ -274,7 +315,13 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
               Effect.flatMap((ended) =>
                 finish(part, control, { _tag: "Failed", reason: ended, output: output.text() }, output)
               ),
-              Effect.catchAllCause((cause) => Effect.logError("could not record a terminal state", cause)),
+              Effect.catchAllCause((cause) =>
+                Effect.logError("could not end a stopped part", cause).pipe(
+                  // Still decided: whoever awaits the part hears how it ended.
+                  Effect.zipRight(Deferred.succeed(control.done, { _tag: "Failed", reason, output: output.text() })),
+                  Effect.zipRight(Effect.sync(() => controls.delete(part.id)))
+                )
+              ),
               // Only a stop logs here, so only a stop pays for the annotations.
               Effect.annotateLogs({ part: part.id, tool: part.tool })
             )

@@ -1,5 +1,6 @@
 import type { Part, Session } from "@vigil/domain"
 import { isSessionActive, WatchdogStuck } from "@vigil/domain"
+import type { SessionLink } from "@vigil/store"
 import { PartRepo, SessionRepo } from "@vigil/store"
 import { Clock, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
 import { Events } from "./Events.js"
@@ -31,12 +32,12 @@ export const taskEndGrace = Duration.seconds(5)
  *   `task_timeout`.
  */
 export const stuckReason = (
-  part: Part,
+  part: Pick<Part, "status" | "startedAt" | "tool" | "deadlineAt">,
   options: {
     readonly now: number
     readonly abortGrace: Duration.Duration
     readonly taskTimeout: Option.Option<Duration.Duration>
-    readonly child: Session | undefined
+    readonly child: Pick<Session, "status" | "lastActivityAt"> | undefined
     /** The latest activity anywhere in the child's subtree (sessions and their running parts). */
     readonly subtreeActivityAt: number | undefined
   }
@@ -85,13 +86,9 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
      * recursive walk overflowed the stack on a 12,000-deep chain, and every scan failed), and a
      * cycle, which the data should never hold, still ends.
      */
-    const subtreeActivity = (active: ReadonlyArray<Session>, running: ReadonlyArray<Part>) => {
-      const latest = new Map<string, number>()
-      for (const session of active) latest.set(session.id, session.lastActivityAt)
-      for (const part of running) {
-        const at = part.startedAt ?? part.createdAt
-        latest.set(part.sessionId, Math.max(latest.get(part.sessionId) ?? 0, at))
-      }
+    const subtreeActivity = (active: ReadonlyArray<SessionLink>, partsActivity: ReadonlyMap<string, number>) => {
+      const latest = new Map<string, number>(partsActivity)
+      for (const session of active) latest.set(session.id, Math.max(latest.get(session.id) ?? 0, session.lastActivityAt))
       const byParent = new Map<string, Array<string>>()
       for (const session of active) {
         if (session.parentId === null) continue
@@ -160,38 +157,53 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
       const started = performance.now()
       const at = yield* Clock.currentTimeMillis
       const rescued = yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
-      // Only this instance's parts that could be stuck are read: every task, and the leaves past
-      // their deadline plus twice the grace (the leaf rule below, as a bound). Healthy leaves are
-      // never decoded; `stuckReason` still decides each candidate.
-      const mine = yield* parts.stuckCandidates(lease.id, {
+      // Only this instance's parts that could be stuck are read: the leaves past their deadline
+      // plus twice the grace (the leaf rule below, as a bound), whole; and, narrow, the tasks that
+      // could break the silence rule or whose child has ended (a tree of 100,000 healthy tasks is
+      // then not read at all). `stuckReason` still decides each candidate.
+      const leaves = yield* parts.stuckCandidates(lease.id, {
         // Clamped: a grace of centuries must still bind as a BIGINT (and then matches no leaf).
-        deadlineBefore: Math.max(Number.MIN_SAFE_INTEGER, Math.ceil(at - 2 * Duration.toMillis(settings.abortGrace)))
+        deadlineBefore: Math.max(Number.MIN_SAFE_INTEGER, Math.ceil(at - 2 * Duration.toMillis(settings.abortGrace))),
+        leavesOnly: true
+      })
+      const tasks = yield* parts.taskCandidates(lease.id, {
+        taskStartedBefore: Option.match(settings.taskTimeout, {
+          onNone: () => Number.MIN_SAFE_INTEGER,
+          onSome: (timeout) => Math.max(Number.MIN_SAFE_INTEGER, Math.floor(at - Duration.toMillis(timeout)))
+        })
       })
       let stuck = 0
-      if (mine.length > 0) {
+      const ruleOptions = { now: at, abortGrace: settings.abortGrace, taskTimeout: settings.taskTimeout }
+      for (const part of leaves) {
+        const reason = stuckReason(part, { ...ruleOptions, child: undefined, subtreeActivityAt: undefined })
+        if (reason === undefined) continue
+        stuck++
+        yield* forceError(part, reason)
+      }
+      if (tasks.length > 0) {
         // Only a task with a child looks at a subtree's activity: without one, no session or other part is read.
-        const anyChild = mine.some((part) => part.childSessionId !== null)
-        const active = anyChild ? yield* sessions.active() : []
-        const runningAll = anyChild ? yield* parts.active() : []
-        const activityOf = subtreeActivity(active, runningAll)
+        const anyChild = tasks.some((task) => task.childSessionId !== null)
+        const active = anyChild ? yield* sessions.activeLinks() : []
+        const partsActivity = anyChild ? yield* parts.activeActivity() : new Map<string, number>()
+        const activityOf = subtreeActivity(active, partsActivity)
         // The children: the active ones are already read; the others (ended) in a few batched reads.
-        const children = new Map<string, Session>()
+        const children = new Map<string, Pick<Session, "status" | "lastActivityAt">>()
         for (const session of active) children.set(session.id, session)
-        const missing = mine.flatMap((part) =>
-          part.childSessionId === null || children.has(part.childSessionId) ? [] : [part.childSessionId]
+        const missing = tasks.flatMap((task) =>
+          task.childSessionId === null || children.has(task.childSessionId) ? [] : [task.childSessionId]
         )
         for (const child of yield* sessions.getMany(missing)) children.set(child.id, child)
-        for (const part of mine) {
-          const reason = stuckReason(part, {
-            now: at,
-            abortGrace: settings.abortGrace,
-            taskTimeout: settings.taskTimeout,
-            child: part.childSessionId === null ? undefined : children.get(part.childSessionId),
-            subtreeActivityAt: part.childSessionId === null ? undefined : activityOf(part.childSessionId)
+        for (const task of tasks) {
+          const reason = stuckReason({ status: "running", tool: "task", startedAt: task.startedAt, deadlineAt: null }, {
+            ...ruleOptions,
+            child: task.childSessionId === null ? undefined : children.get(task.childSessionId),
+            subtreeActivityAt: task.childSessionId === null ? undefined : activityOf(task.childSessionId)
           })
           if (reason === undefined) continue
+          const part = yield* parts.get(task.id)
+          if (Option.isNone(part) || part.value.status !== "running") continue
           stuck++
-          yield* forceError(part, reason)
+          yield* forceError(part.value, reason)
         }
       }
       const summary: ScanSummary = {

@@ -1,13 +1,14 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { SessionCancelled, SessionId } from "@vigil/domain"
-import { Clock, Duration, Effect, Option } from "effect"
+import { Clock, Duration, Effect, Layer, Option } from "effect"
 import type { LanguageModelShape } from "../src/LanguageModel.js"
 import { InstanceLease } from "../src/InstanceLease.js"
 import { SessionService } from "../src/SessionService.js"
+import { RecoveryComplete } from "../src/StartupRecovery.js"
 import { Watchdog } from "../src/Watchdog.js"
 import { chainSessionId, seedChain } from "./chains.js"
-import { allTestTools, testRuntime } from "./support.js"
+import { allTestTools, tempDb, testRuntime } from "./support.js"
 
 const script = (...steps: ReadonlyArray<unknown>) => JSON.stringify(steps)
 
@@ -19,6 +20,20 @@ const counts = (table: "sessions" | "parts") =>
     const rows = yield* sql.unsafe<{ status: string; n: number }>(`SELECT status, COUNT(*) AS n FROM ${table} GROUP BY status`)
     return Object.fromEntries(rows.map((row) => [row.status, Number(row.n)]))
   })
+
+/** Calls `task` until that is refused (the depth bound), then asks; answers once it has a result. */
+const deepModel: LanguageModelShape = {
+  name: "deep",
+  generate: (request) =>
+    Effect.sync(() => {
+      const last = request.messages[request.messages.length - 1]
+      if (last?.role === "user") return { text: "", toolCalls: [{ id: "call_task", name: "task", input: { prompt: "deeper" } }] }
+      if (last?.role === "tool" && last.name === "task" && last.isError) {
+        return { text: "", toolCalls: [{ id: "call_ask", name: "ask", input: { question: "go on?" } }] }
+      }
+      return { text: "done", toolCalls: [] }
+    })
+}
 
 /** Beyond the 12,000 levels at which the recursive subtree walk overflowed the stack. */
 const deep = 20_000
@@ -71,6 +86,64 @@ describe("deep, cyclic and recursive session trees", () => {
       // The grandchild's model saw the refusal and finished its turn.
       assert.include((yield* sessions.parts(leaf.id)).map((part) => part.output).join("\n"), "grandchild done")
     }).pipe(Effect.provide(runtime({ settings: { maxTaskDepth: 2 } }))))
+
+  it.live("a tree of 300 real turns (each waiting on its task, the leaf on an ask) ends at once on the abort of its root", () => {
+    const model = deepModel
+    const levels = 300
+    return Effect.gen(function*() {
+      const sessions = yield* SessionService
+      const root = yield* sessions.create()
+      yield* sessions.prompt(root.id, { text: "go", model: "deep" })
+      let waiting = 0
+      for (let i = 0; i < 600 && waiting === 0; i++) {
+        yield* Effect.sleep("50 millis")
+        waiting = (yield* counts("sessions"))["waiting"] ?? 0
+      }
+      assert.strictEqual(waiting, 1, "the leaf waits on its ask")
+      assert.strictEqual((yield* counts("sessions"))["busy"], levels)
+      const reason = new SessionCancelled({ by: "test" })
+      const ended = yield* sessions.abort(root.id, reason)
+      assert.strictEqual(ended.status, "cancelled")
+      assert.deepStrictEqual(yield* counts("sessions"), { cancelled: levels + 1 })
+      const parts = yield* counts("parts")
+      assert.isUndefined(parts["running"])
+      assert.isUndefined(parts["pending"])
+      for (const session of yield* sessions.list({ limit: 1_000 })) {
+        assert.deepStrictEqual(session.cancelReason, reason, `session ${session.title}`)
+        assert.isFalse(yield* sessions.isTurnRunningHere(session.id))
+      }
+    }).pipe(Effect.provide(runtime({ models: [model], settings: { maxTaskDepth: levels } })))
+  }, 120_000)
+
+  it.live("the shutdown of a tree of 200 real turns ends each one once (no walk per level), all recorded", () => {
+    const levels = 200
+    const file = tempDb()
+    return Effect.gen(function*() {
+      yield* Effect.scoped(Effect.gen(function*() {
+        const context = yield* Layer.build(runtime({ file, models: [deepModel], settings: { maxTaskDepth: levels } }))
+        yield* Effect.gen(function*() {
+          const sessions = yield* SessionService
+          const root = yield* sessions.create()
+          yield* sessions.prompt(root.id, { text: "go", model: "deep" })
+          for (let i = 0; i < 600 && ((yield* counts("sessions"))["waiting"] ?? 0) === 0; i++) yield* Effect.sleep("50 millis")
+          assert.strictEqual((yield* counts("sessions"))["busy"], levels)
+        }).pipe(Effect.provide(context))
+      }))
+      // What the shutdown left, read by the next start (its recovery finds nothing to rescue).
+      yield* Effect.scoped(Effect.gen(function*() {
+        const context = yield* Layer.build(runtime({ file }))
+        yield* Effect.gen(function*() {
+          assert.strictEqual((yield* RecoveryComplete).report.orphanedParts, 0)
+          assert.deepStrictEqual(yield* counts("sessions"), { cancelled: levels + 1 })
+          const parts = yield* counts("parts")
+          assert.isUndefined(parts["running"])
+          for (const session of yield* (yield* SessionService).list({ limit: 1_000 })) {
+            assert.deepStrictEqual(session.cancelReason, new SessionCancelled({ by: "shutdown" }))
+          }
+        }).pipe(Effect.provide(context))
+      }))
+    })
+  }, 120_000)
 
   it.effect("a model that always calls task stops at the default depth bound (8 levels)", () => {
     // Calls `task` until the result of its call comes back, then answers with that result.

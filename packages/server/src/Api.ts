@@ -58,7 +58,15 @@ export const Health = Schema.Struct({
    * How a hard stop finds a tool's processes: a cgroup per part (which no process leaves by
    * itself), or only the inherited `VIGIL_PART_ID` marker (which a process can drop).
    */
-  processContainment: Schema.Literal("cgroup-v2", "cgroup-v1-freezer", "marker")
+  processContainment: Schema.Literal("cgroup-v2", "cgroup-v1-freezer", "marker"),
+  /** `degraded` while the store refuses writes (a full disk): terminal writes are held in memory and retried. */
+  store: Schema.Struct({
+    status: Schema.Literal("ok", "degraded"),
+    pendingWrites: Schema.Number,
+    droppedWrites: Schema.Number,
+    lastError: Schema.NullOr(Schema.String),
+    since: Schema.NullOr(Schema.Number)
+  })
 }).annotations({ identifier: "Health" })
 
 export const CreateSession = Schema.Struct({

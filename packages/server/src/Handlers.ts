@@ -1,6 +1,6 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { PartId, PartNotFound, SessionCancelled, SessionId } from "@vigil/domain"
-import { InstanceLease, ProcessControl, RecoveryComplete, SessionService, ToolRunner, Watchdog } from "@vigil/runtime"
+import { InstanceLease, PendingWrites, ProcessControl, RecoveryComplete, SessionService, ToolRunner, Watchdog } from "@vigil/runtime"
 import { EventLog, PartRepo } from "@vigil/store"
 import { Duration, Effect, Layer, Option } from "effect"
 import { VigilApi } from "./Api.js"
@@ -14,6 +14,7 @@ export const HealthLive = HttpApiBuilder.group(VigilApi, "health", (handlers) =>
     const watchdog = yield* Watchdog
     const runner = yield* ToolRunner
     const { containment } = yield* ProcessControl
+    const pending = yield* PendingWrites
     return handlers.handle("health", () =>
       Effect.gen(function*() {
         return {
@@ -22,7 +23,8 @@ export const HealthLive = HttpApiBuilder.group(VigilApi, "health", (handlers) =>
           recovery: report,
           watchdog: Option.getOrNull(yield* watchdog.lastScan),
           leakedFibers: yield* runner.leakedFibers,
-          processContainment: containment
+          processContainment: containment,
+          store: yield* pending.health
         }
       }))
   }))

@@ -68,6 +68,7 @@ describe("the HTTP API", () => {
     assert.strictEqual(health.leakedFibers, 0)
     // What this host really offers (a cgroup as root on Linux with cgroupfs, else the marker).
     assert.strictEqual(health.processContainment, Containment.current().mechanism)
+    assert.deepStrictEqual(health.store, { status: "ok", pendingWrites: 0, droppedWrites: 0, lastError: null, since: null })
     assert.isTrue(health.watchdog === null || typeof health.watchdog.tookMs === "number")
   })
 

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
-import type { ErrorReason, InstanceId } from "@vigil/domain"
-import { capText, Part, PartId, SessionId } from "@vigil/domain"
-import { Effect, Option } from "effect"
+import type { InstanceId } from "@vigil/domain"
+import { capText, ErrorReason, Part, PartId, SessionId } from "@vigil/domain"
+import { Effect, Option, Schema } from "effect"
 import { decodeParts, reasonJson } from "./Rows.js"
 
 /** How much of a tool's output a part keeps (the domain's one definition). */
@@ -16,6 +16,14 @@ export const capOutput = (output: string): string => capText(output)
 const capPartOutput = (part: Part): string | null =>
   part.output === null ? null : part.kind === "prompt" || part.kind === "text" ? part.output : capOutput(part.output)
 
+/** A running `task` the watchdog looks at: what its rule needs, and no more. */
+export interface TaskCandidate {
+  readonly id: PartId
+  readonly sessionId: SessionId
+  readonly startedAt: number
+  readonly childSessionId: SessionId | null
+}
+
 /** What a rescue needs of a part it ended: its session, its tool and its recorded process. */
 export interface EndedPart {
   readonly id: PartId
@@ -28,6 +36,52 @@ export interface EndedPart {
 
 /** Ids bound in one statement at most (well under SQLite's and PostgreSQL's parameter limits). */
 const chunk = 500
+
+const kinds = new Set<string>(["prompt", "text", "model", "tool"])
+const partStatuses = new Set<string>(["pending", "running", "completed", "error"])
+const decodeReasonJson = Schema.decodeUnknownSync(Schema.parseJson(ErrorReason))
+
+/**
+ * A part from a raw (snake_case) row, checked by hand: the watchdog may read 100,000 candidates
+ * (a deep tree older than task_timeout), and the client's name transform plus a Schema decode of
+ * each cost several times the query. Same result as `decodeParts`; a row of another shape dies.
+ */
+const partOfRow = (row: Record<string, unknown>): Part => {
+  const bad = (column: string): never => {
+    throw new Error(`a part row whose ${column} is unexpected: ${JSON.stringify(row)}`)
+  }
+  const text = (column: string): string => (typeof row[column] === "string" ? row[column] as string : bad(column))
+  const nullableText = (column: string): string | null => (row[column] === null ? null : text(column))
+  const number = (column: string): number => {
+    const value = typeof row[column] === "string" ? Number(row[column]) : row[column]
+    return typeof value === "number" && Number.isFinite(value) ? value : bad(column)
+  }
+  const nullableNumber = (column: string): number | null => (row[column] === null ? null : number(column))
+  const kind = text("kind")
+  const status = text("status")
+  if (!kinds.has(kind)) bad("kind")
+  if (!partStatuses.has(status)) bad("status")
+  return new Part({
+    id: PartId.make(text("id")),
+    sessionId: SessionId.make(text("session_id")),
+    kind: kind as Part["kind"],
+    tool: text("tool"),
+    input: JSON.parse(text("input")) as unknown,
+    callId: nullableText("call_id"),
+    status: status as Part["status"],
+    output: nullableText("output"),
+    error: row["error"] === null ? null : decodeReasonJson(row["error"]),
+    createdAt: number("created_at"),
+    startedAt: nullableNumber("started_at"),
+    endedAt: nullableNumber("ended_at"),
+    deadlineAt: nullableNumber("deadline_at"),
+    ownerId: text("owner_id") as Part["ownerId"],
+    childSessionId: nullableText("child_session_id") as SessionId | null,
+    pid: nullableNumber("pid"),
+    pgid: nullableNumber("pgid"),
+    procStart: nullableText("proc_start")
+  }, { disableValidation: true })
+}
 
 const nullableNumber = (value: unknown): number | null => (value === null ? null : Number(value))
 
@@ -63,6 +117,9 @@ const decodeEndedPart = (row: Record<string, unknown>): EndedPart => {
 export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    // For reads of many narrow rows (the walks over the live tree), mapped by hand: the client's
+    // name transform costs several times the query on 100,000 rows.
+    const raw = sql.withoutTransforms()
 
     // The columns spelled out (not `sql.insert`): the statement text is the same on every call, with
     // no per-call name transform, and it is on every tool call's path.
@@ -164,6 +221,29 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       return found
     }, Effect.orDie)
 
+    /** The ids of these sessions' pending and running parts (a tree's end needs no more). */
+    const activeIdsOfSessions = Effect.fn("PartRepo.activeIdsOfSessions")(function*(sessionIds: ReadonlyArray<SessionId>) {
+      const found: Array<PartId> = []
+      for (let i = 0; i < sessionIds.length; i += chunk) {
+        const rows = yield* raw<{ id: string }>`SELECT id FROM parts WHERE session_id IN ${raw.in(sessionIds.slice(i, i + chunk))}
+          AND status IN ('pending', 'running')`
+        for (const row of rows) found.push(PartId.make(row.id))
+      }
+      return found
+    }, Effect.orDie)
+
+    /**
+     * For each session with pending or running parts, the latest start among them (the creation
+     * of one not started yet): the parts' share of a subtree's activity, one narrow row a session.
+     */
+    const activeActivity = Effect.fn("PartRepo.activeActivity")(function*() {
+      const rows = yield* raw<{ session_id: string; at: number | string }>`SELECT session_id, MAX(COALESCE(started_at, created_at)) AS at
+        FROM parts WHERE status IN ('pending', 'running') GROUP BY session_id`
+      const latest = new Map<string, number>()
+      for (const row of rows) latest.set(row.session_id, Number(row.at))
+      return latest
+    }, Effect.orDie)
+
     /** `fail` (not fenced on the owner) over many parts at once; returns the ids it ended. */
     const failMany = Effect.fn("PartRepo.failMany")(function*(
       ids: ReadonlyArray<PartId>,
@@ -188,11 +268,48 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
      */
     const stuckCandidates = Effect.fn("PartRepo.stuckCandidates")(function*(
       ownerId: InstanceId,
-      options: { readonly deadlineBefore: number }
+      options: {
+        readonly deadlineBefore: number
+        /**
+         * With it, only the tasks that could be stuck: started at or before it (silent long
+         * enough to break the silence rule), or whose child session has ended. Without it, every task.
+         */
+        readonly taskStartedBefore?: number
+        /** Only the leaves (the tasks are read narrow, by `taskCandidates`). */
+        readonly leavesOnly?: boolean
+      }
     ) {
-      return yield* sql`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
+      const tasks = options.leavesOnly
+        ? raw`1 = 0`
+        : options.taskStartedBefore === undefined
+        ? raw`tool = 'task'`
+        : raw`tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM sessions WHERE sessions.id = parts.child_session_id AND sessions.status IN ('busy', 'waiting'))))`
+      const rows = yield* raw`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
         AND status = 'running' AND kind IN ('tool', 'model') AND started_at IS NOT NULL
-        AND (tool = 'task' OR deadline_at <= ${options.deadlineBefore})`.pipe(Effect.flatMap(decodeParts))
+        AND ((${tasks}) OR (deadline_at <= ${options.deadlineBefore}${options.leavesOnly ? raw` AND tool <> 'task'` : raw``}))`
+      return yield* Effect.try(() => rows.map(partOfRow))
+    }, Effect.orDie)
+
+    /**
+     * The task candidates of `stuckCandidates` (with `taskStartedBefore`), four narrow columns a
+     * row: a tree of 100,000 tasks older than task_timeout is read without whole rows; the
+     * watchdog reads the whole part only of one it force-errors.
+     */
+    const taskCandidates = Effect.fn("PartRepo.taskCandidates")(function*(
+      ownerId: InstanceId,
+      options: { readonly taskStartedBefore: number }
+    ) {
+      const rows = yield* raw`SELECT id, session_id, started_at, child_session_id FROM parts
+        WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') AND status = 'running' AND kind IN ('tool', 'model')
+        AND started_at IS NOT NULL AND tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.id = parts.child_session_id AND sessions.status IN ('busy', 'waiting'))))`
+      return rows.map((row): TaskCandidate => ({
+        id: PartId.make(String(row["id"])),
+        sessionId: SessionId.make(String(row["session_id"])),
+        startedAt: Number(row["started_at"]),
+        childSessionId: row["child_session_id"] === null ? null : SessionId.make(String(row["child_session_id"]))
+      }))
     }, Effect.orDie)
 
     /** Owners that have pending or running parts. */
@@ -244,8 +361,11 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       activeOfOwner,
       activeOfSessions,
       failMany,
+      activeIdsOfSessions,
+      activeActivity,
       activeOwners,
       stuckCandidates,
+      taskCandidates,
       endActiveOfOwner
     } as const
   })

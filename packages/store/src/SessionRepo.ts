@@ -1,11 +1,57 @@
 import { SqlClient } from "@effect/sql"
-import type { ErrorReason, InstanceId, SessionStatus } from "@vigil/domain"
-import { isSessionActive, Session, SessionId } from "@vigil/domain"
-import { Effect, Option } from "effect"
+import type { InstanceId, SessionStatus } from "@vigil/domain"
+import { ErrorReason, isSessionActive, Session, SessionId } from "@vigil/domain"
+import { Effect, Option, Schema } from "effect"
 import { decodeReason, decodeSessions, reasonJson } from "./Rows.js"
 
 /** Ids bound in one statement at most (well under SQLite's and PostgreSQL's parameter limits). */
 const chunk = 500
+
+/** A busy or waiting session as the tree walks see it. */
+export interface SessionLink {
+  readonly id: SessionId
+  readonly parentId: SessionId | null
+  readonly status: "busy" | "waiting"
+  readonly lastActivityAt: number
+  readonly ownerId: InstanceId
+}
+
+const statuses = new Set<string>(["busy", "waiting", "idle", "cancelled", "error"])
+const decodeReasonJson = Schema.decodeUnknownSync(Schema.parseJson(ErrorReason))
+const text = (row: Record<string, unknown>, column: string): string => {
+  const value = row[column]
+  if (typeof value !== "string") throw new Error(`a session row whose ${column} is not text: ${JSON.stringify(row)}`)
+  return value
+}
+const nullableText = (row: Record<string, unknown>, column: string): string | null => row[column] === null ? null : text(row, column)
+/** BIGINT columns come back as numbers from SQLite and as strings from PostgreSQL. */
+const millis = (row: Record<string, unknown>, column: string): number => {
+  const value = typeof row[column] === "string" ? Number(row[column]) : row[column]
+  if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`a session row whose ${column} is not a number: ${JSON.stringify(row)}`)
+  return value
+}
+
+/**
+ * A session from a raw (snake_case) row, checked by hand: the walks over the live tree read every
+ * busy and waiting session (100,000 of them in a deep chain), and the client's name transform plus
+ * a Schema decode of each cost ten times the query. A row of another shape is a bug: it dies.
+ */
+const sessionOfRow = (row: Record<string, unknown>): Session => {
+  const status = text(row, "status")
+  if (!statuses.has(status)) throw new Error(`a session row with an unknown status: ${JSON.stringify(row)}`)
+  const cancelReason = row["cancel_reason"] === null ? null : decodeReasonJson(row["cancel_reason"])
+  return new Session({
+    id: SessionId.make(text(row, "id")),
+    parentId: nullableText(row, "parent_id") as SessionId | null,
+    parentPartId: nullableText(row, "parent_part_id") as Session["parentPartId"],
+    title: text(row, "title"),
+    status: status as Session["status"],
+    cancelReason,
+    lastActivityAt: millis(row, "last_activity_at"),
+    ownerId: text(row, "owner_id") as Session["ownerId"],
+    createdAt: millis(row, "created_at")
+  }, { disableValidation: true })
+}
 
 /**
  * Sessions. Every status change is a compare-and-set on the current status, so two writers (a
@@ -14,6 +60,8 @@ const chunk = 500
 export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const raw = sql.withoutTransforms()
+    const sessionsOfRows = (rows: ReadonlyArray<Record<string, unknown>>) => Effect.try(() => rows.map(sessionOfRow))
 
     const insert = Effect.fn("SessionRepo.insert")(function*(session: Session) {
       yield* sql`INSERT INTO sessions ${
@@ -50,8 +98,28 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
 
     /** Busy and waiting sessions (a small set, read through a partial index). */
     const active = Effect.fn("SessionRepo.active")(function*() {
-      return yield* sql`SELECT * FROM sessions WHERE status IN ('busy', 'waiting')`.pipe(
-        Effect.flatMap(decodeSessions)
+      return yield* raw`SELECT * FROM sessions WHERE status IN ('busy', 'waiting')`.pipe(Effect.flatMap(sessionsOfRows))
+    }, Effect.orDie)
+
+    /**
+     * The links and activity of the busy and waiting sessions, five narrow columns a row: what the
+     * walks over the live tree (the watchdog's subtree activity, the idle monitor's leaves, a
+     * tree's end) need, read cheaply enough for a tree 100,000 sessions deep.
+     */
+    const activeLinks = Effect.fn("SessionRepo.activeLinks")(function*() {
+      const rows = yield* raw`SELECT id, parent_id, status, last_activity_at, owner_id FROM sessions WHERE status IN ('busy', 'waiting')`
+      return yield* Effect.try(() =>
+        rows.map((row): SessionLink => {
+          const status = text(row, "status")
+          if (status !== "busy" && status !== "waiting") throw new Error(`an active session row with status ${status}`)
+          return {
+            id: SessionId.make(text(row, "id")),
+            parentId: nullableText(row, "parent_id") as SessionId | null,
+            status,
+            lastActivityAt: millis(row, "last_activity_at"),
+            ownerId: text(row, "owner_id") as InstanceId
+          }
+        })
       )
     }, Effect.orDie)
 
@@ -88,8 +156,9 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
 
     /**
      * `transition` over many sessions at once (a tree's end), in statements of at most `chunk`
-     * ids; returns the sessions it changed, as they are now. With `ownerId`, only the sessions that
-     * instance holds move: a tree's end never takes a session another live instance runs.
+     * ids; returns the ids it changed (whole rows back would cost more than the update). With
+     * `ownerId`, only the sessions that instance holds move: a tree's end never takes a session
+     * another live instance runs.
      */
     const transitionMany = Effect.fn("SessionRepo.transitionMany")(function*(
       ids: ReadonlyArray<SessionId>,
@@ -97,19 +166,19 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       to: SessionStatus,
       options: { readonly at: number; readonly cancelReason?: ErrorReason | null; readonly ownerId?: InstanceId }
     ) {
-      const changed: Array<Session> = []
+      const changed: Array<SessionId> = []
       for (let i = 0; i < ids.length; i += chunk) {
-        const rows = yield* sql`UPDATE sessions SET ${
-          sql.update({
+        const rows = yield* raw`UPDATE sessions SET ${
+          raw.update({
             status: to,
-            lastActivityAt: options.at,
-            ...(options.cancelReason !== undefined ? { cancelReason: reasonJson(options.cancelReason) } : {}),
-            ...(isSessionActive(to) ? {} : { cancelRequest: null })
+            last_activity_at: options.at,
+            ...(options.cancelReason !== undefined ? { cancel_reason: reasonJson(options.cancelReason) } : {}),
+            ...(isSessionActive(to) ? {} : { cancel_request: null })
           })
-        } WHERE id IN ${sql.in(ids.slice(i, i + chunk))} AND status IN ${sql.in(from)}${
-          options.ownerId === undefined ? sql`` : sql` AND owner_id = ${options.ownerId}`
-        } RETURNING *`.pipe(Effect.flatMap(decodeSessions))
-        changed.push(...rows)
+        } WHERE id IN ${raw.in(ids.slice(i, i + chunk))} AND status IN ${raw.in(from)}${
+          options.ownerId === undefined ? raw`` : raw` AND owner_id = ${options.ownerId}`
+        } RETURNING id`
+        for (const row of rows) changed.push(SessionId.make(text(row, "id")))
       }
       return changed
     }, Effect.orDie)
@@ -218,6 +287,7 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       list,
       children,
       active,
+      activeLinks,
       transition,
       transitionMany,
       claim,

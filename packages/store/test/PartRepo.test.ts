@@ -394,6 +394,52 @@ describeBackends("PartRepo", ({ withStore }) => {
         assert.deepStrictEqual(ids(yield* repo.stuckCandidates(ownerB, { deadlineBefore: 0 })), [])
       })))
 
+    it.effect("stuckCandidates with taskStartedBefore: only the tasks started by then, or whose child has ended", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const sessions = yield* SessionRepo
+        const [fresh, old, endedChild, freshNoChild] = yield* seed(
+          { ...runningFields, tool: "task", startedAt: 50_000, deadlineAt: 900_000 },
+          { ...runningFields, tool: "task", startedAt: 1_000, deadlineAt: 900_000 },
+          { ...runningFields, tool: "task", startedAt: 50_000, deadlineAt: 900_000 },
+          { ...runningFields, tool: "task", startedAt: 50_000, deadlineAt: 900_000 }
+        )
+        const activeChild = makeSession({ status: "busy", parentId: fresh!.sessionId })
+        const doneChild = makeSession({ status: "idle", parentId: endedChild!.sessionId })
+        yield* sessions.insert(activeChild)
+        yield* sessions.insert(doneChild)
+        yield* repo.setChildSession(fresh!.id, activeChild.id)
+        yield* repo.setChildSession(old!.id, activeChild.id)
+        yield* repo.setChildSession(endedChild!.id, doneChild.id)
+        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 0, taskStartedBefore: 10_000 })
+        assert.deepStrictEqual(candidates.map((p) => p.id).sort(), [old!.id, endedChild!.id].sort())
+        assert.isFalse(candidates.some((p) => p.id === freshNoChild!.id || p.id === fresh!.id))
+        // The same tasks, narrow; and the leaves alone never include a task, even one past its deadline.
+        const narrow = yield* repo.taskCandidates(ownerA, { taskStartedBefore: 10_000 })
+        assert.deepStrictEqual(
+          narrow.map((t) => [t.id, t.sessionId, t.startedAt, t.childSessionId]).sort(),
+          [[old!.id, old!.sessionId, 1_000, activeChild.id], [endedChild!.id, endedChild!.sessionId, 50_000, doneChild.id]].sort()
+        )
+        assert.deepStrictEqual(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 1_000_000, leavesOnly: true }), [])
+      })))
+
+    it.effect("failMany, activeIdsOfSessions and activeActivity: the bulk and narrow reads of a tree's end and the watchdog", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const many = yield* seed(...Array.from({ length: 700 }, (_, i) => ({ ...runningFields, startedAt: 2_000 + i })))
+        const [done] = yield* seed(completedFields)
+        const sessionId = many[0]!.sessionId
+        assert.strictEqual((yield* repo.activeIdsOfSessions([sessionId, done!.sessionId])).length, 700)
+        assert.deepStrictEqual([...(yield* repo.activeActivity())], [[sessionId, 2_699]])
+        const reason = new SessionCancelled({ by: "tree" })
+        const ended = yield* repo.failMany([...many.map((p) => p.id), done!.id], { reason, at: 9_000 })
+        assert.deepStrictEqual([...ended].sort(), many.map((p) => p.id).sort())
+        const row = yield* read(many[0]!)
+        assert.deepStrictEqual([row.status, row.error, row.endedAt], ["error", reason, 9_000])
+        assert.deepStrictEqual(yield* read(done!), done)
+        assert.deepStrictEqual(yield* repo.activeIdsOfSessions([sessionId]), [])
+      })))
+
     it.effect("setChildSession and recordProcess update the row", () =>
       withStore(Effect.gen(function*() {
         const repo = yield* PartRepo

@@ -135,6 +135,46 @@ describeBackends("SessionRepo", ({ withStore }) => {
         assert.deepStrictEqual([...(yield* repo.activeOwners())].sort(), [ownerA, ownerB].sort())
       })))
 
+    it.effect("active decodes whole rows as get does; activeLinks gives their links and activity", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const parent = makeSession({ status: "busy", lastActivityAt: 7_000 })
+        const child = makeSession({ status: "waiting", parentId: parent.id, cancelReason: new SessionCancelled({ by: "x" }), ownerId: ownerB })
+        yield* insertAll(parent, child, makeSession({ status: "idle" }))
+        const active = yield* repo.active()
+        assert.deepStrictEqual(active.find((s) => s.id === child.id), yield* read(child))
+        assert.instanceOf(active.find((s) => s.id === child.id)?.cancelReason, SessionCancelled)
+        const links = yield* repo.activeLinks()
+        assert.deepStrictEqual(
+          links.map((link) => [link.id, link.parentId, link.status, link.lastActivityAt, link.ownerId]).sort(),
+          [
+            [parent.id, null, "busy", 7_000, ownerA],
+            [child.id, parent.id, "waiting", child.lastActivityAt, ownerB]
+          ].sort()
+        )
+      })))
+
+    it.effect("transitionMany and getMany: guarded like transition, over more ids than one statement binds", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* SessionRepo
+        const busy = Array.from({ length: 1_200 }, () => makeSession({ status: "busy" }))
+        const resting = makeSession({ status: "idle" })
+        yield* insertAll(...busy, resting)
+        const reason = new SessionCancelled({ by: "tree" })
+        const changed = yield* repo.transitionMany([...busy.map((s) => s.id), resting.id], ["busy", "waiting"], "cancelled", {
+          at: 9_000,
+          cancelReason: reason
+        })
+        assert.deepStrictEqual([...changed].sort(), ids(busy))
+        const rows = yield* repo.getMany([...busy.map((s) => s.id), resting.id])
+        assert.strictEqual(rows.length, 1_201)
+        for (const row of rows.filter((r) => r.id !== resting.id)) {
+          assert.deepStrictEqual([row.status, row.lastActivityAt, row.cancelReason], ["cancelled", 9_000, reason])
+        }
+        assert.deepStrictEqual(yield* read(resting), resting)
+        assert.deepStrictEqual(yield* repo.transitionMany(busy.map((s) => s.id), ["busy"], "idle", { at: 10_000 }), [])
+      })))
+
     it.effect("children returns a session's direct children in creation order", () =>
       withStore(Effect.gen(function*() {
         const repo = yield* SessionRepo
