@@ -28,6 +28,13 @@ afterAll(() => {
   }
 })
 
+const ci = (process.env["CI"] ?? "") !== "" && process.env["CI"] !== "false"
+
+// In CI (root, as CI runs) the real full disk must be exercised: a skip there would pass on nothing.
+it.runIf(ci && process.getuid?.() === 0 && mountPoint === undefined)("in CI as root a tmpfs can be mounted for the full-disk test", () => {
+  assert.fail("mount -t tmpfs failed as root with CI=true: the full-disk test did not run")
+})
+
 /** Writes a file until the filesystem refuses more (ENOSPC). */
 const fill = (file: string) => {
   const fd = openSync(file, "w")

@@ -12,43 +12,49 @@ import type { AddressInfo } from "node:net"
  */
 export class InstantProvider {
   requests = 0
-  private constructor(private readonly server: Server, readonly baseURL: string) {}
+  baseURL = ""
+  private readonly server: Server
+
+  private constructor() {
+    this.server = createServer((req, res) => this.answer(req, res))
+  }
 
   static async start(): Promise<InstantProvider> {
-    let provider: InstantProvider | undefined
-    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-      const chunks: Array<Buffer> = []
-      req.on("data", (chunk: Buffer) => chunks.push(chunk))
-      req.on("end", () => {
-        if (provider !== undefined) provider.requests++
-        const body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as {
-          readonly messages?: ReadonlyArray<{ readonly role: string; readonly content?: unknown }>
-        }
-        const messages = body.messages ?? []
-        const last = messages.at(-1)
-        const prompt = [...messages].reverse().find((message) => message.role === "user")
-        const echo = typeof prompt?.content === "string" ? prompt.content.replace(/[^a-z0-9-]/gi, "") : "instant"
-        const events = last?.role === "tool"
-          ? [chunk({ content: "instant done" }, null), chunk({}, "stop")]
-          : [
-            chunk({
-              tool_calls: [{
-                index: 0,
-                id: `call_${provider?.requests ?? 0}`,
-                type: "function",
-                function: { name: "bash", arguments: JSON.stringify({ command: `echo ${echo}` }) }
-              }]
-            }, null),
-            chunk({}, "tool_calls")
-          ]
-        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" })
-        res.end(`${events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join("")}data: [DONE]\n\n`)
-      })
-    })
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-    const { port } = server.address() as AddressInfo
-    provider = new InstantProvider(server, `http://127.0.0.1:${port}/v1`)
+    const provider = new InstantProvider()
+    await new Promise<void>((resolve) => provider.server.listen(0, "127.0.0.1", resolve))
+    const { port } = provider.server.address() as AddressInfo
+    provider.baseURL = `http://127.0.0.1:${port}/v1`
     return provider
+  }
+
+  private answer(req: IncomingMessage, res: ServerResponse): void {
+    const chunks: Array<Buffer> = []
+    req.on("data", (chunk: Buffer) => chunks.push(chunk))
+    req.on("end", () => {
+      this.requests++
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as {
+        readonly messages?: ReadonlyArray<{ readonly role: string; readonly content?: unknown }>
+      }
+      const messages = body.messages ?? []
+      const last = messages.at(-1)
+      const prompt = [...messages].reverse().find((message) => message.role === "user")
+      const echo = typeof prompt?.content === "string" ? prompt.content.replace(/[^a-z0-9-]/gi, "") : "instant"
+      const events = last?.role === "tool"
+        ? [chunk({ content: "instant done" }, null), chunk({}, "stop")]
+        : [
+          chunk({
+            tool_calls: [{
+              index: 0,
+              id: `call_${this.requests}`,
+              type: "function",
+              function: { name: "bash", arguments: JSON.stringify({ command: `echo ${echo}` }) }
+            }]
+          }, null),
+          chunk({}, "tool_calls")
+        ]
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" })
+      res.end(`${events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join("")}data: [DONE]\n\n`)
+    })
   }
 
   /** The `provider` entry of a config file: `instant/<any name>` then reaches this server. */
