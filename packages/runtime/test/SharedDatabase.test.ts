@@ -1,12 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { SupervisionEvent } from "@vigil/domain"
-import { Instance, makeInstanceId, makePartId, makeSessionId, OrphanedByCrash, Part, Session } from "@vigil/domain"
+import { makePartId, makeSessionId, OrphanedByCrash, Part, Session } from "@vigil/domain"
 import type { Store } from "@vigil/store"
 import { EventLog, InstanceRepo, PartRepo, PgStoreLive, SessionRepo } from "@vigil/store"
 import { Clock, Effect, Layer, Option } from "effect"
 import type { RescueReport } from "../src/Rescue.js"
 import { Rescue } from "../src/Rescue.js"
 import { peer } from "./peers.js"
+import { deadInstance } from "./support.js"
 import { freshPgSchema, pgSkipped } from "@vigil/store/test-database"
 
 interface RescuedData {
@@ -37,16 +38,7 @@ const listings = (events: ReadonlyArray<SupervisionEvent>) => {
 const seedDeadOwner = (count: number) =>
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const owner = new Instance({
-      id: makeInstanceId(),
-      pid: 999_999,
-      host: "gone-host",
-      procStart: "1",
-      startedAt: now - 600_000,
-      heartbeatAt: now - 600_000,
-      leaseMillis: 30_000,
-      stoppedAt: null
-    })
+    const owner = deadInstance(now)
     yield* (yield* InstanceRepo).register(owner)
     const parts: Array<Part> = []
     for (let i = 0; i < count; i++) {

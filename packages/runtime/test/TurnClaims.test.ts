@@ -1,13 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { SessionId } from "@vigil/domain"
-import { Instance, makeInstanceId, makePartId, makeSessionId, OrphanedByCrash, Part, Session, SessionCancelled } from "@vigil/domain"
+import { makeInstanceId, makePartId, makeSessionId, OrphanedByCrash, Part, Session, SessionCancelled } from "@vigil/domain"
 import { EventLog, InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
 import type { Context } from "effect"
 import { Clock, Effect, Fiber, Layer, Option, TestClock } from "effect"
 import { InstanceLease } from "../src/InstanceLease.js"
 import { ProcessControl } from "../src/ProcessControl.js"
 import { SessionService } from "../src/SessionService.js"
-import { allTestTools, tempDb, testRuntime } from "./support.js"
+import { allTestTools, deadInstance, tempDb, testRuntime } from "./support.js"
 
 const script = (...steps: ReadonlyArray<unknown>) => JSON.stringify(steps)
 
@@ -136,16 +136,7 @@ describe("turn claims", () => {
 const leftByDeadOwner = Effect.gen(function*() {
   const repo = yield* SessionRepo
   const now = Date.now()
-  const dead = new Instance({
-    id: makeInstanceId(),
-    pid: 999_999,
-    host: "gone-host",
-    procStart: "1",
-    startedAt: now - 600_000,
-    heartbeatAt: now - 600_000,
-    leaseMillis: 30_000,
-    stoppedAt: null
-  })
+  const dead = deadInstance(now)
   yield* Effect.flatMap(InstanceRepo, (instances) => instances.register(dead))
   const session = new Session({
     id: makeSessionId(),

@@ -1,5 +1,5 @@
 import type { Settings as SettingsShape } from "@vigil/domain"
-import { PartId } from "@vigil/domain"
+import { Instance, makeInstanceId, PartId } from "@vigil/domain"
 import type { AnyTool } from "@vigil/tools"
 import type { ToolContext } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
@@ -113,3 +113,16 @@ export const allTestTools: ReadonlyArray<AnyTool> = Object.values(testTools)
 
 export const getPart = (id: string) =>
   PartRepo.pipe(Effect.flatMap((parts) => parts.get(PartId.make(id))), Effect.map(Option.getOrThrow))
+
+/** An instance that died long ago (its lease ran out ten minutes before `now`), on a host that is gone. */
+export const deadInstance = (now: number) =>
+  new Instance({
+    id: makeInstanceId(),
+    pid: 999_999,
+    host: "gone-host",
+    procStart: "1",
+    startedAt: now - 600_000,
+    heartbeatAt: now - 600_000,
+    leaseMillis: 30_000,
+    stoppedAt: null
+  })

@@ -7,17 +7,7 @@ import { join } from "node:path"
 import { BashTool } from "../src/Bash.js"
 import type { ProtectedPaths } from "../src/FileAccess.js"
 import { makeFileTools, ReadTool, WriteTool } from "../src/Files.js"
-import type { ToolContext } from "../src/Tool.js"
-import { testRun } from "./support.js"
-
-const contextIn = (root: string): ToolContext => ({
-  partId: `prt_test_${Math.random()}`,
-  sessionId: "ses_test",
-  root,
-  output: () => Effect.void,
-  recordProcess: () => Effect.void,
-  event: () => Effect.void
-})
+import { contextIn, testRun } from "./support.js"
 
 const sandbox = () => {
   const base = mkdtempSync(join(tmpdir(), "vigil-access-"))

@@ -4,16 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { readCapBytes, ReadTool, WriteTool } from "../src/Files.js"
-import type { ToolContext } from "../src/Tool.js"
-
-const contextIn = (root: string): ToolContext => ({
-  partId: "prt_test",
-  sessionId: "ses_test",
-  root,
-  output: () => Effect.void,
-  recordProcess: () => Effect.void,
-  event: () => Effect.void
-})
+import { contextIn } from "./support.js"
 
 const sandbox = () => {
   const base = mkdtempSync(join(tmpdir(), "vigil-files-"))

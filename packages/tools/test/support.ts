@@ -2,6 +2,7 @@ import { Duration, Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import { afterAll, afterEach } from "vitest"
 import * as ProcessTable from "../src/ProcessTable.js"
+import type { ToolContext } from "../src/Tool.js"
 
 /** Every process these tests start carries this marker; whatever a failed test leaves is killed. */
 export const testRun = { name: "VIGIL_TOOLS_TEST", value: randomUUID() }
@@ -48,3 +49,13 @@ const safely = (condition: () => boolean) => {
     return false
   }
 }
+
+/** A tool's context rooted at `root`, recording nothing: for the file tools, which only need the root. */
+export const contextIn = (root: string, partId = `prt_test_${randomUUID()}`): ToolContext => ({
+  partId,
+  sessionId: "ses_test",
+  root,
+  output: () => Effect.void,
+  recordProcess: () => Effect.void,
+  event: () => Effect.void
+})
