@@ -1,11 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { PartRepo, SessionRepo } from "@vigil/store"
 import { Containment } from "@vigil/tools"
-import { Effect } from "effect"
 import { join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import type { JsonResponse, RunningServer } from "./support.js"
-import { eventually, openEvents, removeDirs, request, startServer, tempDir, withStore } from "./support.js"
+import { eventually, openEvents, removeDirs, request, rowCounts, startServer, tempDir } from "./support.js"
 
 const dirs: Array<string> = []
 let server: RunningServer
@@ -284,14 +282,7 @@ describe("the HTTP API", () => {
 
 describe("bad input", () => {
   const counts = () =>
-    withStore(
-      server.db,
-      Effect.gen(function*() {
-        const sessions = yield* (yield* SessionRepo).list({ limit: 100_000 })
-        const parts = yield* Effect.forEach(sessions, (session) => Effect.flatMap(PartRepo, (repo) => repo.bySession(session.id)))
-        return { sessions: sessions.length, parts: parts.flat().length }
-      })
-    )
+    rowCounts(server.db)
 
   it("answers each with a JSON 4xx naming the problem, writes nothing, and the server goes on", async () => {
     const session = await createSession({ title: "target" })

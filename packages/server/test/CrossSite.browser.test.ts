@@ -1,6 +1,4 @@
 import { assert, describe, it } from "@effect/vitest"
-import { PartRepo, SessionRepo } from "@vigil/store"
-import { Effect } from "effect"
 import { existsSync } from "node:fs"
 import type { Server } from "node:http"
 import { createServer } from "node:http"
@@ -10,7 +8,7 @@ import type { Browser, Response } from "playwright-core"
 import { afterAll, beforeAll } from "vitest"
 import { chromiumAvailable, chromiumPath, inCi, launchBrowser } from "./DashboardSupport.js"
 import type { RunningServer } from "./support.js"
-import { eventually, removeDirs, request, startServer, tempDir, withStore } from "./support.js"
+import { eventually, removeDirs, request, rowCounts, startServer, tempDir } from "./support.js"
 
 /**
  * The browser as a weapon, with no password set: a page the user visits tries to start a bash
@@ -31,14 +29,7 @@ let sessionId: string
 let markerDir: string
 
 const counts = () =>
-  withStore(
-    server.db,
-    Effect.gen(function*() {
-      const sessions = yield* (yield* SessionRepo).list({ limit: 100_000 })
-      const parts = yield* Effect.forEach(sessions, (session) => Effect.flatMap(PartRepo, (repo) => repo.bySession(session.id)))
-      return { sessions: sessions.length, parts: parts.flat().length }
-    })
-  )
+  rowCounts(server.db)
 
 /**
  * The attacking page. It knows the session id (the worst case: ids leak through logs and

@@ -1,13 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { PartRepo, SessionRepo } from "@vigil/store"
-import { Effect, Option } from "effect"
+import { Option } from "effect"
 import { request as httpRequest } from "node:http"
 import { join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { jsonDepth, maxJsonDepth } from "../src/BadRequests.js"
 import { checkRequest } from "../src/RequestGuard.js"
 import type { RunningServer } from "./support.js"
-import { eventually, removeDirs, startServer, tempDir, withStore } from "./support.js"
+import { eventually, removeDirs, rowCounts, startServer, tempDir } from "./support.js"
 
 /**
  * The request rules against a web page driving the server (RequestGuard.ts): a foreign Host (DNS
@@ -71,14 +70,7 @@ const send = (
 const json = { "content-type": "application/json" }
 
 const counts = (target: RunningServer) =>
-  withStore(
-    target.db,
-    Effect.gen(function*() {
-      const sessions = yield* (yield* SessionRepo).list({ limit: 100_000 })
-      const parts = yield* Effect.forEach(sessions, (session) => Effect.flatMap(PartRepo, (repo) => repo.bySession(session.id)))
-      return { sessions: sessions.length, parts: parts.flat().length }
-    })
-  )
+  rowCounts(target.db)
 
 const refused = (response: Raw, status: number, tag: string, ...mentions: Array<string>) => {
   assert.strictEqual(response.status, status, JSON.stringify(response.body))

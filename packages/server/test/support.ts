@@ -1,7 +1,7 @@
 import { HttpServer } from "@effect/platform"
 import type { Settings as SettingsShape } from "@vigil/domain"
 import { defaultSettings } from "@vigil/domain"
-import { RepositoriesLive, SqliteLive } from "@vigil/store"
+import { PartRepo, RepositoriesLive, SessionRepo, SqliteLive } from "@vigil/store"
 import type { Redacted } from "effect"
 import { Context, Duration, Effect, Exit, Layer, Logger, LogLevel, Option, Scope } from "effect"
 import type { ChildProcess } from "node:child_process"
@@ -76,6 +76,17 @@ export const withStore = <A, E>(
   db: string,
   effect: Effect.Effect<A, E, Layer.Layer.Success<typeof RepositoriesLive>>
 ): Promise<A> => Effect.runPromise(effect.pipe(Effect.provide(RepositoriesLive.pipe(Layer.provide(SqliteLive(db))))))
+
+/** How many sessions and parts the database holds: a refused request must leave both as they were. */
+export const rowCounts = (db: string) =>
+  withStore(
+    db,
+    Effect.gen(function*() {
+      const sessions = yield* (yield* SessionRepo).list({ limit: 100_000 })
+      const parts = yield* Effect.forEach(sessions, (session) => Effect.flatMap(PartRepo, (repo) => repo.bySession(session.id)))
+      return { sessions: sessions.length, parts: parts.flat().length }
+    })
+  )
 
 export interface JsonResponse {
   readonly status: number
