@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { HttpServerError } from "@effect/platform"
 import { Cause, Effect } from "effect"
+import { execFileSync } from "node:child_process"
 import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs"
 import type { Server } from "node:net"
 import { createServer } from "node:net"
@@ -98,17 +99,26 @@ describe("vigil serve refuses a database path it cannot use, in one line", () =>
     assert.deepStrictEqual(readdirSync(join(dir, "a-folder")), [])
   }, 180_000)
 
-  it("a folder it cannot write (as a user without the right: root writes anywhere)", async () => {
+  // Root writes through any mode bits, so as root the folder is a read-only filesystem instead (a
+  // CLI run as another user would need the checkout itself readable by that user, which a clone
+  // in a private temp folder is not).
+  it("a folder it cannot write (read-only as root, which writes through any mode; no write bit otherwise)", async () => {
     const dir = tempDir(dirs)
     const locked = join(dir, "locked")
     mkdirSync(locked)
-    chmodSync(dir, 0o755)
-    chmodSync(locked, 0o555)
     const asRoot = process.getuid?.() === 0
-    const user = asRoot ? { uid: 65534, gid: 65534 } : {}
-    const db = join(locked, "sub", "vigil.db")
-    oneLine(await run(serveArgs(db), { cwd: dir, ...user }), `cannot use the database ${db}: nothing can be created in ${locked} (EACCES)`)
-    assert.deepStrictEqual(readdirSync(locked), [])
+    if (asRoot) execFileSync("mount", ["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", locked])
+    else chmodSync(locked, 0o555)
+    try {
+      const db = join(locked, "sub", "vigil.db")
+      oneLine(
+        await run(serveArgs(db), { cwd: dir }),
+        `cannot use the database ${db}: nothing can be created in ${locked} (${asRoot ? "EROFS" : "EACCES"})`
+      )
+      assert.deepStrictEqual(readdirSync(locked), [])
+    } finally {
+      if (asRoot) execFileSync("umount", ["-l", locked])
+    }
   }, 60_000)
 
   it("status and recover on a directory say so in one line; on an empty file, that nothing ran there", async () => {

@@ -192,9 +192,6 @@ export interface ChildOptions {
   /** The working directory: a test's temp folder, so no `vigil.json` or files of the repository are seen. */
   readonly cwd: string
   readonly env?: Record<string, string | undefined>
-  /** Run as another user (a test run as root that needs a folder it cannot write). */
-  readonly uid?: number
-  readonly gid?: number
 }
 
 /** Runs `vigil …` (bin.ts under tsx) as a real process. */
@@ -207,9 +204,7 @@ export const vigil = (args: ReadonlyArray<string>, options: ChildOptions): Child
   const child = spawn(process.execPath, ["--import", tsxLoader, binPath, ...args], {
     cwd: options.cwd,
     env: childEnv as NodeJS.ProcessEnv,
-    stdio: ["ignore", "pipe", "pipe"],
-    ...(options.uid !== undefined ? { uid: options.uid } : {}),
-    ...(options.gid !== undefined ? { gid: options.gid } : {})
+    stdio: ["ignore", "pipe", "pipe"]
   })
   children.add(child)
   let out = ""
