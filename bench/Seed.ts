@@ -1,4 +1,4 @@
-import { SqliteStoreLive } from "../packages/store/src/index.js"
+import { SqliteStoreLive } from "../packages/store/src/Sqlite.js"
 import type { Database } from "./Database.js"
 import { openDatabase } from "./Database.js"
 import { Effect, Layer } from "./effect.js"
@@ -63,7 +63,7 @@ const insertHistory = (db: Database, now: number, layout: OrphanLayout) => {
   const day = 86_400_000
   const old = now - 30 * day
   const instance = db.prepare(
-    `INSERT INTO instances (id, pid, host, proc_start, started_at, heartbeat_at, lease_millis, stopped_at)
+    `INSERT INTO vigil_instances (id, pid, host, proc_start, started_at, heartbeat_at, lease_millis, stopped_at)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
   )
   for (let i = 0; i < history.stoppedInstances; i++) {
@@ -77,7 +77,7 @@ const insertHistory = (db: Database, now: number, layout: OrphanLayout) => {
   const { busySessions: busy, deadInstances: dead, orphanEvery: every, stoppedInstances: stopped } = history
   db.prepare(
     `WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ${history.sessions - 1})
-     INSERT INTO sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
+     INSERT INTO vigil_sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
      SELECT printf('ses_bench%07d', n), NULL, NULL, 'session ' || n,
        CASE WHEN n < ${busy} THEN 'busy' ELSE 'idle' END,
        NULL,
@@ -92,7 +92,7 @@ const insertHistory = (db: Database, now: number, layout: OrphanLayout) => {
   db.prepare(
     `WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ${history.parts - 1}),
      rows AS (SELECT n, ${isOrphan} AS orphan, (${orphanK}) AS k, (${orphanK}) % ${busy} AS busySession FROM seq)
-     INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
+     INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
        ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
      SELECT printf('prt_bench%08d', n),
        CASE WHEN orphan THEN printf('ses_bench%07d', busySession) ELSE printf('ses_bench%07d', n % ${history.sessions}) END,
@@ -119,8 +119,8 @@ const insertHistory = (db: Database, now: number, layout: OrphanLayout) => {
  */
 export const restoreOrphans = (db: Database, layout: OrphanLayout) =>
   db.transaction(() => {
-    const part = db.prepare(`UPDATE parts SET status = 'running', error = NULL, ended_at = NULL WHERE id = ?`)
+    const part = db.prepare(`UPDATE vigil_parts SET status = 'running', error = NULL, ended_at = NULL WHERE id = ?`)
     for (let k = 0; k < orphanCount; k++) part.run(partId(orphanPart(layout, k)))
-    const session = db.prepare(`UPDATE sessions SET status = 'busy', cancel_reason = NULL WHERE id = ?`)
+    const session = db.prepare(`UPDATE vigil_sessions SET status = 'busy', cancel_reason = NULL WHERE id = ?`)
     for (let s = 0; s < history.busySessions; s++) session.run(sessionId(s))
   })()

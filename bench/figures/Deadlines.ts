@@ -137,7 +137,7 @@ const deadlineDuringBurst = (runner: ToolRunner, sessionId: SessionId, workers: 
 const latenessOf = (file: string, partIds: ReadonlyArray<PartId>): Array<number> => {
   const db = openDatabase(file)
   try {
-    const read = db.prepare(`SELECT status, ended_at, deadline_at FROM parts WHERE id = ?`)
+    const read = db.prepare(`SELECT status, ended_at, deadline_at FROM vigil_parts WHERE id = ?`)
     return partIds.map((id) => {
       const part = read.get(id)
       if (part === undefined || part["status"] !== "error" || part["deadline_at"] === null) {

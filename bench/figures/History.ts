@@ -35,11 +35,11 @@ const seedSession = (file: string, count: number): SessionId => {
   try {
     db.transaction(() => {
       db.prepare(
-        `INSERT INTO sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
+        `INSERT INTO vigil_sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
          VALUES (?, NULL, NULL, 'history', 'idle', NULL, ${now}, 'ins_bench_old', ${now})`
       ).run(id)
       const part = db.prepare(
-        `INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
+        `INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
            ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
          VALUES (?, ?, ?, ?, ?, ?, 'completed', ?, NULL, ${now}, ${now}, ${now}, NULL, 'ins_bench_old', NULL, NULL, NULL, NULL)`
       )

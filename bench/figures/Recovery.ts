@@ -186,11 +186,11 @@ const copyDurably = (from: string, to: string) => {
  * none here, so the active sessions and parts a task's subtree needs are not read either).
  */
 const bareScanTimings = (db: Database, self: string): Array<number> => {
-  const partOwners = db.prepare(`SELECT DISTINCT owner_id FROM parts WHERE status IN ('pending', 'running')`)
-  const sessionOwners = db.prepare(`SELECT DISTINCT owner_id FROM sessions WHERE status IN ('busy', 'waiting')`)
-  const mine = db.prepare(`SELECT id FROM parts WHERE owner_id = ? AND status IN ('pending', 'running')`)
+  const partOwners = db.prepare(`SELECT DISTINCT owner_id FROM vigil_parts WHERE status IN ('pending', 'running')`)
+  const sessionOwners = db.prepare(`SELECT DISTINCT owner_id FROM vigil_sessions WHERE status IN ('busy', 'waiting')`)
+  const mine = db.prepare(`SELECT id FROM vigil_parts WHERE owner_id = ? AND status IN ('pending', 'running')`)
   const candidates = db.prepare(
-    `SELECT * FROM parts WHERE owner_id = ? AND status IN ('pending', 'running') AND status = 'running'
+    `SELECT * FROM vigil_parts WHERE owner_id = ? AND status IN ('pending', 'running') AND status = 'running'
      AND kind IN ('tool', 'model') AND started_at IS NOT NULL AND (tool = 'task' OR deadline_at <= ?)`
   )
   if (mine.all(self).length !== runningHere) throw new Error("the bare scan does not see this instance's running parts")
@@ -213,22 +213,22 @@ const bareRescue = (db: Database, extraSessions: number): number => {
   const started = performance.now()
   const now = Date.now()
   const owners = new Set<string>()
-  for (const r of db.prepare(`SELECT DISTINCT owner_id FROM parts WHERE status IN ('pending', 'running')`).all()) {
+  for (const r of db.prepare(`SELECT DISTINCT owner_id FROM vigil_parts WHERE status IN ('pending', 'running')`).all()) {
     owners.add(String(r["owner_id"]))
   }
-  for (const r of db.prepare(`SELECT DISTINCT owner_id FROM sessions WHERE status IN ('busy', 'waiting')`).all()) {
+  for (const r of db.prepare(`SELECT DISTINCT owner_id FROM vigil_sessions WHERE status IN ('busy', 'waiting')`).all()) {
     owners.add(String(r["owner_id"]))
   }
   const ids = [...owners]
-  const instances = db.prepare(`SELECT * FROM instances WHERE id IN (${ids.map(() => "?").join(", ")})`).all(...ids)
+  const instances = db.prepare(`SELECT * FROM vigil_instances WHERE id IN (${ids.map(() => "?").join(", ")})`).all(...ids)
   const endParts = db.prepare(
-    `UPDATE parts SET status = 'error', error = ?, ended_at = ? WHERE owner_id = ? AND status IN ('pending', 'running')
+    `UPDATE vigil_parts SET status = 'error', error = ?, ended_at = ? WHERE owner_id = ? AND status IN ('pending', 'running')
      RETURNING id, session_id, tool, pid, pgid, proc_start`
   )
   const endSessions = db.prepare(
-    `UPDATE sessions SET status = 'error', cancel_reason = ?, last_activity_at = ? WHERE owner_id = ? AND status IN ('busy', 'waiting') RETURNING id`
+    `UPDATE vigil_sessions SET status = 'error', cancel_reason = ?, last_activity_at = ? WHERE owner_id = ? AND status IN ('busy', 'waiting') RETURNING id`
   )
-  const event = db.prepare(`INSERT INTO events (type, at, instance_id, reason, data) VALUES (?, ?, ?, ?, ?) RETURNING id`)
+  const event = db.prepare(`INSERT INTO vigil_events (type, at, instance_id, reason, data) VALUES (?, ?, ?, ?, ?) RETURNING id`)
   let parts = 0
   let sessions = 0
   for (const instance of instances) {

@@ -56,7 +56,7 @@ export const sleeperFigures = (dir: string) =>
     const ended = yield* Effect.sync(() => {
       const db = openDatabase(file)
       try {
-        return Number(db.prepare(`SELECT count(*) AS n FROM parts WHERE tool = 'sleep60' AND status = 'error'`).get()!["n"])
+        return Number(db.prepare(`SELECT count(*) AS n FROM vigil_parts WHERE tool = 'sleep60' AND status = 'error'`).get()!["n"])
       } finally {
         db.close()
       }

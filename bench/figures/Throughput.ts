@@ -114,16 +114,16 @@ const bareWrites = (file: string) => {
   const now = Date.now()
   const sessionId = makeSessionId()
   db.prepare(
-    `INSERT INTO sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
+    `INSERT INTO vigil_sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
      VALUES (?, NULL, NULL, 'floor', 'busy', NULL, ?, 'ins_floor', ?)`
   ).run(sessionId, now, now)
   const insert = db.prepare(
-    `INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
+    `INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
        ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
      VALUES (?, ?, 'tool', 'noop', '{}', NULL, 'running', NULL, NULL, ?, ?, NULL, ?, 'ins_floor', NULL, NULL, NULL, NULL)`
   )
   const complete = db.prepare(
-    `UPDATE parts SET status = 'completed', output = '', ended_at = ? WHERE id = ? AND status = 'running' AND owner_id = 'ins_floor'`
+    `UPDATE vigil_parts SET status = 'completed', output = '', ended_at = ? WHERE id = ? AND status = 'running' AND owner_id = 'ins_floor'`
   )
   return {
     run: (count: number): number => {

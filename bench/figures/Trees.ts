@@ -25,7 +25,7 @@ const seedChain = (file: string, ownerId: string, options: { readonly prefix: st
     db.transaction(() => {
       db.prepare(
         `WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ${last})
-         INSERT INTO sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
+         INSERT INTO vigil_sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
          SELECT printf('ses_${prefix}%07d', n), CASE WHEN n = 0 THEN NULL ELSE printf('ses_${prefix}%07d', n - 1) END,
            CASE WHEN n = 0 THEN NULL ELSE printf('prt_${prefix}%07d', n - 1) END, 'level ' || n,
            CASE WHEN n = ${last} THEN 'waiting' ELSE 'busy' END, NULL, ${now}, ?, ${now}
@@ -33,7 +33,7 @@ const seedChain = (file: string, ownerId: string, options: { readonly prefix: st
       ).run(ownerId)
       db.prepare(
         `WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ${last})
-         INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
+         INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
            ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
          SELECT printf('prt_${prefix}%07d', n), printf('ses_${prefix}%07d', n), 'tool', CASE WHEN n = ${last} THEN 'ask' ELSE 'task' END,
            '{}', NULL, 'running', NULL, NULL, ${started}, ${started}, NULL, ${started + 3_600_000 + 86_400_000}, ?,
@@ -83,7 +83,7 @@ export const treeFigures = (dir: string) =>
       const left = yield* Effect.sync(() => {
         const db = openDatabase(file)
         try {
-          return Number(db.prepare(`SELECT COUNT(*) AS n FROM sessions WHERE status IN ('busy', 'waiting')`).get()!["n"])
+          return Number(db.prepare(`SELECT COUNT(*) AS n FROM vigil_sessions WHERE status IN ('busy', 'waiting')`).get()!["n"])
         } finally {
           db.close()
         }

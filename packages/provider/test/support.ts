@@ -1,7 +1,7 @@
 import type { Settings as SettingsShape } from "@vigil/domain"
 import type { LanguageModels } from "@vigil/runtime"
 import { ProcessControl, SessionService, Settings, SupervisionLive, Tools } from "@vigil/runtime"
-import { SqliteStoreLive } from "@vigil/store"
+import { SqliteStoreLive } from "@vigil/store/sqlite"
 import type { AnyTool } from "@vigil/tools"
 import { Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { SqliteStoreLive } from "@vigil/store"
+import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Chunk, Effect, Fiber, Layer, Stream } from "effect"
 import { Events, subscriberBuffer } from "../src/Events.js"
 import { tempDb } from "./support.js"

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { PartRepo, SqliteStoreLive } from "@vigil/store"
+import { PartRepo } from "@vigil/store"
+import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Effect, Layer, Schema } from "effect"
 import { historyOf } from "../src/History.js"
 import type { LanguageModelShape, Message } from "../src/LanguageModel.js"

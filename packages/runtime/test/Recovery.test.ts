@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { OrphanedByCrash, PartId, SessionId } from "@vigil/domain"
-import { EventLog, PartRepo, SqliteStoreLive } from "@vigil/store"
+import { EventLog, PartRepo } from "@vigil/store"
+import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Containment } from "@vigil/tools"
 import { Duration, Effect, Layer, Option } from "effect"
 import { spawn } from "node:child_process"

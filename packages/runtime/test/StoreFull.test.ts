@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { PartId } from "@vigil/domain"
-import { EventLog, PartRepo, SessionRepo, SqliteStoreLive } from "@vigil/store"
+import { EventLog, PartRepo, SessionRepo } from "@vigil/store"
+import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import { PendingWrites } from "../src/PendingWrites.js"
 import { RecoveryComplete } from "../src/StartupRecovery.js"

@@ -17,7 +17,7 @@ const runtime = (options: Parameters<typeof testRuntime>[0] = {}) => testRuntime
 const counts = (table: "sessions" | "parts") =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const rows = yield* sql.unsafe<{ status: string; n: number }>(`SELECT status, COUNT(*) AS n FROM ${table} GROUP BY status`)
+    const rows = yield* sql.unsafe<{ status: string; n: number }>(`SELECT status, COUNT(*) AS n FROM vigil_${table} GROUP BY status`)
     return Object.fromEntries(rows.map((row) => [row.status, Number(row.n)]))
   })
 
@@ -51,7 +51,7 @@ describe("deep, cyclic and recursive session trees", () => {
       assert.deepStrictEqual(yield* counts("sessions"), { cancelled: deep })
       assert.deepStrictEqual(yield* counts("parts"), { error: deep })
       const sql = yield* SqlClient.SqlClient
-      const leaf = yield* sql`SELECT cancel_reason FROM sessions WHERE id = ${chainSessionId(deep - 1)}`
+      const leaf = yield* sql`SELECT cancel_reason FROM vigil_sessions WHERE id = ${chainSessionId(deep - 1)}`
       assert.deepStrictEqual(JSON.parse(String(leaf[0]!["cancelReason"] ?? leaf[0]!["cancel_reason"])), { _tag: "SessionCancelled", by: "test" })
     }).pipe(Effect.provide(runtime({ settings: { taskTimeout: Option.some(Duration.hours(2)) } }))), 120_000)
 
@@ -60,7 +60,7 @@ describe("deep, cyclic and recursive session trees", () => {
       const lease = yield* InstanceLease
       yield* seedChain({ depth: 3, ownerId: lease.id, now: yield* Clock.currentTimeMillis })
       const sql = yield* SqlClient.SqlClient
-      yield* sql`UPDATE sessions SET parent_id = ${chainSessionId(2)} WHERE id = ${chainSessionId(0)}`
+      yield* sql`UPDATE vigil_sessions SET parent_id = ${chainSessionId(2)} WHERE id = ${chainSessionId(0)}`
       assert.strictEqual((yield* (yield* Watchdog).scan).stuckParts, 0)
       yield* (yield* SessionService).abort(SessionId.make(chainSessionId(1)), new SessionCancelled({ by: "test" }))
       assert.deepStrictEqual(yield* counts("sessions"), { cancelled: 3 })

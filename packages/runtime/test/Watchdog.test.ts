@@ -2,7 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import type { PartId, SessionId } from "@vigil/domain"
 import { Instance, InstanceId, makePartId, OrphanedByCrash, Part, WatchdogStuck } from "@vigil/domain"
 import { SqlClient } from "@effect/sql"
-import { EventLog, InstanceRepo, PartRepo, SessionRepo, SqliteStoreLive } from "@vigil/store"
+import { EventLog, InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
+import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Clock, Duration, Effect, Fiber, Layer, Option, TestClock } from "effect"
 import { InstanceLease } from "../src/InstanceLease.js"
 import { SessionService } from "../src/SessionService.js"
@@ -102,7 +103,7 @@ describe("Watchdog", () => {
       const leafSession = all.find((session) => session.status === "waiting")!
       const leaf = (yield* sessions.parts(leafSession.id)).find((part) => part.tool === "ask")!
       // Its supervisor's deadline is lost: the row says 100 ms, the fiber waits on task_timeout.
-      yield* sql`UPDATE parts SET deadline_at = started_at + 100 WHERE id = ${leaf.id}`
+      yield* sql`UPDATE vigil_parts SET deadline_at = started_at + 100 WHERE id = ${leaf.id}`
       yield* TestClock.adjust(2_000)
       assert.strictEqual((yield* getPart(leaf.id)).status, "running", "not before its threshold")
       yield* TestClock.adjust(500)
@@ -129,7 +130,7 @@ describe("Watchdog", () => {
       const child = yield* sessions.create({ parentId: root.id })
       const partId = yield* lostLeaf(root.id, 60_000)
       const sql = yield* SqlClient.SqlClient
-      yield* sql`UPDATE parts SET tool = 'task', child_session_id = ${child.id} WHERE id = ${partId}`
+      yield* sql`UPDATE vigil_parts SET tool = 'task', child_session_id = ${child.id} WHERE id = ${partId}`
       // The child is at rest (idle) since t=0: the task has nothing left to wait for.
       yield* TestClock.adjust(5_000)
       assert.strictEqual((yield* getPart(partId)).status, "running")
@@ -149,8 +150,8 @@ describe("Watchdog", () => {
       const session = yield* sessions.create()
       const partId = yield* lostLeaf(session.id, 600_000)
       const sql = yield* SqlClient.SqlClient
-      yield* sql`UPDATE parts SET owner_id = ${other} WHERE id = ${partId}`
-      yield* sql`UPDATE sessions SET owner_id = ${other} WHERE id = ${session.id}`
+      yield* sql`UPDATE vigil_parts SET owner_id = ${other} WHERE id = ${partId}`
+      yield* sql`UPDATE vigil_sessions SET owner_id = ${other} WHERE id = ${session.id}`
       yield* TestClock.adjust(30_000)
       assert.strictEqual((yield* getPart(partId)).status, "running")
       yield* TestClock.adjust(500)
@@ -171,7 +172,7 @@ describe("Watchdog", () => {
       const session = yield* sessions.create()
       const partId = yield* lostLeaf(session.id, 1_000)
       const sql = yield* SqlClient.SqlClient
-      yield* sql`UPDATE parts SET owner_id = ${peer} WHERE id = ${partId}`
+      yield* sql`UPDATE vigil_parts SET owner_id = ${peer} WHERE id = ${partId}`
       for (let t = 0; t < 20; t++) {
         yield* TestClock.adjust(1_000)
         yield* instances.heartbeat(peer, yield* Clock.currentTimeMillis)

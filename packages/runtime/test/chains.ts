@@ -17,7 +17,7 @@ export const seedChain = (options: { readonly depth: number; readonly ownerId: s
     const last = depth - 1
     yield* sql.unsafe(
       `WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ${last})
-       INSERT INTO sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
+       INSERT INTO vigil_sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
        SELECT printf('ses_chain%07d', n),
          CASE WHEN n = 0 THEN NULL ELSE printf('ses_chain%07d', n - 1) END,
          CASE WHEN n = 0 THEN NULL ELSE printf('prt_chain%07d', n - 1) END,
@@ -27,7 +27,7 @@ export const seedChain = (options: { readonly depth: number; readonly ownerId: s
     )
     yield* sql.unsafe(
       `WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ${last})
-       INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
+       INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
          ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
        SELECT printf('prt_chain%07d', n), printf('ses_chain%07d', n), 'tool',
          CASE WHEN n = ${last} THEN 'ask' ELSE 'task' END, '{}', NULL, 'running', NULL, NULL, ${now}, ${now}, NULL,

@@ -3,7 +3,7 @@ import { Instance, makeInstanceId } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
 import { Events, InstanceLease, Liveness, ProcessControl, Rescue, Settings } from "@vigil/runtime"
 import type { StoreLocation } from "@vigil/store"
-import { StoreLive } from "@vigil/store"
+import { StoreLive } from "./Database.js"
 import { Clock, Duration, Effect, Layer } from "effect"
 import { formatRecovery } from "./Server.js"
 

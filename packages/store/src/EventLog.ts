@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import type { ErrorReason, InstanceId, PartId, SessionId } from "@vigil/domain"
 import { Effect } from "effect"
 import { decodeEvents, reasonJson } from "./Rows.js"
+import { StoreTables } from "./Tables.js"
 
 export interface EventInput {
   readonly type: string
@@ -16,16 +17,18 @@ export interface EventInput {
 /** The append-only log of every state change the supervision layer made on its own, with why. */
 export class EventLog extends Effect.Service<EventLog>()("vigil/EventLog", {
   effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
+    // The raw client: columns as the database spells them, whatever transforms the app's client has.
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const events = sql.literal((yield* StoreTables).events)
 
     const append = Effect.fn("EventLog.append")(function*(event: EventInput) {
-      const rows = yield* sql<{ id: number | string }>`INSERT INTO events ${
+      const rows = yield* sql<{ id: number | string }>`INSERT INTO ${events} ${
         sql.insert({
           type: event.type,
           at: event.at,
-          instanceId: event.instanceId ?? null,
-          sessionId: event.sessionId ?? null,
-          partId: event.partId ?? null,
+          instance_id: event.instanceId ?? null,
+          session_id: event.sessionId ?? null,
+          part_id: event.partId ?? null,
           reason: reasonJson(event.reason ?? null),
           data: event.data === undefined ? null : JSON.stringify(event.data)
         })
@@ -38,10 +41,10 @@ export class EventLog extends Effect.Service<EventLog>()("vigil/EventLog", {
     ) {
       const limit = options.limit ?? 500
       const rows = options.sessionId !== undefined
-        ? yield* sql`SELECT * FROM events WHERE session_id = ${options.sessionId} ORDER BY id DESC LIMIT ${limit}`
+        ? yield* sql`SELECT * FROM ${events} WHERE session_id = ${options.sessionId} ORDER BY id DESC LIMIT ${limit}`
         : options.type !== undefined
-        ? yield* sql`SELECT * FROM events WHERE type = ${options.type} ORDER BY id DESC LIMIT ${limit}`
-        : yield* sql`SELECT * FROM events ORDER BY id DESC LIMIT ${limit}`
+        ? yield* sql`SELECT * FROM ${events} WHERE type = ${options.type} ORDER BY id DESC LIMIT ${limit}`
+        : yield* sql`SELECT * FROM ${events} ORDER BY id DESC LIMIT ${limit}`
       return yield* decodeEvents(rows)
     }, Effect.orDie)
 

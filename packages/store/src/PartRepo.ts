@@ -3,6 +3,7 @@ import type { InstanceId } from "@vigil/domain"
 import { capText, ErrorReason, Part, PartId, SessionId } from "@vigil/domain"
 import { Effect, Option, Schema } from "effect"
 import { decodeParts, reasonJson } from "./Rows.js"
+import { StoreTables } from "./Tables.js"
 
 /** How much of a tool's output a part keeps (the domain's one definition). */
 export { outputCapBytes } from "@vigil/domain"
@@ -90,7 +91,7 @@ const nullableNumber = (value: unknown): number | null => (value === null ? null
  * decode of each would cost more than the update. A row of another shape is a bug: it dies.
  */
 const decodeEndedPart = (row: Record<string, unknown>): EndedPart => {
-  const { id, pgid, pid, procStart, sessionId, tool } = row
+  const { id, pgid, pid, proc_start: procStart, session_id: sessionId, tool } = row
   if (
     typeof id !== "string" || typeof sessionId !== "string" || typeof tool !== "string" ||
     (procStart !== null && typeof procStart !== "string")
@@ -116,15 +117,18 @@ const decodeEndedPart = (row: Record<string, unknown>): EndedPart => {
  */
 export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
   effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    // For reads of many narrow rows (the walks over the live tree), mapped by hand: the client's
-    // name transform costs several times the query on 100,000 rows.
-    const raw = sql.withoutTransforms()
+    // The raw client: columns as the database spells them, whatever transforms the app's client
+    // has. Reads of many narrow rows (the walks over the live tree) are mapped by hand: a name
+    // transform costs several times the query on 100,000 rows.
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const tables = yield* StoreTables
+    const parts = sql.literal(tables.parts)
+    const sessions = sql.literal(tables.sessions)
 
     // The columns spelled out (not `sql.insert`): the statement text is the same on every call, with
     // no per-call name transform, and it is on every tool call's path.
     const insert = Effect.fnUntraced(function*(part: Part) {
-      yield* sql`INSERT INTO parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at,
+      yield* sql`INSERT INTO ${parts} (id, session_id, kind, tool, input, call_id, status, output, error, created_at,
         started_at, ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
         VALUES (${part.id}, ${part.sessionId}, ${part.kind}, ${part.tool}, ${JSON.stringify(part.input ?? null)},
           ${part.callId}, ${part.status}, ${capPartOutput(part)}, ${reasonJson(part.error)},
@@ -133,13 +137,13 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     }, Effect.orDie)
 
     const get = Effect.fn("PartRepo.get")(function*(id: PartId) {
-      const rows = yield* sql`SELECT * FROM parts WHERE id = ${id}`.pipe(Effect.flatMap(decodeParts))
+      const rows = yield* sql`SELECT * FROM ${parts} WHERE id = ${id}`.pipe(Effect.flatMap(decodeParts))
       return Option.fromNullable(rows[0])
     }, Effect.orDie)
 
     /** A session's parts in the order they were made (ids sort by creation). */
     const bySession = Effect.fn("PartRepo.bySession")(function*(sessionId: SessionId) {
-      return yield* sql`SELECT * FROM parts WHERE session_id = ${sessionId} ORDER BY id`.pipe(
+      return yield* sql`SELECT * FROM ${parts} WHERE session_id = ${sessionId} ORDER BY id`.pipe(
         Effect.flatMap(decodeParts)
       )
     }, Effect.orDie)
@@ -149,7 +153,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       id: PartId,
       options: { readonly ownerId: InstanceId; readonly at: number; readonly deadlineAt: number | null }
     ) {
-      const rows = yield* sql`UPDATE parts SET status = 'running', started_at = ${options.at}, deadline_at = ${options.deadlineAt}
+      const rows = yield* sql`UPDATE ${parts} SET status = 'running', started_at = ${options.at}, deadline_at = ${options.deadlineAt}
         WHERE id = ${id} AND status = 'pending' AND owner_id = ${options.ownerId} RETURNING id`
       return rows.length > 0
     }, Effect.orDie)
@@ -159,7 +163,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       id: PartId,
       options: { readonly ownerId: InstanceId; readonly output: string; readonly at: number }
     ) {
-      const rows = yield* sql`UPDATE parts SET status = 'completed', output = ${capOutput(options.output)}, ended_at = ${options.at}
+      const rows = yield* sql`UPDATE ${parts} SET status = 'completed', output = ${capOutput(options.output)}, ended_at = ${options.at}
         WHERE id = ${id} AND status = 'running' AND owner_id = ${options.ownerId} RETURNING id`
       return rows.length > 0
     }, Effect.orDie)
@@ -179,10 +183,10 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     ) {
       const output = options.output === undefined || options.output === null ? null : capOutput(options.output)
       const rows = options.ownerId === undefined
-        ? yield* sql`UPDATE parts SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
+        ? yield* sql`UPDATE ${parts} SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
             output = COALESCE(${output}, output)
             WHERE id = ${id} AND status IN ('pending', 'running') RETURNING id`
-        : yield* sql`UPDATE parts SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
+        : yield* sql`UPDATE ${parts} SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
             output = COALESCE(${output}, output)
             WHERE id = ${id} AND status IN ('pending', 'running') AND owner_id = ${options.ownerId} RETURNING id`
       return rows.length > 0
@@ -192,20 +196,20 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       id: PartId,
       process: { readonly pid: number; readonly pgid: number; readonly startTime: string }
     ) {
-      yield* sql`UPDATE parts SET pid = ${process.pid}, pgid = ${process.pgid}, proc_start = ${process.startTime} WHERE id = ${id}`
+      yield* sql`UPDATE ${parts} SET pid = ${process.pid}, pgid = ${process.pgid}, proc_start = ${process.startTime} WHERE id = ${id}`
     }, Effect.orDie)
 
     const setChildSession = Effect.fn("PartRepo.setChildSession")(function*(id: PartId, childSessionId: SessionId) {
-      yield* sql`UPDATE parts SET child_session_id = ${childSessionId} WHERE id = ${id}`
+      yield* sql`UPDATE ${parts} SET child_session_id = ${childSessionId} WHERE id = ${id}`
     }, Effect.orDie)
 
     /** Every pending or running part (read through a partial index: the live set, not history). */
     const active = Effect.fn("PartRepo.active")(function*() {
-      return yield* sql`SELECT * FROM parts WHERE status IN ('pending', 'running')`.pipe(Effect.flatMap(decodeParts))
+      return yield* sql`SELECT * FROM ${parts} WHERE status IN ('pending', 'running')`.pipe(Effect.flatMap(decodeParts))
     }, Effect.orDie)
 
     const activeOfOwner = Effect.fn("PartRepo.activeOfOwner")(function*(ownerId: InstanceId) {
-      return yield* sql`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')`.pipe(
+      return yield* sql`SELECT * FROM ${parts} WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')`.pipe(
         Effect.flatMap(decodeParts)
       )
     }, Effect.orDie)
@@ -214,7 +218,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     const activeOfSessions = Effect.fn("PartRepo.activeOfSessions")(function*(sessionIds: ReadonlyArray<SessionId>) {
       const found: Array<Part> = []
       for (let i = 0; i < sessionIds.length; i += chunk) {
-        const rows = yield* sql`SELECT * FROM parts WHERE session_id IN ${sql.in(sessionIds.slice(i, i + chunk))} AND status IN ('pending', 'running')`
+        const rows = yield* sql`SELECT * FROM ${parts} WHERE session_id IN ${sql.in(sessionIds.slice(i, i + chunk))} AND status IN ('pending', 'running')`
           .pipe(Effect.flatMap(decodeParts))
         found.push(...rows)
       }
@@ -225,7 +229,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     const activeIdsOfSessions = Effect.fn("PartRepo.activeIdsOfSessions")(function*(sessionIds: ReadonlyArray<SessionId>) {
       const found: Array<PartId> = []
       for (let i = 0; i < sessionIds.length; i += chunk) {
-        const rows = yield* raw<{ id: string }>`SELECT id FROM parts WHERE session_id IN ${raw.in(sessionIds.slice(i, i + chunk))}
+        const rows = yield* sql<{ id: string }>`SELECT id FROM ${parts} WHERE session_id IN ${sql.in(sessionIds.slice(i, i + chunk))}
           AND status IN ('pending', 'running')`
         for (const row of rows) found.push(PartId.make(row.id))
       }
@@ -237,8 +241,8 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
      * of one not started yet): the parts' share of a subtree's activity, one narrow row a session.
      */
     const activeActivity = Effect.fn("PartRepo.activeActivity")(function*() {
-      const rows = yield* raw<{ session_id: string; at: number | string }>`SELECT session_id, MAX(COALESCE(started_at, created_at)) AS at
-        FROM parts WHERE status IN ('pending', 'running') GROUP BY session_id`
+      const rows = yield* sql<{ session_id: string; at: number | string }>`SELECT session_id, MAX(COALESCE(started_at, created_at)) AS at
+        FROM ${parts} WHERE status IN ('pending', 'running') GROUP BY session_id`
       const latest = new Map<string, number>()
       for (const row of rows) latest.set(row.session_id, Number(row.at))
       return latest
@@ -253,7 +257,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       const ended: Array<PartId> = []
       const owned = options.ownerId === undefined ? sql`` : sql` AND owner_id = ${options.ownerId}`
       for (let i = 0; i < ids.length; i += chunk) {
-        const rows = yield* sql<{ id: string }>`UPDATE parts SET status = 'error', error = ${error}, ended_at = ${options.at}
+        const rows = yield* sql<{ id: string }>`UPDATE ${parts} SET status = 'error', error = ${error}, ended_at = ${options.at}
           WHERE id IN ${sql.in(ids.slice(i, i + chunk))} AND status IN ('pending', 'running')${owned} RETURNING id`
         for (const row of rows) ended.push(PartId.make(row.id))
       }
@@ -280,14 +284,14 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       }
     ) {
       const tasks = options.leavesOnly
-        ? raw`1 = 0`
+        ? sql`1 = 0`
         : options.taskStartedBefore === undefined
-        ? raw`tool = 'task'`
-        : raw`tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM sessions WHERE sessions.id = parts.child_session_id AND sessions.status IN ('busy', 'waiting'))))`
-      const rows = yield* raw`SELECT * FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
+        ? sql`tool = 'task'`
+        : sql`tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM ${sessions} WHERE ${sessions}.id = ${parts}.child_session_id AND ${sessions}.status IN ('busy', 'waiting'))))`
+      const rows = yield* sql`SELECT * FROM ${parts} WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
         AND status = 'running' AND kind IN ('tool', 'model') AND started_at IS NOT NULL
-        AND ((${tasks}) OR (deadline_at <= ${options.deadlineBefore}${options.leavesOnly ? raw` AND tool <> 'task'` : raw``}))`
+        AND ((${tasks}) OR (deadline_at <= ${options.deadlineBefore}${options.leavesOnly ? sql` AND tool <> 'task'` : sql``}))`
       return yield* Effect.try(() => rows.map(partOfRow))
     }, Effect.orDie)
 
@@ -300,10 +304,10 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       ownerId: InstanceId,
       options: { readonly taskStartedBefore: number }
     ) {
-      const rows = yield* raw`SELECT id, session_id, started_at, child_session_id FROM parts
+      const rows = yield* sql`SELECT id, session_id, started_at, child_session_id FROM ${parts}
         WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') AND status = 'running' AND kind IN ('tool', 'model')
         AND started_at IS NOT NULL AND tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.id = parts.child_session_id AND sessions.status IN ('busy', 'waiting'))))`
+          AND NOT EXISTS (SELECT 1 FROM ${sessions} WHERE ${sessions}.id = ${parts}.child_session_id AND ${sessions}.status IN ('busy', 'waiting'))))`
       return rows.map((row): TaskCandidate => ({
         id: PartId.make(String(row["id"])),
         sessionId: SessionId.make(String(row["session_id"])),
@@ -314,8 +318,8 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
 
     /** Owners that have pending or running parts. */
     const activeOwners = Effect.fn("PartRepo.activeOwners")(function*() {
-      const rows = yield* sql<{ ownerId: string }>`SELECT DISTINCT owner_id FROM parts WHERE status IN ('pending', 'running')`
-      return rows.map((row) => row.ownerId as InstanceId)
+      const rows = yield* sql<{ owner_id: string }>`SELECT DISTINCT owner_id FROM ${parts} WHERE status IN ('pending', 'running')`
+      return rows.map((row) => row.owner_id as InstanceId)
     }, Effect.orDie)
 
     /**
@@ -335,13 +339,13 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       const error = reasonJson(reason)
       const rows = yield* sql.onDialectOrElse({
         pg: () =>
-          sql`UPDATE parts SET status = 'error', error = ${error}, ended_at = ${at}
+          sql`UPDATE ${parts} SET status = 'error', error = ${error}, ended_at = ${at}
             WHERE id IN (
-              SELECT id FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') FOR UPDATE SKIP LOCKED
+              SELECT id FROM ${parts} WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') FOR UPDATE SKIP LOCKED
             ) AND owner_id = ${ownerId} AND status IN ('pending', 'running')
             RETURNING id, session_id, tool, pid, pgid, proc_start`,
         orElse: () =>
-          sql`UPDATE parts SET status = 'error', error = ${error}, ended_at = ${at}
+          sql`UPDATE ${parts} SET status = 'error', error = ${error}, ended_at = ${at}
             WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
             RETURNING id, session_id, tool, pid, pgid, proc_start`
       })

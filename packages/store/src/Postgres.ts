@@ -1,5 +1,12 @@
 import { PgClient } from "@effect/sql-pg"
 import { Data, Layer, Redacted, String } from "effect"
+import { SqlStoreLive } from "./Store.js"
+import type { StoreOptions } from "./Tables.js"
+
+/**
+ * `@vigil/store/pg`: vigil's own PostgreSQL client, the one entry that needs `pg` (an optional
+ * peer: an app on SQLite never installs it).
+ */
 
 /** The PostgreSQL server could not be reached or refused us: one line, never the password. */
 export class StoreConnectError extends Data.TaggedError("StoreConnectError")<{ readonly message: string }> {}
@@ -17,9 +24,10 @@ const causeText = (cause: unknown): string => {
 }
 
 /**
- * The shared store for several instances on several machines: one PostgreSQL database, with the
- * same snake_case ↔ camelCase transforms as the SQLite file, so the repositories and migrations
- * are the same code on both. BIGINT columns come back as strings here; the row schemas read both.
+ * The shared store's connection for several instances on several machines: one PostgreSQL
+ * database. The store maps its rows on the raw client (BIGINT columns come back as strings here;
+ * the row schemas read both); the name transforms are for what else reads this client, the same
+ * as on the SQLite file.
  *
  * Session-level advisory locks (how a peer tells at once that an instance died) need a direct
  * connection or a session-mode pooler, not a transaction-mode one.
@@ -41,3 +49,7 @@ export const PgLive = (url: string | Redacted.Redacted<string>) => {
     )
   )
 }
+
+/** The same store on a PostgreSQL database shared by instances on several machines. */
+export const PgStoreLive = (url: string | Redacted.Redacted<string>, options: StoreOptions = {}) =>
+  SqlStoreLive(options).pipe(Layer.provideMerge(PgLive(url)))

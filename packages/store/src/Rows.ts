@@ -1,5 +1,5 @@
 import { ErrorReason, Instance, Part, Session, SupervisionEvent } from "@vigil/domain"
-import { Effect, Schema } from "effect"
+import { Effect, Record, Schema, String } from "effect"
 
 /** BIGINT columns come back as numbers from SQLite and as strings from PostgreSQL. */
 const DbNumber = Schema.Union(Schema.Number, Schema.NumberFromString)
@@ -7,7 +7,18 @@ const DbNullNumber = Schema.NullOr(DbNumber)
 const JsonReason = Schema.NullOr(Schema.parseJson(ErrorReason))
 const JsonUnknown = Schema.parseJson(Schema.Unknown)
 
-const fromRow = <Row, I, A>(row: Schema.Schema<Row, I>, make: (fields: Row) => A) => {
+/**
+ * A row as the database spells it: each field read from its snake_case column (`lastActivityAt`
+ * from `last_activity_at`). The store reads on the raw client (`withoutTransforms()`), so a row
+ * decodes the same whatever name transforms the app's client has.
+ */
+const fromColumns = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
+  Schema.Struct(
+    Record.map(fields, (field, key) =>
+      Schema.propertySignature(field as Schema.Schema.Any).pipe(Schema.fromKey(String.camelToSnake(key))))
+  ) as unknown as Schema.Schema<Schema.Struct.Type<Fields>, unknown>
+
+const fromRow = <Row, A>(row: Schema.Schema<Row, unknown>, make: (fields: Row) => A) => {
   const decode = Schema.decodeUnknown(Schema.Array(row))
   // A row that does not decode is a bug or a corrupt database, not a condition callers handle.
   return (rows: ReadonlyArray<unknown>): Effect.Effect<Array<A>> =>
@@ -15,7 +26,7 @@ const fromRow = <Row, I, A>(row: Schema.Schema<Row, I>, make: (fields: Row) => A
 }
 
 export const decodeSessions = fromRow(
-  Schema.Struct({
+  fromColumns({
     ...Session.fields,
     cancelReason: JsonReason,
     lastActivityAt: DbNumber,
@@ -25,7 +36,7 @@ export const decodeSessions = fromRow(
 )
 
 export const decodeParts = fromRow(
-  Schema.Struct({
+  fromColumns({
     ...Part.fields,
     input: JsonUnknown,
     error: JsonReason,
@@ -40,7 +51,7 @@ export const decodeParts = fromRow(
 )
 
 export const decodeInstances = fromRow(
-  Schema.Struct({
+  fromColumns({
     ...Instance.fields,
     pid: DbNumber,
     startedAt: DbNumber,
@@ -52,7 +63,7 @@ export const decodeInstances = fromRow(
 )
 
 export const decodeEvents = fromRow(
-  Schema.Struct({
+  fromColumns({
     ...SupervisionEvent.fields,
     id: DbNumber,
     at: DbNumber,

@@ -3,6 +3,7 @@ import type { InstanceId, SessionStatus } from "@vigil/domain"
 import { ErrorReason, isSessionActive, Session, SessionId } from "@vigil/domain"
 import { Effect, Option, Schema } from "effect"
 import { decodeReason, decodeSessions, reasonJson } from "./Rows.js"
+import { StoreTables } from "./Tables.js"
 
 /** Ids bound in one statement at most (well under SQLite's and PostgreSQL's parameter limits). */
 const chunk = 500
@@ -59,46 +60,48 @@ const sessionOfRow = (row: Record<string, unknown>): Session => {
  */
 export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRepo", {
   effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const raw = sql.withoutTransforms()
+    // The raw client: columns as the database spells them, whatever transforms the app's client
+    // has, and no per-row name transform on the walks over 100,000 rows.
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const sessions = sql.literal((yield* StoreTables).sessions)
     const sessionsOfRows = (rows: ReadonlyArray<Record<string, unknown>>) => Effect.try(() => rows.map(sessionOfRow))
 
     const insert = Effect.fn("SessionRepo.insert")(function*(session: Session) {
-      yield* sql`INSERT INTO sessions ${
+      yield* sql`INSERT INTO ${sessions} ${
         sql.insert({
           id: session.id,
-          parentId: session.parentId,
-          parentPartId: session.parentPartId,
+          parent_id: session.parentId,
+          parent_part_id: session.parentPartId,
           title: session.title,
           status: session.status,
-          cancelReason: reasonJson(session.cancelReason),
-          lastActivityAt: session.lastActivityAt,
-          ownerId: session.ownerId,
-          createdAt: session.createdAt
+          cancel_reason: reasonJson(session.cancelReason),
+          last_activity_at: session.lastActivityAt,
+          owner_id: session.ownerId,
+          created_at: session.createdAt
         })
       }`
     }, Effect.orDie)
 
     const get = Effect.fn("SessionRepo.get")(function*(id: SessionId) {
-      const rows = yield* sql`SELECT * FROM sessions WHERE id = ${id}`.pipe(Effect.flatMap(decodeSessions))
+      const rows = yield* sql`SELECT * FROM ${sessions} WHERE id = ${id}`.pipe(Effect.flatMap(decodeSessions))
       return Option.fromNullable(rows[0])
     }, Effect.orDie)
 
     const list = Effect.fn("SessionRepo.list")(function*(options: { readonly limit?: number } = {}) {
-      return yield* sql`SELECT * FROM sessions ORDER BY created_at DESC, id DESC LIMIT ${options.limit ?? 1000}`.pipe(
+      return yield* sql`SELECT * FROM ${sessions} ORDER BY created_at DESC, id DESC LIMIT ${options.limit ?? 1000}`.pipe(
         Effect.flatMap(decodeSessions)
       )
     }, Effect.orDie)
 
     const children = Effect.fn("SessionRepo.children")(function*(parentId: SessionId) {
-      return yield* sql`SELECT * FROM sessions WHERE parent_id = ${parentId} ORDER BY id`.pipe(
+      return yield* sql`SELECT * FROM ${sessions} WHERE parent_id = ${parentId} ORDER BY id`.pipe(
         Effect.flatMap(decodeSessions)
       )
     }, Effect.orDie)
 
     /** Busy and waiting sessions (a small set, read through a partial index). */
     const active = Effect.fn("SessionRepo.active")(function*() {
-      return yield* raw`SELECT * FROM sessions WHERE status IN ('busy', 'waiting')`.pipe(Effect.flatMap(sessionsOfRows))
+      return yield* sql`SELECT * FROM ${sessions} WHERE status IN ('busy', 'waiting')`.pipe(Effect.flatMap(sessionsOfRows))
     }, Effect.orDie)
 
     /**
@@ -107,7 +110,7 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
      * tree's end) need, read cheaply enough for a tree 100,000 sessions deep.
      */
     const activeLinks = Effect.fn("SessionRepo.activeLinks")(function*() {
-      const rows = yield* raw`SELECT id, parent_id, status, last_activity_at, owner_id FROM sessions WHERE status IN ('busy', 'waiting')`
+      const rows = yield* sql`SELECT id, parent_id, status, last_activity_at, owner_id FROM ${sessions} WHERE status IN ('busy', 'waiting')`
       return yield* Effect.try(() =>
         rows.map((row): SessionLink => {
           const status = text(row, "status")
@@ -140,13 +143,13 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
         readonly turnId?: string
       }
     ) {
-      const rows = yield* sql`UPDATE sessions SET ${
+      const rows = yield* sql`UPDATE ${sessions} SET ${
         sql.update({
           status: to,
-          lastActivityAt: options.at,
-          ...(options.cancelReason !== undefined ? { cancelReason: reasonJson(options.cancelReason) } : {}),
-          ...(options.ownerId !== undefined ? { ownerId: options.ownerId } : {}),
-          ...(isSessionActive(to) ? {} : { cancelRequest: null })
+          last_activity_at: options.at,
+          ...(options.cancelReason !== undefined ? { cancel_reason: reasonJson(options.cancelReason) } : {}),
+          ...(options.ownerId !== undefined ? { owner_id: options.ownerId } : {}),
+          ...(isSessionActive(to) ? {} : { cancel_request: null })
         })
       } WHERE id = ${id} AND status IN ${sql.in(from)}${
         options.turnId === undefined ? sql`` : sql` AND turn_id = ${options.turnId}`
@@ -168,15 +171,15 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
     ) {
       const changed: Array<SessionId> = []
       for (let i = 0; i < ids.length; i += chunk) {
-        const rows = yield* raw`UPDATE sessions SET ${
-          raw.update({
+        const rows = yield* sql`UPDATE ${sessions} SET ${
+          sql.update({
             status: to,
             last_activity_at: options.at,
             ...(options.cancelReason !== undefined ? { cancel_reason: reasonJson(options.cancelReason) } : {}),
             ...(isSessionActive(to) ? {} : { cancel_request: null })
           })
-        } WHERE id IN ${raw.in(ids.slice(i, i + chunk))} AND status IN ${raw.in(from)}${
-          options.ownerId === undefined ? raw`` : raw` AND owner_id = ${options.ownerId}`
+        } WHERE id IN ${sql.in(ids.slice(i, i + chunk))} AND status IN ${sql.in(from)}${
+          options.ownerId === undefined ? sql`` : sql` AND owner_id = ${options.ownerId}`
         } RETURNING id`
         for (const row of rows) changed.push(SessionId.make(text(row, "id")))
       }
@@ -187,7 +190,7 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
     const getMany = Effect.fn("SessionRepo.getMany")(function*(ids: ReadonlyArray<SessionId>) {
       const found: Array<Session> = []
       for (let i = 0; i < ids.length; i += chunk) {
-        found.push(...(yield* sql`SELECT * FROM sessions WHERE id IN ${sql.in(ids.slice(i, i + chunk))}`.pipe(Effect.flatMap(decodeSessions))))
+        found.push(...(yield* sql`SELECT * FROM ${sessions} WHERE id IN ${sql.in(ids.slice(i, i + chunk))}`.pipe(Effect.flatMap(decodeSessions))))
       }
       return found
     }, Effect.orDie)
@@ -201,7 +204,7 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       id: SessionId,
       options: { readonly ownerId: InstanceId; readonly turnId: string; readonly at: number }
     ) {
-      const rows = yield* sql`UPDATE sessions SET status = 'busy', owner_id = ${options.ownerId}, turn_id = ${options.turnId},
+      const rows = yield* sql`UPDATE ${sessions} SET status = 'busy', owner_id = ${options.ownerId}, turn_id = ${options.turnId},
           cancel_reason = NULL, cancel_request = NULL, last_activity_at = ${options.at}
         WHERE id = ${id} AND status IN ('idle', 'cancelled', 'error') RETURNING id`
       return rows.length > 0
@@ -209,12 +212,12 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
 
     /** Who holds a session now: its status, owner and turn (none for an unknown id). */
     const holder = Effect.fn("SessionRepo.holder")(function*(id: SessionId) {
-      const rows = yield* sql<{ status: string; ownerId: string; turnId: string | null }>`
-        SELECT status, owner_id, turn_id FROM sessions WHERE id = ${id}`
+      const rows = yield* sql<{ status: string; owner_id: string; turn_id: string | null }>`
+        SELECT status, owner_id, turn_id FROM ${sessions} WHERE id = ${id}`
       const row = rows[0]
       return row === undefined
         ? Option.none()
-        : Option.some({ status: row.status as SessionStatus, ownerId: row.ownerId as InstanceId, turnId: row.turnId })
+        : Option.some({ status: row.status as SessionStatus, ownerId: row.owner_id as InstanceId, turnId: row.turn_id })
     }, Effect.orDie)
 
     /**
@@ -225,7 +228,7 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       id: SessionId,
       options: { readonly turnId: string | null; readonly reason: ErrorReason }
     ) {
-      const rows = yield* sql`UPDATE sessions SET cancel_request = COALESCE(cancel_request, ${reasonJson(options.reason)})
+      const rows = yield* sql`UPDATE ${sessions} SET cancel_request = COALESCE(cancel_request, ${reasonJson(options.reason)})
         WHERE id = ${id} AND status IN ('busy', 'waiting') AND ${
         options.turnId === null ? sql`turn_id IS NULL` : sql`turn_id = ${options.turnId}`
       } RETURNING id`
@@ -234,25 +237,25 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
 
     /** The aborts other instances asked of `ownerId`, for sessions it still holds (through a partial index). */
     const cancelRequests = Effect.fn("SessionRepo.cancelRequests")(function*(ownerId: InstanceId) {
-      const rows = yield* sql<{ id: string; turnId: string | null; cancelRequest: string }>`
-        SELECT id, turn_id, cancel_request FROM sessions
+      const rows = yield* sql<{ id: string; turn_id: string | null; cancel_request: string }>`
+        SELECT id, turn_id, cancel_request FROM ${sessions}
         WHERE owner_id = ${ownerId} AND cancel_request IS NOT NULL AND status IN ('busy', 'waiting')`
       return yield* Effect.forEach(rows, (row) =>
-        decodeReason(row.cancelRequest).pipe(
-          Effect.map((reason) => ({ id: SessionId.make(row.id), turnId: row.turnId, reason }))
+        decodeReason(row.cancel_request).pipe(
+          Effect.map((reason) => ({ id: SessionId.make(row.id), turnId: row.turn_id, reason }))
         ))
     }, Effect.orDie)
 
     /** Progress: moves `lastActivityAt` forward, never back. */
     const touch = Effect.fnUntraced(function*(ids: ReadonlyArray<SessionId>, at: number) {
       if (ids.length === 0) return
-      yield* sql`UPDATE sessions SET last_activity_at = ${at} WHERE id IN ${sql.in(ids)} AND last_activity_at < ${at}`
+      yield* sql`UPDATE ${sessions} SET last_activity_at = ${at} WHERE id IN ${sql.in(ids)} AND last_activity_at < ${at}`
     }, Effect.orDie)
 
     /** Owners that have busy or waiting sessions. */
     const activeOwners = Effect.fn("SessionRepo.activeOwners")(function*() {
-      const rows = yield* sql<{ ownerId: string }>`SELECT DISTINCT owner_id FROM sessions WHERE status IN ('busy', 'waiting')`
-      return rows.map((row) => row.ownerId as InstanceId)
+      const rows = yield* sql<{ owner_id: string }>`SELECT DISTINCT owner_id FROM ${sessions} WHERE status IN ('busy', 'waiting')`
+      return rows.map((row) => row.owner_id as InstanceId)
     }, Effect.orDie)
 
     /**
@@ -267,13 +270,13 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       const cancelReason = reasonJson(reason)
       const rows = yield* sql.onDialectOrElse({
         pg: () =>
-          sql<{ id: string }>`UPDATE sessions SET status = 'error', cancel_reason = ${cancelReason}, cancel_request = NULL,
+          sql<{ id: string }>`UPDATE ${sessions} SET status = 'error', cancel_reason = ${cancelReason}, cancel_request = NULL,
             last_activity_at = ${at}
             WHERE id IN (
-              SELECT id FROM sessions WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting') FOR UPDATE SKIP LOCKED
+              SELECT id FROM ${sessions} WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting') FOR UPDATE SKIP LOCKED
             ) AND owner_id = ${ownerId} AND status IN ('busy', 'waiting') RETURNING id`,
         orElse: () =>
-          sql<{ id: string }>`UPDATE sessions SET status = 'error', cancel_reason = ${cancelReason}, cancel_request = NULL,
+          sql<{ id: string }>`UPDATE ${sessions} SET status = 'error', cancel_reason = ${cancelReason}, cancel_request = NULL,
             last_activity_at = ${at}
             WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting') RETURNING id`
       })

@@ -1,23 +1,24 @@
-import { SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Layer, String } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
+import * as SqlitePragmas from "./SqlitePragmas.js"
+import type { StoreOptions } from "./Tables.js"
+import { SqlStoreLive } from "./Store.js"
 
 /**
- * The embedded store: one SQLite file in WAL mode (readers never block the writer, and several
- * processes can share the file), a busy timeout so a second process waits for a lock instead of
- * failing, and foreign keys on. Column names are snake_case in SQL and camelCase in code.
+ * `@vigil/store/sqlite`: vigil's own SQLite client, the one entry that needs better-sqlite3 (an
+ * optional peer: an app on PostgreSQL never builds it).
+ */
+export { SqlitePragmas }
+
+/**
+ * The embedded store's connection: one SQLite file (its folder made if missing) with vigil's
+ * pragmas (`SqlitePragmas`). The store maps its rows on the raw client; the camelCase ↔
+ * snake_case transforms here are for what else reads this client (tools, tests, the CLI).
  */
 export const SqliteLive = (filename: string) =>
-  Layer.effectDiscard(
-    Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      yield* sql`PRAGMA busy_timeout = 5000`
-      yield* sql`PRAGMA foreign_keys = ON`
-      yield* sql`PRAGMA synchronous = NORMAL`
-    }).pipe(Effect.orDie)
-  ).pipe(
+  SqlitePragmas.layer.pipe(
     Layer.provideMerge(
       SqliteClient.layer({
         filename,
@@ -29,3 +30,9 @@ export const SqliteLive = (filename: string) =>
       if (filename !== ":memory:") mkdirSync(dirname(filename), { recursive: true })
     })))
   )
+
+/**
+ * The whole store on one SQLite file, migrated, with the SqlClient visible for what needs it.
+ */
+export const SqliteStoreLive = (filename: string, options: StoreOptions = {}) =>
+  SqlStoreLive(options).pipe(Layer.provideMerge(SqliteLive(filename)))

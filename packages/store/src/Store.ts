@@ -1,15 +1,15 @@
-import type { SqlClient, SqlError } from "@effect/sql"
-import type { ConfigError } from "effect"
+import type { SqlClient } from "@effect/sql"
 import { Data, Either, Layer, Redacted } from "effect"
 import { EventLog } from "./EventLog.js"
 import { InstanceRepo } from "./InstanceRepo.js"
+import type { StoreMigrationFailed } from "./Migrations.js"
 import { MigrationsLive } from "./Migrations.js"
 import { PartRepo } from "./PartRepo.js"
-import type { StoreConnectError } from "./Postgres.js"
-import { PgLive } from "./Postgres.js"
 import { SessionRepo } from "./SessionRepo.js"
-import { SqliteLive } from "./Sqlite.js"
+import type { StoreOptions } from "./Tables.js"
+import { StoreTables, tableNames } from "./Tables.js"
 
+/** The repositories on the SqlClient in context, under the tables `StoreTables` names. */
 export const RepositoriesLive = Layer.mergeAll(
   SessionRepo.Default,
   PartRepo.Default,
@@ -17,21 +17,23 @@ export const RepositoriesLive = Layer.mergeAll(
   EventLog.Default
 )
 
-/**
- * The whole store on one SQLite file: the repositories can only be built after the migrations
- * ran (a provide, not an order in a merge), and the SqlClient stays visible for what needs it.
- */
-export const SqliteStoreLive = (filename: string) =>
-  RepositoriesLive.pipe(
-    Layer.provideMerge(MigrationsLive),
-    Layer.provideMerge(SqliteLive(filename))
-  )
+/** The repositories a store provides. */
+export type Repositories = SessionRepo | PartRepo | InstanceRepo | EventLog
 
-/** The same store on a PostgreSQL database shared by instances on several machines. */
-export const PgStoreLive = (url: string | Redacted.Redacted<string>) =>
-  RepositoriesLive.pipe(
-    Layer.provideMerge(MigrationsLive),
-    Layer.provideMerge(PgLive(url))
+/**
+ * The whole store on the app's own SqlClient (any `@effect/sql` client, SQLite or PostgreSQL,
+ * with or without name transforms): its tables under `prefix` (default `vigil_`) beside the app's
+ * own, migrated first (the repositories can only be built after the migrations ran: a provide,
+ * not an order in a merge). Driver-free: the app brings the client, and for SQLite may apply
+ * `SqlitePragmas.layer` to it.
+ */
+export const SqlStoreLive = (
+  options: StoreOptions = {}
+): Layer.Layer<Repositories, StoreMigrationFailed, SqlClient.SqlClient> =>
+  // Fresh: two stores under two prefixes in one layer graph must not share memoized repositories.
+  Layer.fresh(RepositoriesLive).pipe(
+    Layer.provide(MigrationsLive),
+    Layer.provide(Layer.sync(StoreTables, () => tableNames(options.prefix)))
   )
 
 export class StoreUrlError extends Data.TaggedError("StoreUrlError")<{ readonly message: string }> {}
@@ -68,21 +70,3 @@ export const resolveStore = (
     new StoreUrlError({ message: `VIGIL_DATABASE_URL must be a postgres:// or postgresql:// URL (got ${scheme})` })
   )
 }
-
-/** The connection alone, without migrations: for read-only commands (`vigil status`). */
-export const StoreClientLive = (
-  location: StoreLocation
-): Layer.Layer<SqlClient.SqlClient, ConfigError.ConfigError | SqlError.SqlError | StoreConnectError | StoreUrlError> =>
-  Either.match(resolveStore(location), {
-    onLeft: (error) => Layer.fail(error),
-    onRight: (store) => store._tag === "sqlite" ? SqliteLive(store.file) : PgLive(store.url)
-  })
-
-/** The store a server runs on, migrated: PostgreSQL or the SQLite file, as `resolveStore` chooses. */
-export const StoreLive = (
-  location: StoreLocation
-): Layer.Layer<Store, ConfigError.ConfigError | SqlError.SqlError | StoreConnectError | StoreUrlError> =>
-  Either.match(resolveStore(location), {
-    onLeft: (error) => Layer.fail(error),
-    onRight: (store) => store._tag === "sqlite" ? SqliteStoreLive(store.file) : PgStoreLive(store.url)
-  })

@@ -1,32 +1,31 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { isPostgresUrl, migrations, PartRepo, SessionRepo, StoreLive } from "@vigil/store"
-import { Cause, Effect, Exit, Layer, Option } from "effect"
+import { isPostgresUrl, migrations, PartRepo, SessionRepo } from "@vigil/store"
+import { Cause, Effect, Exit, Option } from "effect"
 import type { Backend } from "./fixtures.js"
-import { describeBackends, makePart, makeSession, postgres, sqlite, tempDbFile } from "./fixtures.js"
-import { freshPgSchema } from "@vigil/store/test-database"
+import { describeBackends, makePart, makeSession, sqlite } from "./fixtures.js"
 
 const partialIndexes = [
-  "parts_active_deadline",
-  "parts_active_owner",
-  "parts_active_session",
-  "sessions_active_activity",
-  "sessions_active_owner",
-  "sessions_cancel_requested"
+  "vigil_parts_active_deadline",
+  "vigil_parts_active_owner",
+  "vigil_parts_active_session",
+  "vigil_sessions_active_activity",
+  "vigil_sessions_active_owner",
+  "vigil_sessions_cancel_requested"
 ]
 
 /** Which rows each partial index covers, as each dialect writes the predicate back. */
 const predicates = {
   sqlite: (name: string) =>
-    name === "sessions_cancel_requested"
+    name === "vigil_sessions_cancel_requested"
       ? "WHERE cancel_request IS NOT NULL"
-      : name.startsWith("parts_")
+      : name.startsWith("vigil_parts_")
       ? "WHERE status IN ('pending', 'running')"
       : "WHERE status IN ('busy', 'waiting')",
   postgres: (name: string) =>
-    name === "sessions_cancel_requested"
+    name === "vigil_sessions_cancel_requested"
       ? "WHERE (cancel_request IS NOT NULL)"
-      : name.startsWith("parts_")
+      : name.startsWith("vigil_parts_")
       ? "WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]))"
       : "WHERE (status = ANY (ARRAY['busy'::text, 'waiting'::text]))"
 }
@@ -104,7 +103,7 @@ describeBackends("the store", (backend) => {
   it.effect("creates the tables and the partial indexes over the live rows", () =>
     withStore(Effect.gen(function*() {
       const { indexes, tables } = yield* catalog(backend)
-      assert.deepStrictEqual(tables, ["events", "instances", "parts", "sessions", "vigil_migrations"])
+      assert.deepStrictEqual(tables, ["vigil_events", "vigil_instances", "vigil_migrations", "vigil_parts", "vigil_sessions"])
       assert.deepStrictEqual(indexes.map((i) => i.name), partialIndexes)
       for (const index of indexes) {
         assert.isTrue(index.definition.endsWith(predicates[backend.name](index.name)), index.definition)
@@ -115,16 +114,16 @@ describeBackends("the store", (backend) => {
     withStore(Effect.gen(function*() {
       const explain = backend.name === "sqlite" ? "EXPLAIN QUERY PLAN" : "EXPLAIN"
       const byOwner = yield* planOf(backend, (sql) =>
-        sql`${sql.literal(explain)} SELECT * FROM parts WHERE owner_id = ${"x"} AND status IN ('pending', 'running')`)
-      assert.include(byOwner, "parts_active_owner")
+        sql`${sql.literal(explain)} SELECT * FROM vigil_parts WHERE owner_id = ${"x"} AND status IN ('pending', 'running')`)
+      assert.include(byOwner, "vigil_parts_active_owner")
       const activeSessions = yield* planOf(backend, (sql) =>
-        sql`${sql.literal(explain)} SELECT * FROM sessions WHERE owner_id = ${"x"} AND status IN ('busy', 'waiting')`)
-      assert.include(activeSessions, "sessions_active_owner")
+        sql`${sql.literal(explain)} SELECT * FROM vigil_sessions WHERE owner_id = ${"x"} AND status IN ('busy', 'waiting')`)
+      assert.include(activeSessions, "vigil_sessions_active_owner")
       // The owner's poll for cancel requests, several times a second.
       const requests = yield* planOf(backend, (sql) =>
-        sql`${sql.literal(explain)} SELECT id, turn_id, cancel_request FROM sessions
+        sql`${sql.literal(explain)} SELECT id, turn_id, cancel_request FROM vigil_sessions
           WHERE owner_id = ${"x"} AND cancel_request IS NOT NULL AND status IN ('busy', 'waiting')`)
-      assert.match(requests, /sessions_cancel_requested|sessions_active_owner/)
+      assert.match(requests, /vigil_sessions_cancel_requested|vigil_sessions_active_owner/)
     })))
 
   it.effect("foreign keys are enforced: a part of an unknown session is refused", () =>
@@ -158,53 +157,9 @@ describe("SqliteStoreLive", () => {
     })))
 })
 
-describe("StoreLive", () => {
+describe("resolveStore", () => {
   it("only a postgres:// or postgresql:// URL names PostgreSQL", () => {
     for (const url of ["postgres://u:p@h:5432/db", "postgresql://h/db", " POSTGRES://h/db"]) assert.isTrue(isPostgresUrl(url), url)
     for (const url of ["", "sqlite://x", "mysql://h/db", ".vigil/vigil.db", "file:postgres://x"]) assert.isFalse(isPostgresUrl(url), url)
   })
-
-  it.effect("without a URL (or with an empty one) it is the SQLite file", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const file = yield* tempDbFile
-      for (const databaseUrl of [undefined, "", "  "]) {
-        const dialect = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-          sql.onDialectOrElse({ sqlite: () => Effect.succeed("sqlite"), orElse: () => Effect.succeed("other") })).pipe(
-            Effect.provide(Layer.orDie(StoreLive({ databaseUrl, sqliteFile: file })))
-          )
-        assert.strictEqual(dialect, "sqlite")
-      }
-    })))
-
-  it.effect("any other URL stops start-up with one line that names the key, not the URL", () =>
-    Effect.gen(function*() {
-      const exit = yield* Effect.exit(
-        Effect.provide(Effect.void, StoreLive({ databaseUrl: "mysql://root:secret@db/vigil", sqliteFile: "unused.db" }))
-      )
-      assert.isTrue(Exit.isFailure(exit))
-      const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
-      assert.deepStrictEqual(
-        Option.map(error, (e) => ({ _tag: e._tag, message: e.message })),
-        Option.some({ _tag: "StoreUrlError", message: "VIGIL_DATABASE_URL must be a postgres:// or postgresql:// URL (got mysql:)" })
-      )
-      assert.notInclude(JSON.stringify(Option.getOrThrow(error)), "secret")
-    }))
-})
-
-describe.skipIf(postgres.skip)("StoreLive (postgres)", () => {
-  it.effect("a postgres:// URL is PostgreSQL, and the repositories work on it", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const url = yield* freshPgSchema
-      const session = makeSession()
-      const [dialect, back] = yield* Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        yield* (yield* SessionRepo).insert(session)
-        return [
-          yield* sql.onDialectOrElse({ pg: () => Effect.succeed("pg"), orElse: () => Effect.succeed("other") }),
-          yield* (yield* SessionRepo).get(session.id)
-        ] as const
-      }).pipe(Effect.provide(Layer.orDie(StoreLive({ databaseUrl: url, sqliteFile: "never-created.db" }))))
-      assert.strictEqual(dialect, "pg")
-      assert.deepStrictEqual(back, Option.some(session))
-    })))
 })

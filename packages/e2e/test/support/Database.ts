@@ -63,26 +63,26 @@ export const openDatabase = (filename: string) => {
     parts: () =>
       run((sql) =>
         sql<PartRow>`SELECT id, session_id, kind, tool, input, call_id, status, output, error, owner_id,
-          child_session_id, pid, proc_start FROM parts ORDER BY id`
+          child_session_id, pid, proc_start FROM vigil_parts ORDER BY id`
       ),
-    sessions: () => run((sql) => sql<SessionRow>`SELECT id, parent_id, status, cancel_reason, owner_id FROM sessions ORDER BY id`),
+    sessions: () => run((sql) => sql<SessionRow>`SELECT id, parent_id, status, cancel_reason, owner_id FROM vigil_sessions ORDER BY id`),
     events: (types: ReadonlyArray<string>) =>
       run((sql) =>
-        sql<EventRow>`SELECT id, type, at, instance_id, session_id, part_id, reason, data FROM events
+        sql<EventRow>`SELECT id, type, at, instance_id, session_id, part_id, reason, data FROM vigil_events
           WHERE type IN ${sql.in(types)} ORDER BY id`
       ),
-    instances: () => run((sql) => sql<InstanceRow>`SELECT id, pid, stopped_at FROM instances`),
+    instances: () => run((sql) => sql<InstanceRow>`SELECT id, pid, stopped_at FROM vigil_instances`),
     /** Row counts of the tables a request may write. */
     counts: () =>
       run((sql) =>
-        sql<{ sessions: number; parts: number }>`SELECT (SELECT COUNT(*) FROM sessions) AS sessions,
-          (SELECT COUNT(*) FROM parts) AS parts`.pipe(Effect.map((rows) => rows[0]!))
+        sql<{ sessions: number; parts: number }>`SELECT (SELECT COUNT(*) FROM vigil_sessions) AS sessions,
+          (SELECT COUNT(*) FROM vigil_parts) AS parts`.pipe(Effect.map((rows) => rows[0]!))
       ),
     ids: () =>
       run((sql) =>
         Effect.all({
-          sessions: sql<{ id: string; parentId: string | null }>`SELECT id, parent_id FROM sessions`,
-          parts: sql<{ id: string; sessionId: string; kind: string; callId: string | null }>`SELECT id, session_id, kind, call_id FROM parts`
+          sessions: sql<{ id: string; parentId: string | null }>`SELECT id, parent_id FROM vigil_sessions`,
+          parts: sql<{ id: string; sessionId: string; kind: string; callId: string | null }>`SELECT id, session_id, kind, call_id FROM vigil_parts`
         })
       ),
     close: () => runtime.dispose()
