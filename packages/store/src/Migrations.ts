@@ -197,7 +197,19 @@ const adoptLegacyLayout = (sql: SqlClient.SqlClient, t: TableNames) =>
             for (const index of renamed) {
               yield* sql`ALTER INDEX IF EXISTS ${sql.literal(index)} RENAME TO ${sql.literal(`${t.prefix}${index}`)}`
             }
+            if (t.migrations !== legacyMigrations) {
+              yield* sql`ALTER INDEX IF EXISTS ${sql.literal(`${legacyMigrations}_pkey`)} RENAME TO ${sql.literal(`${t.migrations}_pkey`)}`
+            }
             yield* sql`ALTER SEQUENCE IF EXISTS events_id_seq RENAME TO ${sql.literal(`${t.prefix}events_id_seq`)}`
+            // Foreign keys by the names a fresh store's have (a later migration may drop one by name).
+            const constraints = yield* sql<{ name: string; table: string }>`SELECT conname AS name, conrelid::regclass::text AS table
+              FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+              AND conname IN ('sessions_parent_id_fkey', 'parts_session_id_fkey')`
+            for (const constraint of constraints) {
+              yield* sql`ALTER TABLE ${sql.literal(constraint.table)} RENAME CONSTRAINT ${sql.literal(constraint.name)} TO ${
+                sql.literal(`${t.prefix}${constraint.name}`)
+              }`
+            }
           }),
         orElse: () =>
           Effect.gen(function*() {

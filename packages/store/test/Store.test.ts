@@ -33,7 +33,7 @@ const predicates = {
 /** Tables and partial indexes (name, definition) of the store's own schema. */
 const catalog = (backend: Backend) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     if (backend.name === "sqlite") {
       const tables = yield* sql<{ name: string }>`
         SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
@@ -41,13 +41,13 @@ const catalog = (backend: Backend) =>
         SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql LIKE '%WHERE%' ORDER BY name`
       return { tables: tables.map((t) => t.name), indexes: indexes.map((i) => ({ name: i.name, definition: i.sql })) }
     }
-    const tables = yield* sql<{ tableName: string }>`
+    const tables = yield* sql<{ table_name: string }>`
       SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name`
     const indexes = yield* sql<{ indexname: string; indexdef: string }>`
       SELECT indexname, indexdef FROM pg_indexes
       WHERE schemaname = current_schema() AND indexdef LIKE '%WHERE%' ORDER BY indexname`
     return {
-      tables: tables.map((t) => t.tableName),
+      tables: tables.map((t) => t.table_name),
       indexes: indexes.map((i) => ({ name: i.indexname, definition: i.indexdef }))
     }
   })
@@ -83,9 +83,9 @@ describeBackends("the store", (backend) => {
       // A second boot on the same database: the store layer builds again without error, and
       // the first boot's rows are still there (nothing was recreated).
       const { kept, rows } = yield* Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
+        const sql = (yield* SqlClient.SqlClient).withoutTransforms()
         const kept = yield* (yield* SessionRepo).get(session.id)
-        const rows = yield* sql<{ migrationId: number; name: string }>`
+        const rows = yield* sql<{ migration_id: number; name: string }>`
           SELECT migration_id, name FROM vigil_migrations ORDER BY migration_id`
         return { kept, rows }
       }).pipe(Effect.provide(open()))
@@ -94,10 +94,10 @@ describeBackends("the store", (backend) => {
       const known = yield* migrations
       assert.isAtLeast(known.length, 1)
       assert.deepStrictEqual(
-        rows.map((row) => [row.migrationId, row.name]),
+        rows.map((row) => [row.migration_id, row.name]),
         known.map(([id, name]) => [id, name])
       )
-      assert.deepStrictEqual(rows[0], { migrationId: 1, name: "create_tables" })
+      assert.deepStrictEqual(rows[0], { migration_id: 1, name: "create_tables" })
     })))
 
   it.effect("creates the tables and the partial indexes over the live rows", () =>

@@ -1,10 +1,13 @@
 import type { InstanceId, SessionId } from "@vigil/domain"
 import { makeInstanceId, makePartId, makeSessionId, Part, Session } from "@vigil/domain"
+import { PgClient } from "@effect/sql-pg"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import type { Store } from "@vigil/store"
+import { SqlitePragmas, SqlStoreLive } from "@vigil/store"
 import { PgStoreLive } from "@vigil/store/pg"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
 import type { Scope } from "effect"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Redacted, String } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -21,7 +24,9 @@ export const tempDbFile = Effect.map(tempDir, (dir) => join(dir, "vigil.db"))
 
 /** A database the repository suites run against. */
 export interface Backend {
+  /** The dialect, and whose client the store runs on (vigil's own, or one an app built). */
   readonly name: "sqlite" | "postgres"
+  readonly client: "vigil" | "app, no transforms" | "app, camelCase transforms"
   /** Skipped (PostgreSQL without `VIGIL_TEST_DATABASE_URL`, outside CI). */
   readonly skip: boolean
   /**
@@ -39,9 +44,11 @@ export interface Backend {
 const backend = (
   name: Backend["name"],
   skip: boolean,
-  freshDatabase: Backend["freshDatabase"]
+  freshDatabase: Backend["freshDatabase"],
+  client: Backend["client"] = "vigil"
 ): Backend => ({
   name,
+  client,
   skip,
   freshDatabase,
   withStore: <A, E, R>(body: Effect.Effect<A, E, R>) =>
@@ -64,11 +71,45 @@ export const postgres: Backend = backend(
   Effect.map(freshPgSchema, (url) => () => Layer.orDie(PgStoreLive(url)))
 )
 
-export const backends: ReadonlyArray<Backend> = [sqlite, postgres]
+const camelCase = { transformQueryNames: String.camelToSnake, transformResultNames: String.snakeToCamel } as const
+
+/**
+ * The store on a client an app built itself (`SqlStoreLive` on the SqlClient in context), without
+ * name transforms or with camelCase ones: the store maps its rows itself, so both behave as vigil's own.
+ * The SQLite ones have vigil's pragmas applied by the app (`SqlitePragmas.layer`).
+ */
+export const appSqlite = (transforms: boolean): Backend =>
+  backend(
+    "sqlite",
+    false,
+    Effect.map(tempDbFile, (filename) => () =>
+      Layer.orDie(
+        SqlStoreLive().pipe(
+          Layer.provideMerge(SqlitePragmas.layer),
+          Layer.provideMerge(SqliteClient.layer({ filename, ...(transforms ? camelCase : {}) }))
+        )
+      )),
+    transforms ? "app, camelCase transforms" : "app, no transforms"
+  )
+
+export const appPostgres = (transforms: boolean): Backend =>
+  backend(
+    "postgres",
+    pgSkipped,
+    Effect.map(freshPgSchema, (url) => () =>
+      Layer.orDie(
+        SqlStoreLive().pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(url), ...(transforms ? camelCase : {}) })))
+      )),
+    transforms ? "app, camelCase transforms" : "app, no transforms"
+  )
+
+export const backends: ReadonlyArray<Backend> = [sqlite, postgres, appSqlite(false), appSqlite(true), appPostgres(false)]
 
 /** One suite per backend: `describeBackends("PartRepo", ({ withStore }) => { … })`. */
 export const describeBackends = (name: string, suite: (backend: Backend) => void) => {
-  for (const each of backends) describe.skipIf(each.skip)(`${name} (${each.name})`, () => suite(each))
+  for (const each of backends) {
+    describe.skipIf(each.skip)(`${name} (${each.name}${each.client === "vigil" ? "" : `, ${each.client}`})`, () => suite(each))
+  }
 }
 
 export const ownerA: InstanceId = makeInstanceId()
