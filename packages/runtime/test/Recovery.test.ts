@@ -203,8 +203,13 @@ describe("startup recovery (real processes)", () => {
       yield* Effect.promise(() => waitUntil(() => !isAlive(a.ready.shellPid), 5_000, "A's shell to be ended"))
       const completedA = yield* Effect.promise(() => check(partOf(a.ready.completedPartId)))
       assert.strictEqual(completedA.status, "completed")
-      const events = yield* Effect.promise(() => check(EventLog.pipe(Effect.flatMap((log) => log.list({ type: "watchdog.orphans_rescued" })))))
-      assert.isTrue(events.some((event) => (event.data as { ownerId: string }).ownerId === a.ready.instanceId), JSON.stringify(events))
+      // The rescue records its event after it has ended the orphan's processes: polled, not read once
+      // (on a loaded machine the shell may be gone a moment before the event is written).
+      const rescuedA = () =>
+        check(EventLog.pipe(Effect.flatMap((log) => log.list({ type: "watchdog.orphans_rescued" })))).then((events) =>
+          events.some((event) => (event.data as { ownerId: string }).ownerId === a.ready.instanceId)
+        )
+      yield* Effect.promise(() => waitUntil(rescuedA, 10_000, "the rescue of A's orphan in the event log"))
       console.log(`a live peer rescued a killed instance's orphan in ${took} ms`)
       yield* Effect.promise(() => killHard(b2.child))
     }), 90_000)
