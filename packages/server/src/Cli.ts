@@ -4,7 +4,7 @@ import { SettingsError } from "@vigil/domain"
 import { loadProviders } from "@vigil/provider"
 import { loadSettings } from "@vigil/runtime"
 import type { StoreLocation } from "@vigil/store"
-import { RepositoriesLive, StoreMigrationFailed, StoreUrlError } from "@vigil/store"
+import { RepositoriesLive, StoreMigrationFailed, StoreUpgradeRequired, StoreUrlError } from "@vigil/store"
 import { StoreConnectError } from "@vigil/store/pg"
 import type { Redacted } from "effect"
 import { Cause, Config, Console, Effect, Layer, Option } from "effect"
@@ -169,7 +169,7 @@ export const reportFailure = <E>(cause: Cause.Cause<E>): Effect.Effect<void> => 
     const error: unknown = failure.value
     if (
       error instanceof SettingsError || error instanceof StoreUrlError || error instanceof StoreConnectError ||
-      error instanceof StoreMigrationFailed || error instanceof StartupCheckError
+      error instanceof StoreMigrationFailed || error instanceof StoreUpgradeRequired || error instanceof StartupCheckError
     ) return Console.error(error.message)
     // The port was free when checked, and taken by the time the server listened.
     if (HttpServerError.isServerError(error) && error._tag === "ServeError") {

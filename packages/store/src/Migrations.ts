@@ -168,21 +168,25 @@ const existingTables = (sql: SqlClient.SqlClient, names: ReadonlyArray<string>) 
  * `vigil_migrations` means the migrations table is already the new layout's) and the unprefixed
  * tables have vigil's columns: an app's own `sessions` table is never taken.
  */
-const adoptLegacyLayout = (sql: SqlClient.SqlClient, t: TableNames) =>
+const isLegacyLayout = (sql: SqlClient.SqlClient, t: TableNames) =>
   Effect.gen(function*() {
     const prefixed = [t.instances, t.sessions, t.parts, t.events, ...(t.migrations === legacyMigrations ? [] : [t.migrations])]
     const present = yield* existingTables(sql, [...legacyTables, legacyMigrations, "vigil_sessions", ...prefixed])
     const legacy = present.has(legacyMigrations) && !present.has("vigil_sessions") &&
       legacyTables.every((table) => present.has(table)) && !prefixed.some((table) => present.has(table))
-    if (!legacy) return Option.none<string>()
+    if (!legacy) return false
     // vigil's columns, not an app's tables of the same names (a missing column fails the read).
-    const ours = yield* Effect.all([
+    return yield* Effect.all([
       sql`SELECT id, owner_id, last_activity_at, parent_part_id FROM sessions WHERE 1 = 0`,
       sql`SELECT id, owner_id, session_id, proc_start, deadline_at FROM parts WHERE 1 = 0`,
       sql`SELECT id, heartbeat_at, lease_millis FROM instances WHERE 1 = 0`,
       sql`SELECT id, type, at, instance_id, reason, data FROM events WHERE 1 = 0`
     ]).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
-    if (!ours) return Option.none<string>()
+  })
+
+const adoptLegacyLayout = (sql: SqlClient.SqlClient, t: TableNames) =>
+  Effect.gen(function*() {
+    if (!(yield* isLegacyLayout(sql, t))) return Option.none<string>()
     yield* sql.withTransaction(Effect.gen(function*() {
       for (const table of legacyTables) {
         yield* sql`ALTER TABLE ${sql.literal(table)} RENAME TO ${sql.literal(`${t.prefix}${table}`)}`
@@ -227,6 +231,25 @@ const adoptLegacyLayout = (sql: SqlClient.SqlClient, t: TableNames) =>
     }))
     return Option.some(`renamed ${legacyTables.join(", ")} to ${t.prefix}${legacyTables.join(`, ${t.prefix}`)}`)
   }).pipe(Effect.mapError(failed(null, "cannot adopt the unprefixed tables of an earlier vigil")))
+
+/** The database is of an earlier vigil's layout and read-only commands do not upgrade it. */
+export class StoreUpgradeRequired extends Data.TaggedError("StoreUpgradeRequired")<{ readonly message: string }> {}
+
+/**
+ * For a read-only command on a database it must not migrate (`vigil status`): an earlier vigil's
+ * unprefixed layout is one line saying how to upgrade it, not a missing-table defect.
+ */
+export const requireCurrentLayout: Effect.Effect<void, StoreUpgradeRequired | SqlError.SqlError, SqlClient.SqlClient> = Effect
+  .gen(function*() {
+    const t = yield* StoreTables
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    if (yield* isLegacyLayout(sql, t)) {
+      return yield* new StoreUpgradeRequired({
+        message: `the database has an earlier vigil's tables (sessions, parts, … without the ${t.prefix} prefix): ` +
+          "start vigil (or run vigil recover) once to rename them, every row kept"
+      })
+    }
+  })
 
 /**
  * On PostgreSQL several instances may start at once on an empty database, and the migrator's

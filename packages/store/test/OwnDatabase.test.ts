@@ -4,7 +4,17 @@ import * as Migrator from "@effect/sql/Migrator"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { makeInstanceId, ToolTimeout } from "@vigil/domain"
 import type { StoreOptions } from "@vigil/store"
-import { EventLog, PartRepo, SessionRepo, SqlitePragmas, SqlStoreLive, StoreMigrationFailed } from "@vigil/store"
+import {
+  EventLog,
+  PartRepo,
+  requireCurrentLayout,
+  SessionRepo,
+  SqlitePragmas,
+  SqlStoreLive,
+  StoreMigrationFailed,
+  StoreTables,
+  tableNames
+} from "@vigil/store"
 import { PgLive, PgStoreLive } from "@vigil/store/pg"
 import { SqliteLive, SqliteStoreLive } from "@vigil/store/sqlite"
 import { freshPgSchema, pgSkipped } from "@vigil/store/test-database"
@@ -253,6 +263,7 @@ for (const database of databases) {
         assert.deepStrictEqual(rows.map((r) => ({ id: Number(r.id), user_name: r.user_name })), [{ id: 1, user_name: "ada" }])
         const { tables } = yield* catalog(database.name, db.client)
         assert.includeMembers(tables, ["sessions", "parts", "events", "instances", "vigil_sessions", "vigil_parts"])
+        assert.isTrue(Exit.isSuccess(yield* Effect.exit(requireCurrentLayout.pipe(Effect.provide(db.client)))))
       })))
 
     it.effect("a migration that cannot apply is a typed StoreMigrationFailed naming it, and nothing of it is left", () =>
@@ -279,6 +290,14 @@ for (const database of databases) {
         Effect.scoped(Effect.gen(function*() {
           const db = yield* database.fresh
           const { part, session } = yield* seedLegacy(db.client)
+          // A read-only command (no migrations) is told how to upgrade, not a missing-table defect.
+          const layoutCheck = Effect.exit(requireCurrentLayout.pipe(
+            Effect.provide(db.client),
+            Effect.provideService(StoreTables, tableNames(prefix))
+          ))
+          const before = failureOf(yield* layoutCheck)
+          assert.deepStrictEqual(Option.map(before, (e) => e._tag), Option.some("StoreUpgradeRequired" as const))
+          assert.include(Option.getOrThrow(before).message, "run vigil recover")
           const fresh = yield* database.fresh
           yield* Effect.provide(Effect.void, fresh.store({ prefix }))
           const expected = yield* catalog(database.name, fresh.client)
@@ -310,6 +329,7 @@ for (const database of databases) {
           const recorded = yield* onClient(db.client, (sql) =>
             sql<{ migration_id: number }>`SELECT migration_id FROM ${sql.literal(`${prefix}migrations`)} ORDER BY migration_id`)
           assert.deepStrictEqual(recorded.map((r) => Number(r.migration_id)), [1, 2])
+          assert.isTrue(Exit.isSuccess(yield* layoutCheck), "the upgraded layout is current")
           // A second boot adopts nothing more and changes nothing.
           yield* Effect.provide(Effect.void, db.store({ prefix }))
           assert.deepStrictEqual(yield* catalog(database.name, db.client), expected)
