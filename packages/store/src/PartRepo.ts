@@ -268,7 +268,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
      * The watchdog's candidates among one owner's running parts: every `task` (its rule looks at
      * the child's subtree), and the leaves whose deadline is at or before `deadlineBefore`. Healthy
      * leaves are filtered out in SQL, so a scan decodes nothing when nothing is late. The status
-     * term repeats the partial index's own (`parts_active_owner`), so the planner may use it.
+     * term repeats the partial index's own (`vigil_parts_active_owner`), so the planner may use it.
      */
     const stuckCandidates = Effect.fn("PartRepo.stuckCandidates")(function*(
       ownerId: InstanceId,

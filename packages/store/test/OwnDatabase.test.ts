@@ -20,6 +20,9 @@ import { SqliteLive, SqliteStoreLive } from "@vigil/store/sqlite"
 import { freshPgSchema, pgSkipped } from "@vigil/store/test-database"
 import type { Scope } from "effect"
 import { Cause, Effect, Exit, Layer, Option, String } from "effect"
+import { readFileSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { makePart, makeSession, tempDbFile } from "./fixtures.js"
 
 /**
@@ -337,3 +340,41 @@ for (const database of databases) {
     }
   })
 }
+
+describe("the entry points", () => {
+  /** Every module a source file reaches through relative imports, and the packages they import. */
+  const packagesReached = (entry: string): Set<string> => {
+    const seen = new Set<string>()
+    const packages = new Set<string>()
+    const visit = (file: string) => {
+      if (seen.has(file)) return
+      seen.add(file)
+      const text = readFileSync(file, "utf8")
+      for (const [, spec] of text.matchAll(/^(?:import|export)\s[^'"]*?from\s+"([^"]+)"/gm)) {
+        if (spec!.startsWith(".")) visit(join(dirname(file), spec!.replace(/\.js$/, ".ts")))
+        else packages.add(spec!)
+      }
+    }
+    visit(fileURLToPath(new URL(entry, import.meta.url)))
+    return packages
+  }
+
+  it("@vigil/store needs no database driver; each driver is in its own entry", () => {
+    const core = packagesReached("../src/index.ts")
+    assert.include([...core], "@effect/sql")
+    assert.notInclude([...core], "@effect/sql-sqlite-node")
+    assert.notInclude([...core], "@effect/sql-pg")
+    assert.notInclude([...packagesReached("../src/Sqlite.ts")], "@effect/sql-pg")
+    assert.notInclude([...packagesReached("../src/Postgres.ts")], "@effect/sql-sqlite-node")
+    const manifest = JSON.parse(readFileSync(fileURLToPath(new URL("../package.json", import.meta.url)), "utf8")) as {
+      readonly exports: Record<string, unknown>
+      readonly dependencies?: Record<string, string>
+      readonly peerDependenciesMeta?: Record<string, { readonly optional?: boolean }>
+    }
+    assert.includeMembers(Object.keys(manifest.exports), [".", "./sqlite", "./pg"])
+    for (const driver of ["@effect/sql-sqlite-node", "@effect/sql-pg"]) {
+      assert.notProperty(manifest.dependencies ?? {}, driver, `${driver} is not a dependency`)
+      assert.isTrue(manifest.peerDependenciesMeta?.[driver]?.optional === true, `${driver} is an optional peer`)
+    }
+  })
+})
