@@ -30,9 +30,10 @@ export type Repositories = SessionRepo | PartRepo | InstanceRepo | EventLog
 export const SqlStoreLive = (
   options: StoreOptions = {}
 ): Layer.Layer<Repositories, StoreMigrationFailed, SqlClient.SqlClient> =>
-  // Fresh: two stores under two prefixes in one layer graph must not share memoized repositories.
+  // Fresh: two stores under two prefixes in one layer graph must not share memoized repositories
+  // or migrations (layers are memoized by reference; the prefix is not part of it).
   Layer.fresh(RepositoriesLive).pipe(
-    Layer.provide(MigrationsLive),
+    Layer.provide(Layer.fresh(MigrationsLive)),
     Layer.provide(Layer.sync(StoreTables, () => tableNames(options.prefix)))
   )
 

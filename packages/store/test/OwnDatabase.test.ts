@@ -244,6 +244,15 @@ for (const database of databases) {
         assert.isTrue(Option.isSome(acme.session))
         const seen = yield* Effect.flatMap(SessionRepo, (repo) => repo.get(acme.sessionId)).pipe(Effect.provide(db.store()))
         assert.deepStrictEqual(seen, Option.none(), "vigil_sessions does not hold acme_'s session")
+
+        // Two prefixes in one layer graph, on one client: each store migrates its own tables (layers
+        // are memoized by reference, and the prefix is not part of it).
+        yield* Effect.provide(
+          Effect.void,
+          Layer.mergeAll(SqlStoreLive({ prefix: "one_" }), SqlStoreLive({ prefix: "two_" })).pipe(Layer.provide(db.client), Layer.orDie)
+        )
+        const third = yield* catalog(database.name, db.client)
+        assert.includeMembers(third.tables, ["one_sessions", "one_migrations", "two_sessions", "two_migrations"])
       })))
 
     it.effect("beside an app's own sessions, parts, events and instances tables (and an index named like vigil's was)", () =>
