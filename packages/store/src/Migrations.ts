@@ -230,7 +230,17 @@ const adoptLegacyLayout = (sql: SqlClient.SqlClient, t: TableNames) =>
       })
     }))
     return Option.some(`renamed ${legacyTables.join(", ")} to ${t.prefix}${legacyTables.join(`, ${t.prefix}`)}`)
-  }).pipe(Effect.mapError(failed(null, "cannot adopt the unprefixed tables of an earlier vigil")))
+  }).pipe(
+    // A twin process starting on the same SQLite file may have adopted them first (the check ran
+    // before our transaction): then there is nothing left to do. PostgreSQL runs serialized.
+    Effect.catchAll((error) =>
+      isLegacyLayout(sql, t).pipe(
+        Effect.orElseSucceed(() => true),
+        Effect.flatMap((still) => still ? Effect.fail(error) : Effect.succeed(Option.none<string>()))
+      )
+    ),
+    Effect.mapError(failed(null, "cannot adopt the unprefixed tables of an earlier vigil"))
+  )
 
 /** The database is of an earlier vigil's layout and read-only commands do not upgrade it. */
 export class StoreUpgradeRequired extends Data.TaggedError("StoreUpgradeRequired")<{ readonly message: string }> {}
