@@ -42,7 +42,9 @@ const name = (sql: SqlClient.SqlClient, text: string) => sql.literal(text)
 /**
  * Numbered and append-only: a released migration is never edited, a change is a new entry.
  * Every table and index name is under the store's prefix (`vigil_sessions`, `vigil_parts_active_owner`):
- * index names share one namespace per schema with the app's own.
+ * index names share one namespace per schema with the app's own. (The two released migrations got
+ * their names from the prefix and nothing else; a database they made unprefixed is renamed into
+ * the same layout before they are looked at, see `adoptLegacyLayout`.)
  * Every query a hot loop runs (recovery, the watchdog, the idle monitor) has a partial index over
  * the few live rows, so a scan stays cheap however much history the tables hold. Partial indexes
  * and `RETURNING` are portable to PostgreSQL; only the event id column differs by dialect.
