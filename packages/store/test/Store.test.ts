@@ -8,6 +8,7 @@ import { freshPgSchema } from "@vigil/store/test-database"
 
 const partialIndexes = [
   "parts_active_deadline",
+  "parts_active_id",
   "parts_active_owner",
   "parts_active_session",
   "sessions_active_activity",
