@@ -396,7 +396,7 @@ export const routeMethods: ReadonlyArray<{ readonly path: RegExp; readonly metho
   for (const group of Object.values(VigilApi.groups)) {
     for (const endpoint of Object.values(group.endpoints)) add(endpoint.path, endpoint.method)
   }
-  for (const path of ["/openapi.json", "/doc", "/metrics"]) add(path, "GET")
+  for (const path of ["/openapi.json", "/doc", "/metrics", "/", "/dashboard/app.js", "/dashboard/app.css"]) add(path, "GET")
   return [...byPath].map(([path, methods]) => ({
     path: new RegExp(`^${path.replace(/:[A-Za-z]+/g, "[^/]+")}$`),
     methods: [...methods, ...(methods.has("GET") ? ["HEAD"] : [])]

@@ -49,7 +49,7 @@ const respondTo = <E>(cause: Cause.Cause<E>): Effect.Effect<HttpServerResponse.H
       // A path that is served, with another method: 405 and the methods it takes, not "no route".
       const path = serverError.request.url.split("?")[0]!
       const allowed = routeMethods.find((route) => route.path.test(path))
-      if (allowed !== undefined) {
+      if (allowed !== undefined && !allowed.methods.includes(serverError.request.method.toUpperCase())) {
         return Effect.succeed(HttpServerResponse.unsafeJson({
           _tag: "MethodNotAllowed",
           message: `${serverError.request.method} is not a method of ${path}: use ${allowed.methods.join(", ")}`

@@ -15,6 +15,7 @@ import { badRequests } from "./BadRequests.js"
 import { DashboardLive } from "./dashboard/Dashboard.js"
 import { StreamsClosing } from "./EventStream.js"
 import { ApiLive } from "./Handlers.js"
+import { MetricsLive } from "./Metrics.js"
 import { protectedStateOf } from "./ProtectedState.js"
 import { requestGuard } from "./RequestGuard.js"
 
@@ -163,6 +164,7 @@ export const ServerLive = (options: ServerOptions) =>
       return Top.pipe(
         Layer.provide(HttpApiSwagger.layer({ path: "/doc" })),
         Layer.provide(DashboardLive),
+        Layer.provide(MetricsLive),
         Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
         Layer.provide(HttpApiBuilder.middleware(badRequests)),
         Layer.provideMerge(ApiLive),

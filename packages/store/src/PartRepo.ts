@@ -383,12 +383,20 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       return { items, more: rows.length > options.limit }
     }, Effect.orDie)
 
+    /** How many parts `ownerId` runs now (`GET /metrics`), through the partial index of live rows. */
+    const countRunningOfOwner = Effect.fn("PartRepo.countRunningOfOwner")(function*(ownerId: InstanceId) {
+      const rows = yield* raw`SELECT COUNT(*) AS n FROM parts WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
+        AND status = 'running'`
+      return Number(rows[0]?.["n"] ?? 0)
+    }, Effect.orDie)
+
     return {
       insert,
       get,
       bySession,
       pageOfSession,
       pageActive,
+      countRunningOfOwner,
       start,
       complete,
       fail,

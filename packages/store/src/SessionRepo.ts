@@ -304,12 +304,21 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       return { items, more: rows.length > options.limit }
     }, Effect.orDie)
 
+    /** How many sessions `ownerId` holds busy and waiting now (`GET /metrics`), through the partial index. */
+    const countActiveOfOwner = Effect.fn("SessionRepo.countActiveOfOwner")(function*(ownerId: InstanceId) {
+      const rows = yield* raw`SELECT status, COUNT(*) AS n FROM sessions WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting')
+        GROUP BY status`
+      const count = (status: string) => Number(rows.find((row) => row["status"] === status)?.["n"] ?? 0)
+      return { busy: count("busy"), waiting: count("waiting") }
+    }, Effect.orDie)
+
     return {
       insert,
       get,
       getMany,
       list,
       page,
+      countActiveOfOwner,
       children,
       active,
       activeLinks,
