@@ -55,7 +55,7 @@ const alive = (pid: number) => isLive(readStat(pid))
 /** The part of `sessionId` running `command` once its shell's pid is on record. */
 const runningShell = (server: ServerProcess, sessionId: string, command: string) =>
   eventually(`a running "${command}" with its pid in ${sessionId}`, 30_000, async () => {
-    const parts = await expect<ReadonlyArray<PartRow>>(200, server, "GET", `/session/${sessionId}/part`)
+    const parts = (await expect<{ items: ReadonlyArray<PartRow> }>(200, server, "GET", `/session/${sessionId}/part?limit=1000`)).items
     const part = parts.find((row) => row.tool === "bash" && row.status === "running" && row.pid !== null)
     return part !== undefined && alive(part.pid!) ? part : undefined
   })
@@ -125,7 +125,7 @@ const scenario = async (workspace: Workspace, env: (index: number) => Record<str
       text: script({ tool: "ask", input: { question: "go on?" } }, { text: "asked and answered" })
     })
     const ask = await eventually("the ask to wait", 30_000, async () => {
-      const parts = await expect<ReadonlyArray<PartRow>>(200, a, "GET", `/session/${sessionId}/part`)
+      const parts = (await expect<{ items: ReadonlyArray<PartRow> }>(200, a, "GET", `/session/${sessionId}/part?limit=1000`)).items
       return parts.find((row) => row.tool === "ask" && row.status === "running")
     })
     await eventually("the session to wait", 30_000, async () =>
@@ -143,7 +143,7 @@ const scenario = async (workspace: Workspace, env: (index: number) => Record<str
     // 4. Never two turns: after every turn's end, nothing of an earlier turn ran on (no step of one
     // turn by the other instance), and nothing is left running.
     await sleep(1_000)
-    const parts = await expect<ReadonlyArray<PartRow>>(200, a, "GET", `/session/${sessionId}/part`)
+    const parts = (await expect<{ items: ReadonlyArray<PartRow> }>(200, a, "GET", `/session/${sessionId}/part?limit=1000`)).items
     const prompts = parts.filter((part) => part.kind === "prompt")
     assert.strictEqual(prompts.length, 2, "two prompts were accepted")
     const [promptB, promptA] = prompts as [PartRow, PartRow]

@@ -1,9 +1,10 @@
 import type { Session } from "@vigil/domain"
 import { IdleCancelled } from "@vigil/domain"
 import { SessionRepo } from "@vigil/store"
-import { Clock, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Clock, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
+import * as Metrics from "./Metrics.js"
 import { SessionService } from "./SessionService.js"
 import { Settings } from "./Settings.js"
 
@@ -53,6 +54,7 @@ export class IdleMonitor extends Effect.Service<IdleMonitor>()("vigil/IdleMonito
           reason,
           data: { status: session.status, idleFor: reason.idleFor, threshold: reason.threshold, parentId: session.parentId }
         })
+        yield* Metric.increment(Metrics.idleCancels)
         yield* sessionService.abort(session.id, reason).pipe(Effect.ignore)
       }
       return idle.length

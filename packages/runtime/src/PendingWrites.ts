@@ -1,7 +1,8 @@
 import type { PartId, SessionId } from "@vigil/domain"
-import { Cause, Clock, Data, Duration, Effect, Queue } from "effect"
+import { Cause, Clock, Data, Duration, Effect, Metric, Queue } from "effect"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
+import * as Metrics from "./Metrics.js"
 
 /**
  * A write the store refused (a full disk, a read-only file, a lost connection). The repositories
@@ -108,6 +109,7 @@ export class PendingWrites extends Effect.Service<PendingWrites>()("vigil/Pendin
     const flush = Effect.gen(function*() {
       for (const entry of [...held.values()]) {
         entry.attempts++
+        yield* Metric.increment(Metrics.retries)
         yield* entry.write
         // Unless a newer write for the same key came in meanwhile (it is tried next time).
         if (held.get(entry.key) === entry) held.delete(entry.key)

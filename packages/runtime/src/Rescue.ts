@@ -1,10 +1,11 @@
 import type { InstanceId, Part, SessionId } from "@vigil/domain"
 import { isPartTerminal, OrphanedByCrash, PartId } from "@vigil/domain"
 import { PartRepo, SessionRepo } from "@vigil/store"
-import { Clock, Effect, Option } from "effect"
+import { Clock, Effect, Metric, Option } from "effect"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
+import * as Metrics from "./Metrics.js"
 import { ProcessControl } from "./ProcessControl.js"
 
 export interface RescueReport {
@@ -120,6 +121,8 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
           })
         }
         if (ended.length > 0 || freed.length > 0) {
+          yield* Metric.increment(Metric.tagged(Metrics.rescues, "trigger", options.trigger))
+          yield* Metric.incrementBy(Metric.tagged(Metrics.rescuedParts, "trigger", options.trigger), ended.length)
           yield* events.record({
             type: `${options.trigger === "watchdog" ? "watchdog" : "recovery"}.orphans_rescued`,
             instanceId: self.id,

@@ -22,6 +22,7 @@ import {
   Exit,
   Fiber,
   FiberSet,
+  Metric,
   Option,
   ParseResult,
   Ref,
@@ -30,6 +31,7 @@ import {
 import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
+import * as Metrics from "./Metrics.js"
 import type { PartOutput } from "./OutputFiles.js"
 import { OutputFiles } from "./OutputFiles.js"
 import { PendingWrites } from "./PendingWrites.js"
@@ -158,6 +160,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       const finished = yield* Fiber.await(body).pipe(Effect.interruptible, Effect.timeout(grace), Effect.option)
       if (Option.isSome(finished)) return reason
       const count = yield* Ref.updateAndGet(leaked, (n) => n + 1)
+      yield* Metric.increment(Metrics.leakedFibers)
       const abandoned = new AbortIncomplete({ grace: Duration.toMillis(grace), cause: describeReason(reason) })
       // The body's own finalizer (a shell's hard stop) may be what is wedged: end the part's
       // processes from here too, by its marker and recorded group, without waiting for it.
@@ -202,6 +205,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
           partId: part.id,
           data: { output: outcome.output.slice(0, 4096), recordedStatus: Option.getOrNull(Option.map(current, (p) => p.status)) }
         })
+        yield* Metric.increment(Metrics.lateCompletions)
         const reason = Option.flatMap(current, (p) => Option.fromNullable(p.error))
         return {
           _tag: "Failed",
@@ -214,6 +218,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         yield* publish(new Part({ ...part, status: "error", error: outcome.reason, output: outcome.output ?? part.output, endedAt: at }, true))
         if (outcome.reason._tag === "ToolTimeout") {
           yield* events.record({ type: "part.timeout", instanceId: lease.id, sessionId: part.sessionId, partId: part.id, reason: outcome.reason })
+          yield* Metric.increment(Metrics.timeouts)
         }
         return outcome
       }
@@ -249,6 +254,11 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         )
         yield* activity.touch(part.sessionId, { force: true }).pipe(
           Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's end as activity", cause))
+        )
+        const endedAt = yield* Clock.currentTimeMillis
+        yield* Metric.update(
+          Metric.tagged(Metric.tagged(Metrics.partDuration, "tool", part.tool), "outcome", recorded._tag === "Completed" ? "completed" : "error"),
+          Math.max(0, endedAt - (part.startedAt ?? part.createdAt)) / 1000
         )
         yield* Deferred.succeed(control.done, recorded as Outcome<unknown>)
       }).pipe(

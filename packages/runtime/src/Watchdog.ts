@@ -2,9 +2,10 @@ import type { Part, Session } from "@vigil/domain"
 import { isSessionActive, WatchdogStuck } from "@vigil/domain"
 import type { SessionLink } from "@vigil/store"
 import { PartRepo, SessionRepo } from "@vigil/store"
-import { Clock, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
+import { Clock, Duration, Effect, Layer, Metric, Option, Ref, Schedule } from "effect"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
+import * as Metrics from "./Metrics.js"
 import { ProcessControl } from "./ProcessControl.js"
 import { Rescue } from "./Rescue.js"
 import { SessionService } from "./SessionService.js"
@@ -135,6 +136,7 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
         reason,
         data: { tool: part.tool, runningFor: reason.runningFor, threshold: reason.threshold }
       })
+      yield* Metric.increment(Metric.tagged(Metrics.watchdogActions, "action", "stuck_part"))
       const at = yield* Clock.currentTimeMillis
       // Written first, so a result the wedged body may still produce can only be a late completion.
       yield* parts.fail(part.id, { reason, at, ownerId: lease.id })
@@ -149,6 +151,7 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
           partId: part.id,
           data: { pids }
         })
+        yield* Metric.increment(Metric.tagged(Metrics.watchdogActions, "action", "processes_killed"))
       }
       yield* sessionService.abort(part.sessionId, reason).pipe(Effect.ignore)
     })

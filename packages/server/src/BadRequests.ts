@@ -10,6 +10,7 @@ import {
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import type { IncomingMessage } from "node:http"
 import { Cause, Effect, Option } from "effect"
+import { routeMethods } from "./Api.js"
 
 /** The largest request body read: a tool call or a prompt is text, never an upload. */
 export const maxBodyBytes = 1024 * 1024
@@ -45,6 +46,15 @@ const respondTo = <E>(cause: Cause.Cause<E>): Effect.Effect<HttpServerResponse.H
       ))
     }
     if (serverError._tag === "RouteNotFound") {
+      // A path that is served, with another method: 405 and the methods it takes, not "no route".
+      const path = serverError.request.url.split("?")[0]!
+      const allowed = routeMethods.find((route) => route.path.test(path))
+      if (allowed !== undefined && !allowed.methods.includes(serverError.request.method.toUpperCase())) {
+        return Effect.succeed(HttpServerResponse.unsafeJson({
+          _tag: "MethodNotAllowed",
+          message: `${serverError.request.method} is not a method of ${path}: use ${allowed.methods.join(", ")}`
+        }, { status: 405, headers: { allow: allowed.methods.join(", ") } }))
+      }
       return Effect.succeed(
         jsonError(404, "RouteNotFound", `no route ${serverError.request.method} ${serverError.request.url}`)
       )

@@ -1,9 +1,9 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { PartId, PartNotFound, SessionCancelled, SessionId } from "@vigil/domain"
 import { InstanceLease, PendingWrites, ProcessControl, RecoveryComplete, SessionService, ToolRunner, Watchdog } from "@vigil/runtime"
-import { EventLog, PartRepo } from "@vigil/store"
+import { EventLog, PartRepo, SessionRepo } from "@vigil/store"
 import { Duration, Effect, Layer, Option } from "effect"
-import { VigilApi } from "./Api.js"
+import { defaultPageLimit, partCursor, sessionCursor, VigilApi } from "./Api.js"
 import { eventStreamResponse } from "./EventStream.js"
 import { listInstances } from "./Instances.js"
 
@@ -29,16 +29,28 @@ export const HealthLive = HttpApiBuilder.group(VigilApi, "health", (handlers) =>
       }))
   }))
 
+/** A page's `next`: the cursor of its last item when more follow. */
+const nextOf = <A>(page: { readonly items: ReadonlyArray<A>; readonly more: boolean }, cursor: (last: A) => string) => ({
+  items: page.items,
+  next: page.more && page.items.length > 0 ? cursor(page.items[page.items.length - 1]!) : null
+})
+
 export const SessionsLive = HttpApiBuilder.group(VigilApi, "sessions", (handlers) =>
   Effect.gen(function*() {
     const sessions = yield* SessionService
+    // The pages are read from the repositories (keyset queries); the service checks the session exists.
+    const sessionRepo = yield* SessionRepo
+    const partRepo = yield* PartRepo
     return handlers
       .handle("create", ({ payload }) =>
         sessions.create({
           parentId: payload.parentId === undefined ? undefined : SessionId.make(payload.parentId),
           title: payload.title
         }))
-      .handle("list", () => sessions.list())
+      .handle("list", ({ urlParams }) =>
+        sessionRepo.page({ limit: urlParams.limit ?? defaultPageLimit, after: urlParams.cursor }).pipe(
+          Effect.map((page) => nextOf(page, sessionCursor))
+        ))
       .handle("get", ({ path }) => sessions.get(SessionId.make(path.id)))
       .handle("tool", ({ path, payload }) =>
         sessions.runTool(SessionId.make(path.id), {
@@ -55,7 +67,11 @@ export const SessionsLive = HttpApiBuilder.group(VigilApi, "sessions", (handlers
         sessions.reply(SessionId.make(path.id), payload.requestId, payload.answer).pipe(
           Effect.as({ sessionId: path.id, requestId: payload.requestId })
         ))
-      .handle("parts", ({ path }) => sessions.parts(SessionId.make(path.id)))
+      .handle("parts", ({ path, urlParams }) =>
+        sessions.get(SessionId.make(path.id)).pipe(
+          Effect.zipRight(partRepo.pageOfSession(SessionId.make(path.id), { limit: urlParams.limit ?? defaultPageLimit, after: urlParams.cursor })),
+          Effect.map((page) => nextOf(page, (part) => partCursor(part.id)))
+        ))
   }))
 
 export const PartsLive = HttpApiBuilder.group(VigilApi, "parts", (handlers) =>
@@ -70,7 +86,10 @@ export const PartsLive = HttpApiBuilder.group(VigilApi, "parts", (handlers) =>
             onSome: Effect.succeed
           }))
         ))
-      .handle("active", () => parts.active())
+      .handle("active", ({ urlParams }) =>
+        parts.pageActive({ limit: urlParams.limit ?? defaultPageLimit, after: urlParams.cursor }).pipe(
+          Effect.map((page) => nextOf(page, (part) => partCursor(part.id)))
+        ))
   }))
 
 export const EventsLive = HttpApiBuilder.group(VigilApi, "events", (handlers) =>

@@ -15,8 +15,10 @@ import { badRequests } from "./BadRequests.js"
 import { DashboardLive } from "./dashboard/Dashboard.js"
 import { StreamsClosing } from "./EventStream.js"
 import { ApiLive } from "./Handlers.js"
+import { MetricsLive } from "./Metrics.js"
 import { protectedStateOf } from "./ProtectedState.js"
 import { requestGuard } from "./RequestGuard.js"
+import { TracingLive } from "./Tracing.js"
 
 export interface ServerOptions {
   readonly port: number
@@ -163,6 +165,7 @@ export const ServerLive = (options: ServerOptions) =>
       return Top.pipe(
         Layer.provide(HttpApiSwagger.layer({ path: "/doc" })),
         Layer.provide(DashboardLive),
+        Layer.provide(MetricsLive),
         Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
         Layer.provide(HttpApiBuilder.middleware(badRequests)),
         Layer.provideMerge(ApiLive),
@@ -172,7 +175,10 @@ export const ServerLive = (options: ServerOptions) =>
         Layer.provideMerge(Core),
         // Built first, so every fiber of the server runs on it: a burst of supervised work must
         // leave timers (deadlines, the lease heartbeat) and HTTP their turn (see FairScheduler).
-        Layer.provide(FairSchedulerLive)
+        Layer.provide(FairSchedulerLive),
+        // Before everything, so every span of the server goes to it; closed last, so the spans of
+        // the shutdown are flushed too. Nothing when OTEL_EXPORTER_OTLP_ENDPOINT is unset.
+        Layer.provide(TracingLive)
       )
     })
   )

@@ -80,7 +80,7 @@ describe("the HTTP API", () => {
 
     const list = await request(`${url}/session`)
     assert.strictEqual(list.status, 200)
-    const ids = (list.body as Array<{ id: string }>).map((session) => session.id)
+    const ids = (list.body.items as Array<{ id: string }>).map((session) => session.id)
     assert.includeMembers(ids, [parent.id, child.id])
 
     const got = await request(`${url}/session/${parent.id}`)
@@ -107,7 +107,8 @@ describe("the HTTP API", () => {
 
     const parts = await request(`${url}/session/${session.id}/part`)
     assert.strictEqual(parts.status, 200)
-    assert.deepStrictEqual((parts.body as Array<{ id: string }>).map((p) => p.id), [partId])
+    assert.deepStrictEqual((parts.body.items as Array<{ id: string }>).map((p) => p.id), [partId])
+    assert.isNull(parts.body.next)
     const rested = await sessionAtRest(session.id)
     assert.strictEqual(rested.status, "idle")
   })
@@ -187,7 +188,7 @@ describe("the HTTP API", () => {
     assert.deepStrictEqual(part.error, { _tag: "SessionCancelled", by: "api" })
     // Only the first call made a part: the refused ones wrote nothing.
     const parts = await request(`${url}/session/${session.id}/part`)
-    assert.strictEqual(parts.body.length, 1)
+    assert.strictEqual(parts.body.items.length, 1)
   })
 
   it("runs a prompt under the script model (202), and the session takes another one after", async () => {
@@ -198,7 +199,7 @@ describe("the HTTP API", () => {
     assert.strictEqual(response.body.sessionId, session.id)
     const rested = await sessionAtRest(session.id)
     assert.strictEqual(rested.status, "idle")
-    const parts = (await request(`${url}/session/${session.id}/part`)).body as Array<Record<string, unknown>>
+    const parts = (await request(`${url}/session/${session.id}/part`)).body.items as Array<Record<string, unknown>>
     const bash = parts.find((part) => part.tool === "bash")
     assert.strictEqual(bash?.status, "completed")
     assert.include(String(bash?.output), "from-script")
@@ -217,7 +218,7 @@ describe("the HTTP API", () => {
     const response = await request(`${url}/session/${session.id}/prompt`, { body: { text: script } })
     assert.strictEqual(response.status, 202, JSON.stringify(response.body))
     assert.strictEqual((await sessionAtRest(session.id)).status, "idle")
-    const parts = (await request(`${url}/session/${session.id}/part?limit=1000`)).body as Array<Record<string, unknown>>
+    const parts = (await request(`${url}/session/${session.id}/part?limit=1000`)).body.items as Array<Record<string, unknown>>
     assert.strictEqual(parts.find((part) => part.kind === "prompt")?.output, script)
     assert.isTrue(parts.some((part) => part.kind === "text" && part.output === padding))
     assert.include(String(parts.find((part) => part.tool === "bash")?.output), "after-the-padding")
@@ -225,8 +226,8 @@ describe("the HTTP API", () => {
     const other = await createSession()
     const tooBig = await request(`${url}/session/${other.id}/prompt`, { body: { text: "x".repeat(1024 * 1024 + 1) } })
     assertJsonError(tooBig, 413, ["1048576 bytes (1 MiB)"], "PayloadTooLarge")
-    const untouched = (await request(`${url}/session/${other.id}/part`)).body as Array<unknown>
-    assert.deepStrictEqual(untouched, [])
+    const untouched = (await request(`${url}/session/${other.id}/part`)).body
+    assert.deepStrictEqual(untouched, { items: [], next: null })
   })
 
   it("answers a waiting session's question through /reply", async () => {
@@ -236,7 +237,7 @@ describe("the HTTP API", () => {
     const ask = await eventually(async () => {
       const current = (await request(`${url}/session/${session.id}`)).body
       if (current.status !== "waiting") return undefined
-      const parts = (await request(`${url}/session/${session.id}/part`)).body as Array<{ id: string; tool: string; status: string }>
+      const parts = (await request(`${url}/session/${session.id}/part`)).body.items as Array<{ id: string; tool: string; status: string }>
       return parts.find((part) => part.tool === "ask" && part.status === "running")
     }, 10_000, "the session to wait")
     assertJsonError(

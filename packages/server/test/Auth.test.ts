@@ -57,7 +57,7 @@ describe("basic auth", () => {
     const created = await fetch(`${secured.url}/session`, { method: "POST", body: "{}", headers: { "content-type": "application/json" } })
     assert.strictEqual(created.status, 401)
     const list = await (await fetch(`${secured.url}/session`, { headers: { authorization: basic("vigil", password) } })).json()
-    assert.deepStrictEqual(list, [])
+    assert.deepStrictEqual(list, { items: [], next: null })
   })
 
   it("without a password, routes answer without credentials", async () => {

@@ -80,7 +80,7 @@ describe("the dashboard's read-only routes", () => {
     const done = await runTool(b.id, { tool: "bash", input: { command: "true" } })
     await partEnded(done)
     const active = await eventually(async () => {
-      const parts = (await request(`${url}/part/active`)).body as Array<{ id: string; pid: number | null }>
+      const parts = (await request(`${url}/part/active?limit=1000`)).body.items as Array<{ id: string; pid: number | null }>
       const part = parts.find((p) => p.id === running)
       return part?.pid ? parts : undefined
     }, 5_000, "the running part with its pid")
@@ -93,7 +93,7 @@ describe("the dashboard's read-only routes", () => {
     assert.strictEqual(part.deadlineAt - part.startedAt, 600_000)
     await request(`${url}/session/${a.id}/abort`, { method: "POST" })
     await partEnded(running)
-    assert.notInclude(((await request(`${url}/part/active`)).body as Array<{ id: string }>).map((p) => p.id), running)
+    assert.notInclude(((await request(`${url}/part/active?limit=1000`)).body.items as Array<{ id: string }>).map((p) => p.id), running)
   })
 
   it("GET /event/log: supervision actions newest first, with their reasons, of one session with ?sessionId=", async () => {

@@ -61,7 +61,7 @@ const atRest = (url: string, id: string) =>
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const partsOf = (url: string, id: string): Effect.Effect<Array<any>> =>
-  Effect.map(call(`${url}/session/${id}/part`), (response) => response.body)
+  Effect.map(call(`${url}/session/${id}/part?limit=1000`), (response) => response.body.items)
 
 /** A streamed answer calling `bash` with `command`, then a final text. */
 const bashThenText = (command: string, text: string) => [

@@ -51,13 +51,15 @@ export const startServer = async (options: {
   /** 0 (the default): a port the OS picks; a restart passes the port it had. */
   readonly port?: number
   readonly allowedOrigins?: ReadonlyArray<string>
+  /** `testSettings` by default. */
+  readonly settings?: SettingsShape
 }): Promise<RunningServer> => {
   const scope = Effect.runSync(Scope.make())
   const layer = ServerLive({
     port: options.port ?? 0,
     host: "127.0.0.1",
     db: options.db,
-    settings: Effect.succeed(testSettings),
+    settings: Effect.succeed(options.settings ?? testSettings),
     password: Option.fromNullable(options.password),
     allowedOrigins: options.allowedOrigins ?? [],
     announce: false

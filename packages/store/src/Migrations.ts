@@ -123,6 +123,16 @@ const steps = {
       yield* sql`ALTER TABLE ${sessions} ADD COLUMN turn_id TEXT`
       yield* sql`ALTER TABLE ${sessions} ADD COLUMN cancel_request TEXT`
       yield* sql`CREATE INDEX ${name(sql, t.prefix)}sessions_cancel_requested ON ${sessions} (owner_id) WHERE cancel_request IS NOT NULL`
+    })),
+  /**
+   * The lists are read in pages by keyset (issue 19): sessions newest first on (created_at, id),
+   * a session's parts on `parts_session (session_id, id)` (already there), and the live parts by
+   * id through a partial index of the live rows, so a page costs its rows, not the history.
+   */
+  "0003_list_pages": migration("0003_list_pages", (sql, t) =>
+    Effect.gen(function*() {
+      yield* sql`CREATE INDEX ${name(sql, t.prefix)}sessions_created ON ${name(sql, t.sessions)} (created_at, id)`
+      yield* sql`CREATE INDEX ${name(sql, t.prefix)}parts_active_id ON ${name(sql, t.parts)} (id) WHERE status IN ('pending', 'running')`
     }))
 }
 

@@ -352,10 +352,54 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       return rows.map(decodeEndedPart)
     }, Effect.orDie)
 
+    // --- pages (GET /session/:id/part, GET /part/active): keyset on the id -------------------
+
+    /**
+     * One page of a session's parts in the order they were made, after the part id `after`:
+     * keyset on the id (ids sort by creation), through `parts_session (session_id, id)`.
+     * `limit + 1` rows are read to know whether another page follows.
+     */
+    const pageOfSession = Effect.fn("PartRepo.pageOfSession")(function*(
+      sessionId: SessionId,
+      options: { readonly limit: number; readonly after?: string | undefined }
+    ) {
+      const rows = yield* (options.after === undefined
+        ? sql`SELECT * FROM ${parts} WHERE session_id = ${sessionId} ORDER BY id LIMIT ${options.limit + 1}`
+        : sql`SELECT * FROM ${parts} WHERE session_id = ${sessionId} AND id > ${options.after} ORDER BY id LIMIT ${options.limit + 1}`)
+      const items = yield* Effect.try(() => rows.slice(0, options.limit).map(partOfRow))
+      return { items, more: rows.length > options.limit }
+    }, Effect.orDie)
+
+    /**
+     * One page of the pending and running parts of every session, by id, after `after`: read
+     * through the partial index `parts_active_id`, so it costs the live rows, not the history.
+     */
+    const pageActive = Effect.fn("PartRepo.pageActive")(function*(
+      options: { readonly limit: number; readonly after?: string | undefined }
+    ) {
+      const rows = yield* (options.after === undefined
+        ? sql`SELECT * FROM ${parts} WHERE status IN ('pending', 'running') ORDER BY id LIMIT ${options.limit + 1}`
+        : sql`SELECT * FROM ${parts} WHERE status IN ('pending', 'running') AND id > ${options.after} ORDER BY id LIMIT ${
+          options.limit + 1
+        }`)
+      const items = yield* Effect.try(() => rows.slice(0, options.limit).map(partOfRow))
+      return { items, more: rows.length > options.limit }
+    }, Effect.orDie)
+
+    /** How many parts `ownerId` runs now (`GET /metrics`), through the partial index of live rows. */
+    const countRunningOfOwner = Effect.fn("PartRepo.countRunningOfOwner")(function*(ownerId: InstanceId) {
+      const rows = yield* sql`SELECT COUNT(*) AS n FROM ${parts} WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
+        AND status = 'running'`
+      return Number(rows[0]?.["n"] ?? 0)
+    }, Effect.orDie)
+
     return {
       insert,
       get,
       bySession,
+      pageOfSession,
+      pageActive,
+      countRunningOfOwner,
       start,
       complete,
       fail,

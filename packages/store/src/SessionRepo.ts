@@ -283,11 +283,44 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
       return rows.map((row) => SessionId.make(row.id))
     }, Effect.orDie)
 
+    // --- pages (GET /session): keyset, newest first -------------------------------------------
+
+    /**
+     * One page of sessions, newest first, after `after` (the last session of the previous page):
+     * keyset on (created_at, id), read through `sessions_created`, so page 1,000 costs what page 1
+     * does and a session made while a client pages is never skipped or repeated. `limit + 1` rows
+     * are read to know whether another page follows.
+     */
+    const page = Effect.fn("SessionRepo.page")(function*(options: {
+      readonly limit: number
+      readonly after?: { readonly createdAt: number; readonly id: string } | undefined
+    }) {
+      const after = options.after
+      const rows = yield* (after === undefined
+        ? sql`SELECT * FROM ${sessions} ORDER BY created_at DESC, id DESC LIMIT ${options.limit + 1}`
+        // The range term first, so the planner walks the index from the cursor down.
+        : sql`SELECT * FROM ${sessions} WHERE created_at <= ${after.createdAt}
+            AND (created_at < ${after.createdAt} OR id < ${after.id})
+            ORDER BY created_at DESC, id DESC LIMIT ${options.limit + 1}`)
+      const items = yield* sessionsOfRows(rows.slice(0, options.limit))
+      return { items, more: rows.length > options.limit }
+    }, Effect.orDie)
+
+    /** How many sessions `ownerId` holds busy and waiting now (`GET /metrics`), through the partial index. */
+    const countActiveOfOwner = Effect.fn("SessionRepo.countActiveOfOwner")(function*(ownerId: InstanceId) {
+      const rows = yield* sql`SELECT status, COUNT(*) AS n FROM ${sessions} WHERE owner_id = ${ownerId} AND status IN ('busy', 'waiting')
+        GROUP BY status`
+      const count = (status: string) => Number(rows.find((row) => row["status"] === status)?.["n"] ?? 0)
+      return { busy: count("busy"), waiting: count("waiting") }
+    }, Effect.orDie)
+
     return {
       insert,
       get,
       getMany,
       list,
+      page,
+      countActiveOfOwner,
       children,
       active,
       activeLinks,

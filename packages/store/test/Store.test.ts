@@ -7,6 +7,7 @@ import { describeBackends, makePart, makeSession, sqlite } from "./fixtures.js"
 
 const partialIndexes = [
   "vigil_parts_active_deadline",
+  "vigil_parts_active_id",
   "vigil_parts_active_owner",
   "vigil_parts_active_session",
   "vigil_sessions_active_activity",

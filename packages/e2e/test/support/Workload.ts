@@ -52,6 +52,10 @@ interface PartView {
 
 type Step = Record<string, unknown>
 
+/** The items of a page (`{items, next}`, the lists' shape); undefined when the answer is not one. */
+const itemsOf = <A>(response: RawResponse): ReadonlyArray<A> | undefined =>
+  (response.json as { items?: ReadonlyArray<A> } | undefined)?.items
+
 const atRest = (status: string) => status === "idle" || status === "cancelled" || status === "error"
 
 export interface WorkloadOptions {
@@ -307,7 +311,7 @@ export class Workload {
     const cancelled: Array<PartView> = []
     const queue = [root]
     for (let visited = 0; queue.length > 0 && visited < 20; visited++) {
-      const parts = (await this.call("GET", `/session/${queue.shift()!}/part`)).json as ReadonlyArray<PartView> | undefined
+      const parts = itemsOf<PartView>(await this.call("GET", `/session/${queue.shift()!}/part?limit=1000`))
       for (const part of parts ?? []) {
         if (part.tool === "bash" && part.error?._tag === "SessionCancelled" && typeof part.pid === "number") cancelled.push(part)
         if (part.tool === "task" && part.childSessionId !== null) queue.push(part.childSessionId)
@@ -330,7 +334,7 @@ export class Workload {
     const queue = [root]
     for (let visited = 0; queue.length > 0 && visited < 20; visited++) {
       const id = queue.shift()!
-      const parts = (await this.call("GET", `/session/${id}/part`)).json as ReadonlyArray<PartView> | undefined
+      const parts = itemsOf<PartView>(await this.call("GET", `/session/${id}/part?limit=1000`))
       for (const part of parts ?? []) {
         if (part.status !== "running") continue
         if (part.tool === "ask") {
@@ -349,13 +353,13 @@ export class Workload {
    */
   async completedParts(): Promise<Map<string, { readonly output: string; readonly sessionId: string }>> {
     const found = new Map<string, { output: string; sessionId: string }>()
-    const listed = (await this.call("GET", "/session")).json as ReadonlyArray<{ id: string }> | undefined
+    const listed = itemsOf<{ id: string }>(await this.call("GET", "/session?limit=1000"))
     const ids = [...new Set([...(listed ?? []).map((session) => session.id), ...this.sessions])]
     let next = 0
     const reader = async () => {
       while (next < ids.length) {
         const id = ids[next++]!
-        const parts = (await this.call("GET", `/session/${id}/part`)).json as ReadonlyArray<PartView> | undefined
+        const parts = itemsOf<PartView>(await this.call("GET", `/session/${id}/part?limit=1000`))
         for (const part of parts ?? []) {
           if (part.status === "completed") found.set(part.id, { output: part.output ?? "", sessionId: id })
         }
@@ -376,7 +380,7 @@ export class Workload {
       await sleep(200)
       const status = ((await this.call("GET", `/session/${id}`)).json as { status: string }).status
       if (atRest(status) || Date.now() > deadline) {
-        return { status, parts: (await this.call("GET", `/session/${id}/part`)).json as ReadonlyArray<PartView> }
+        return { status, parts: itemsOf<PartView>(await this.call("GET", `/session/${id}/part?limit=1000`)) ?? [] }
       }
     }
   }

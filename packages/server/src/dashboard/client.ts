@@ -22,6 +22,23 @@ const getJson = async <A>(path: string): Promise<A> => {
   return (await response.json()) as A
 }
 
+/**
+ * A paged list (`{items, next}`), page after page up to `maxItems`: the live parts whole, the
+ * newest sessions up to what one screen can show.
+ */
+const getPages = async <A>(path: string, maxItems: number): Promise<Array<A>> => {
+  const items: Array<A> = []
+  let cursor: string | null = null
+  do {
+    const separator = path.includes("?") ? "&" : "?"
+    const query: string = `${separator}limit=1000${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`
+    const page: { items: Array<A>; next: string | null } = await getJson(`${path}${query}`)
+    items.push(...page.items)
+    cursor = page.next
+  } while (cursor !== null && items.length < maxItems)
+  return items
+}
+
 const flash = (text: string) => {
   const node = element("flash")
   node.textContent = text
@@ -141,8 +158,8 @@ const refresh = () =>
     buffered = []
     try {
       const [sessions, activeParts, events] = await Promise.all([
-        getJson<Array<SessionJson>>("/session"),
-        getJson<Array<PartJson>>("/part/active"),
+        getPages<SessionJson>("/session", 1_000),
+        getPages<PartJson>("/part/active", 100_000),
         getJson<Array<EventJson>>(`/event/log?limit=300`)
       ])
       loadSnapshot(state, { sessions, activeParts, events })
