@@ -340,7 +340,7 @@ for (const database of databases) {
           assert.deepStrictEqual(yield* catalog(database.name, db.client), expected)
           const recorded = yield* onClient(db.client, (sql) =>
             sql<{ migration_id: number }>`SELECT migration_id FROM ${sql.literal(`${prefix}migrations`)} ORDER BY migration_id`)
-          assert.deepStrictEqual(recorded.map((r) => Number(r.migration_id)), [1, 2])
+          assert.deepStrictEqual(recorded.map((r) => Number(r.migration_id)), [1, 2, 3], "the two it had, then the ones it lacked")
           assert.isTrue(Exit.isSuccess(yield* layoutCheck), "the upgraded layout is current")
           // A second boot adopts nothing more and changes nothing.
           yield* Effect.provide(Effect.void, db.store({ prefix }))
