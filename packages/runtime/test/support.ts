@@ -12,10 +12,9 @@ import { afterAll } from "vitest"
 import type { LanguageModelShape } from "../src/LanguageModel.js"
 import { LanguageModels } from "../src/LanguageModel.js"
 import { ProcessControl } from "../src/ProcessControl.js"
-import { SupervisionLive } from "../src/Runtime.js"
 import { scriptModel } from "../src/ScriptModel.js"
-import { Settings } from "../src/Settings.js"
 import { Tools } from "../src/Tools.js"
+import * as Vigil from "../src/Vigil.js"
 
 const dirs: Array<string> = []
 afterAll(() => {
@@ -51,18 +50,15 @@ export const testRuntime = (options: {
   /** Replaces repositories of the real store (a flaky one, say); they are built on the same file. */
   readonly store?: (file: string) => ReturnType<typeof SqliteStoreLive>
 } = {}) =>
-  SupervisionLive.pipe(
-    Layer.provideMerge(Tools.with(options.tools ?? [])),
-    Layer.provideMerge(options.processes ?? ProcessControl.test()),
-    Layer.provideMerge(
-      Layer.succeed(LanguageModels, {
-        defaultModel: "script",
-        models: new Map([scriptModel, ...(options.models ?? [])].map((model) => [model.name, model]))
-      })
-    ),
-    Layer.provideMerge((options.store ?? SqliteStoreLive)(options.file ?? tempDb())),
-    Layer.provideMerge(Settings.layer(testSettings(options.settings)))
-  )
+  Vigil.layerWithStore((options.store ?? SqliteStoreLive)(options.file ?? tempDb()), {
+    settings: testSettings(options.settings),
+    tools: Layer.merge(Tools.builtin(), Tools.addAll(options.tools ?? [])),
+    processes: options.processes ?? ProcessControl.test(),
+    models: Layer.succeed(LanguageModels, {
+      defaultModel: "script",
+      models: new Map([scriptModel, ...(options.models ?? [])].map((model) => [model.name, model]))
+    })
+  })
 
 /** Tools whose behaviour a test controls. */
 export const testTools = {
