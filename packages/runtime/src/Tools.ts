@@ -1,5 +1,5 @@
 import type { AnyTool, ProtectedPaths, ToolDefinition } from "@vigil/tools"
-import { fileToolThreads, makeBashTool, makeFileTools, makeReadTool, makeWriteTool, ThreadBudget } from "@vigil/tools"
+import { fileToolThreads, makeBashTool, makeReadTool, makeWriteTool, ThreadBudget } from "@vigil/tools"
 import { Context, Effect, Layer } from "effect"
 import { Settings } from "./Settings.js"
 
@@ -115,26 +115,6 @@ export class Tools extends Context.Tag("vigil/Tools")<Tools, ReadonlyArray<AnyTo
       Layer.provide(contributions),
       Layer.provide(Layer.fresh(ToolRegistry.layer))
     )
-
-  /** The builtins and `extra` as one layer, on the options the server hands them. */
-  static readonly with = (extra: ReadonlyArray<AnyTool>, options: ToolsOptions = {}) =>
-    Layer.effect(
-      Tools,
-      Effect.map(Settings, (settings): ReadonlyArray<AnyTool> => {
-        const files = makeFileTools(options.protect ? { protect: options.protect } : {})
-        return [
-          makeBashTool({
-            killGrace: settings.killGrace,
-            environment: { policy: settings.shellEnv, secretValues: options.secretValues ?? [] },
-            ...(options.protect ? { protect: options.protect } : {})
-          }),
-          files.read,
-          files.write,
-          ...extra
-        ]
-      })
-    )
-  static readonly Builtin = Tools.with([])
 }
 
 const rootOption = (options: ToolsOptions) => (options.root === undefined ? {} : { root: options.root })

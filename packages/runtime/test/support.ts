@@ -49,16 +49,20 @@ export const testRuntime = (options: {
   readonly processes?: Layer.Layer<ProcessControl>
   /** Replaces repositories of the real store (a flaky one, say); they are built on the same file. */
   readonly store?: (file: string) => ReturnType<typeof SqliteStoreLive>
-} = {}) =>
-  Vigil.layerWithStore((options.store ?? SqliteStoreLive)(options.file ?? tempDb()), {
+} = {}) => {
+  // A test's tool of a builtin's name (a bash with a short kill grace) takes that builtin's place.
+  const own = new Set((options.tools ?? []).map((tool) => tool.name))
+  const builtins = [{ name: "bash", layer: Tools.bash() }, { name: "read", layer: Tools.read() }, { name: "write", layer: Tools.write() }]
+  return Vigil.layerWithStore((options.store ?? SqliteStoreLive)(options.file ?? tempDb()), {
     settings: testSettings(options.settings),
-    tools: Layer.merge(Tools.builtin(), Tools.addAll(options.tools ?? [])),
+    tools: Layer.mergeAll(Tools.addAll(options.tools ?? []), ...builtins.filter((builtin) => !own.has(builtin.name)).map((builtin) => builtin.layer)),
     processes: options.processes ?? ProcessControl.test(),
     models: Layer.succeed(LanguageModels, {
       defaultModel: "script",
       models: new Map([scriptModel, ...(options.models ?? [])].map((model) => [model.name, model]))
     })
   })
+}
 
 /** Tools whose behaviour a test controls. */
 export const testTools = {

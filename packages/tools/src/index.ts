@@ -1,7 +1,3 @@
-import { BashTool } from "./Bash.js"
-import { ReadTool, WriteTool } from "./Files.js"
-import type { AnyTool } from "./Tool.js"
-
 export * from "./Bash.js"
 export * from "./CappedOutput.js"
 export * as Containment from "./Containment.js"
@@ -14,6 +10,3 @@ export * from "./Shell.js"
 export * from "./ShellEnvironment.js"
 export * from "./ThreadBudget.js"
 export * from "./Tool.js"
-
-/** The leaf tools every session has; `task` and `ask` come from the session service. */
-export const builtinTools: ReadonlyArray<AnyTool> = [BashTool, ReadTool, WriteTool]
