@@ -30,7 +30,10 @@ import { mkdirSync } from "node:fs"
 import { createServer } from "node:http"
 import { dirname, join, resolve } from "node:path"
 
-/** The app's own table of sessions, beside vigil's (which carry vigil's table prefix). */
+/**
+ * The app's own table of sessions, beside vigil's (which carry vigil's table prefix).
+ * `EMBED_SESSIONS_TABLE` renames it: the e2e test does so on a vigil whose store has no prefix yet.
+ */
 const appTable = process.env["EMBED_SESSIONS_TABLE"] ?? "sessions"
 
 // --- A tool with a requirement: it reads a page through the app's HttpClient. -------------------
