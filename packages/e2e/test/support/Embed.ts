@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from "node:fs"
+import { cpSync, existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -11,16 +11,25 @@ const packages = join(repoRoot, "packages")
  * themselves, and the very copies of effect and `@effect/*` they resolve, so the example runs on
  * one copy of effect as an npm install of the packed packages would give it.
  */
-const dependencies: Record<string, string> = {
+const dependencies = (): Record<string, string> => ({
   "@vigil/domain": join(packages, "domain"),
   "@vigil/runtime": join(packages, "runtime"),
   "@vigil/tools": join(packages, "tools"),
-  effect: join(packages, "runtime/node_modules/effect"),
-  "@effect/platform": join(packages, "runtime/node_modules/@effect/platform"),
-  "@effect/platform-node": join(packages, "runtime/node_modules/@effect/platform-node"),
-  "@effect/sql": join(packages, "runtime/node_modules/@effect/sql"),
-  "@effect/sql-sqlite-node": join(packages, "store/node_modules/@effect/sql-sqlite-node"),
+  effect: installed("effect"),
+  "@effect/platform": installed("@effect/platform"),
+  "@effect/platform-node": installed("@effect/platform-node"),
+  "@effect/sql": installed("@effect/sql"),
+  "@effect/sql-sqlite-node": installed("@effect/sql-sqlite-node"),
   "@types/node": join(repoRoot, "node_modules/@types/node")
+})
+
+/** A package as the vigil packages have it installed (the first of them that depends on it). */
+const installed = (name: string): string => {
+  for (const owner of ["runtime", "store", "server", "tools", "domain", "e2e"]) {
+    const path = join(packages, owner, "node_modules", name)
+    if (existsSync(path)) return path
+  }
+  throw new Error(`no workspace package has ${name} installed`)
 }
 
 /**
@@ -33,7 +42,7 @@ export const stageExample = () => {
   cpSync(join(repoRoot, "examples/embed/src"), join(dir, "src"), { recursive: true })
   cpSync(join(repoRoot, "examples/embed/package.json"), join(dir, "package.json"))
   cpSync(join(repoRoot, "examples/embed/tsconfig.json"), join(dir, "tsconfig.json"))
-  for (const [name, path] of Object.entries(dependencies)) {
+  for (const [name, path] of Object.entries(dependencies())) {
     const link = join(dir, "node_modules", name)
     mkdirSync(dirname(link), { recursive: true })
     symlinkSync(realpathSync(path), link)
