@@ -1,7 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { SqliteStoreLive } from "@vigil/store"
-import { Effect, Layer } from "effect"
 import { execFile, spawn } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { promisify } from "node:util"
@@ -20,19 +18,21 @@ const example = stageExample()
 afterAll(() => example.dispose())
 
 /**
- * Whether vigil's store still names its table `sessions` (before the `vigil_` table prefix): the
- * example's own `sessions` table would then collide, so it is given another name meanwhile.
+ * Whether vigil's store still creates a table named plain `sessions` (before the `vigil_` table
+ * prefix): the example's own `sessions` table would then collide, so it is given another name
+ * meanwhile. Read from the store's sources, so the probe does not depend on the store's API.
  */
-const vigilOwnsSessionsTable = Effect.runPromise(
-  Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ readonly name: string }>`SELECT name FROM sqlite_master WHERE name = 'sessions'`).pipe(
-    Effect.map((rows) => rows.length > 0),
-    Effect.provide(Layer.orDie(SqliteStoreLive(":memory:")))
+const vigilOwnsSessionsTable = (function sourcesCreate(dir: string): boolean {
+  return readdirSync(dir, { withFileTypes: true }).some((entry) =>
+    entry.isDirectory()
+      ? sourcesCreate(join(dir, entry.name))
+      : entry.name.endsWith(".ts") && /CREATE TABLE sessions \(/.test(readFileSync(join(dir, entry.name), "utf8"))
   )
-)
+})(join(repoRoot, "packages/store/src"))
 
 const env = async (): Promise<NodeJS.ProcessEnv> => ({
   ...process.env,
-  ...(await vigilOwnsSessionsTable ? { EMBED_SESSIONS_TABLE: "app_sessions" } : {})
+  ...(vigilOwnsSessionsTable ? { EMBED_SESSIONS_TABLE: "app_sessions" } : {})
 })
 
 /** The last JSON line a run printed (Effect's logs share stdout). */
