@@ -237,7 +237,7 @@ const program = command === "serve"
   ? partsOf(arg).pipe(Effect.provide(App({ db, port: 0, toolTimeout: long })))
   : Effect.dieMessage(`unknown command ${command}`)
 
-Effect.runPromise(Effect.scoped(program as Effect.Effect<unknown, unknown>)).catch((error) => {
+Effect.runPromise(Effect.scoped(program)).catch((error) => {
   console.error(error)
   process.exit(1)
 })
