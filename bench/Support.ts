@@ -5,9 +5,8 @@ import { runInNewContext } from "node:vm"
 import { setFlagsFromString } from "node:v8"
 import type { Settings as SettingsShape, SessionId } from "../packages/domain/src/index.js"
 import { makeSessionId, Session } from "../packages/domain/src/index.js"
-import { InstanceLease, ProcessControl, ScriptModelLive, Settings, SupervisionLive, Tools } from "../packages/runtime/src/index.js"
+import { InstanceLease, Tools, Vigil } from "../packages/runtime/src/index.js"
 import { SessionRepo } from "../packages/store/src/index.js"
-import { SqliteStoreLive } from "../packages/store/src/Sqlite.js"
 import type { AnyTool } from "../packages/tools/src/index.js"
 import { Clock, Duration, Effect, Exit, Layer, Option, Schema, Scope } from "./effect.js"
 
@@ -39,13 +38,11 @@ export const benchRuntime = (options: {
   readonly settings?: Partial<SettingsShape>
   readonly tools?: ReadonlyArray<AnyTool>
 }) =>
-  SupervisionLive.pipe(
-    Layer.provideMerge(Tools.with(options.tools ?? [])),
-    Layer.provideMerge(ProcessControl.test()),
-    Layer.provideMerge(ScriptModelLive),
-    Layer.provideMerge(SqliteStoreLive(options.file)),
-    Layer.provideMerge(Settings.layer(benchSettings(options.settings)))
-  )
+  Vigil.layerTest({
+    file: options.file,
+    settings: benchSettings(options.settings),
+    tools: Layer.merge(Tools.builtin(), Tools.addAll(options.tools ?? []))
+  })
 
 export type BenchRuntime = Layer.Layer.Success<ReturnType<typeof benchRuntime>>
 

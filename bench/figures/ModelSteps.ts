@@ -1,8 +1,7 @@
 import { join } from "node:path"
 import { parseProviders, ProvidersLive } from "../../packages/provider/src/index.js"
 import { instantProvider } from "../../packages/provider/test/instantProvider.js"
-import { LanguageModels, ProcessControl, SessionService, Settings, SupervisionLive, Tools } from "../../packages/runtime/src/index.js"
-import { SqliteStoreLive } from "../../packages/store/src/Sqlite.js"
+import { LanguageModels, SessionService, Vigil } from "../../packages/runtime/src/index.js"
 import { Context, Effect, Either, Layer } from "../effect.js"
 import type { Row } from "../Report.js"
 import { percentile, row, show } from "../Report.js"
@@ -54,13 +53,7 @@ export const modelStepFigures = (dir: string) =>
       parseProviders({ provider: { instant: { options: { baseURL, inactivityTimeout: inactivityMs } } }, model: "instant/ok" }, {})
     )
     const runtime = yield* buildOpen(
-      SupervisionLive.pipe(
-        Layer.provideMerge(Tools.with([])),
-        Layer.provideMerge(ProcessControl.test()),
-        Layer.provideMerge(ProvidersLive(config)),
-        Layer.provideMerge(SqliteStoreLive(join(dir, "model-steps.db"))),
-        Layer.provideMerge(Settings.layer(benchSettings()))
-      )
+      Vigil.layerTest({ file: join(dir, "model-steps.db"), settings: benchSettings(), models: ProvidersLive(config) })
     )
     const supervised = yield* Effect.gen(function*() {
       const service = yield* SessionService

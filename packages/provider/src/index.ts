@@ -1,4 +1,3 @@
 export * from "./OpenAiCompatible.js"
 export * from "./ProviderConfig.js"
 export * from "./Providers.js"
-export * from "./Redaction.js"

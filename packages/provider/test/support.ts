@@ -1,7 +1,6 @@
 import type { Settings as SettingsShape } from "@vigil/domain"
 import type { LanguageModels } from "@vigil/runtime"
-import { ProcessControl, SessionService, Settings, SupervisionLive, Tools } from "@vigil/runtime"
-import { SqliteStoreLive } from "@vigil/store/sqlite"
+import { SessionService, Tools, Vigil } from "@vigil/runtime"
 import type { AnyTool } from "@vigil/tools"
 import { Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -52,24 +51,21 @@ export const providerRuntime = (options: {
   readonly settings?: Partial<SettingsShape>
   readonly models?: Layer.Layer<LanguageModels>
 }) =>
-  SupervisionLive.pipe(
-    Layer.provideMerge(Tools.with([echoTool])),
-    Layer.provideMerge(ProcessControl.test()),
-    Layer.provideMerge(options.models ?? ProvidersLive(options.config)),
-    Layer.provideMerge(SqliteStoreLive(tempDb())),
-    Layer.provideMerge(
-      Settings.layer({
-        toolTimeout: Option.some(Duration.seconds(10)),
-        taskTimeout: Option.some(Duration.seconds(60)),
-        idleTimeout: Option.some(Duration.seconds(30)),
-        watchdogInterval: Option.none(),
-        instanceLease: Duration.seconds(30),
-        abortGrace: Duration.seconds(1),
-        killGrace: Duration.millis(300),
-        ...options.settings
-      })
-    )
-  )
+  Vigil.layerTest({
+    file: tempDb(),
+    tools: Layer.merge(Tools.builtin(), Tools.add(echoTool)),
+    models: options.models ?? ProvidersLive(options.config),
+    settings: {
+      toolTimeout: Option.some(Duration.seconds(10)),
+      taskTimeout: Option.some(Duration.seconds(60)),
+      idleTimeout: Option.some(Duration.seconds(30)),
+      watchdogInterval: Option.none(),
+      instanceLease: Duration.seconds(30),
+      abortGrace: Duration.seconds(1),
+      killGrace: Duration.millis(300),
+      ...options.settings
+    }
+  })
 
 /** Runs one turn on a new session; gives the result, the session after it and its parts. */
 export const runOneTurn = (text: string, model = "openai/fake") =>

@@ -1,7 +1,7 @@
 import { Instance, makeInstanceId } from "@vigil/domain"
 import { InstanceRepo } from "@vigil/store"
 import { Clock, Duration, Effect, Schedule } from "effect"
-import { InstanceLocks } from "./InstanceLocks.js"
+import { InstanceLocks } from "./internal/InstanceLocks.js"
 import { ProcessControl } from "./ProcessControl.js"
 import { Settings } from "./Settings.js"
 

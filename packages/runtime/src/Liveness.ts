@@ -3,7 +3,7 @@ import { leaseExpired } from "@vigil/domain"
 import { InstanceRepo } from "@vigil/store"
 import { Clock, Effect, Option } from "effect"
 import { InstanceLease } from "./InstanceLease.js"
-import { InstanceLocks, lockConfirmAfter } from "./InstanceLocks.js"
+import { InstanceLocks, lockConfirmAfter } from "./internal/InstanceLocks.js"
 import { ProcessControl } from "./ProcessControl.js"
 
 export type DeathCause = "stopped" | "lease-expired" | "process-gone" | "lock-released" | "unknown-instance"

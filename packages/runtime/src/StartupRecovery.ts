@@ -3,15 +3,33 @@ import { Events } from "./Events.js"
 import type { RescueReport } from "./Rescue.js"
 import { Rescue } from "./Rescue.js"
 
+/** Only startup recovery makes a `Recovered`: set by the class's static block, not exported. */
+let makeRecovered: (report: RescueReport) => Recovered
+
+/**
+ * What startup recovery leaves: its report. It cannot be made by hand: the constructor is private
+ * and the private field makes the type nominal (an object literal `{ report }` is not one), so
+ * `Layer.succeed(RecoveryComplete, …)` with a value of one's own does not compile
+ * (test/LayerOrder.test.ts).
+ */
+export class Recovered {
+  readonly #proof = true
+  private constructor(readonly report: RescueReport) {}
+  /** True for a value startup recovery made (a cast object is not one). */
+  static is(value: unknown): value is Recovered {
+    return typeof value === "object" && value !== null && #proof in value
+  }
+  static {
+    makeRecovered = (report) => new Recovered(report)
+  }
+}
+
 /**
  * Proof that startup recovery ran. Only `StartupRecoveryLive` provides it, and the session service
  * requires it, so the session layer cannot be built before recovery finished: an order in the
- * types, not a convention.
+ * types, not a convention; and its value is a `Recovered`, which only this module can make.
  */
-export class RecoveryComplete extends Context.Tag("vigil/RecoveryComplete")<
-  RecoveryComplete,
-  { readonly report: RescueReport }
->() {}
+export class RecoveryComplete extends Context.Tag("vigil/RecoveryComplete")<RecoveryComplete, Recovered>() {}
 
 export const StartupRecoveryLive = Layer.effect(
   RecoveryComplete,
@@ -29,6 +47,6 @@ export const StartupRecoveryLive = Layer.effect(
       })
     )
     yield* events.publish({ type: "recovery.completed", report })
-    return { report }
+    return makeRecovered(report)
   }).pipe(Effect.withSpan("StartupRecovery"), Effect.annotateLogs({ module: "StartupRecovery" }))
 )

@@ -32,12 +32,13 @@ import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import * as Metrics from "./Metrics.js"
-import type { PartOutput } from "./OutputFiles.js"
-import { OutputFiles } from "./OutputFiles.js"
+import type { PartOutput } from "./internal/OutputFiles.js"
+import { OutputFiles } from "./internal/OutputFiles.js"
 import { PendingWrites } from "./PendingWrites.js"
 import type { StoreWriteFailed } from "./PendingWrites.js"
 import { ProcessControl } from "./ProcessControl.js"
 import { Settings } from "./Settings.js"
+import { ToolRoot } from "./Tools.js"
 
 /** A body that ends its part with a given reason (a `task` whose child was cancelled, say). */
 export class PartEnded extends Data.TaggedError("PartEnded")<{ readonly reason: ErrorReason }> {}
@@ -104,6 +105,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const processes = yield* ProcessControl
     const outputFiles = yield* OutputFiles
     const pending = yield* PendingWrites
+    const toolRoot = yield* ToolRoot
     // Hard stops of abandoned bodies: the runner's scope waits for them (each bounded by the kill
     // grace), so even a clean shutdown leaves no process of a wedged tool behind. Made before the
     // supervisors' map, so it closes after it: supervisors interrupted at shutdown can still add.
@@ -120,7 +122,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const contextFor = (part: Part, outputSoFar: PartOutput): ToolContext => ({
       partId: part.id,
       sessionId: part.sessionId,
-      root: process.cwd(),
+      root: toolRoot ?? process.cwd(),
       output: (chunk) => outputSoFar.add(chunk).pipe(Effect.zipRight(activity.touch(part.sessionId))),
       fullOutput: outputSoFar.fullOutput,
       recordProcess: (proc) =>

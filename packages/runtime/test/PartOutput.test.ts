@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSy
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll } from "vitest"
-import { OutputFiles } from "../src/OutputFiles.js"
+import { OutputFiles } from "../src/internal/OutputFiles.js"
 import { SessionService } from "../src/SessionService.js"
 import { getPart, testRuntime } from "./support.js"
 

@@ -3,19 +3,15 @@ import { OrphanedByCrash, PartId, SessionId } from "@vigil/domain"
 import { EventLog, PartRepo } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Containment } from "@vigil/tools"
-import { Duration, Effect, Layer, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach } from "vitest"
-import { ProcessControl } from "../src/ProcessControl.js"
-import { SupervisionLive } from "../src/Runtime.js"
-import { ScriptModelLive } from "../src/ScriptModel.js"
 import { SessionService } from "../src/SessionService.js"
-import { Settings } from "../src/Settings.js"
 import { RecoveryComplete } from "../src/StartupRecovery.js"
-import { Tools } from "../src/Tools.js"
+import * as Vigil from "../src/Vigil.js"
 import { isAlive, killHard, startInstance, waitUntil } from "./processes.js"
 import { tempDb } from "./support.js"
 
@@ -30,13 +26,9 @@ interface ToolReady {
 
 /** This test process as a restarted server on the same file, with the live OS port. */
 const restarted = (file: string) =>
-  SupervisionLive.pipe(
-    Layer.provideMerge(Tools.Builtin),
-    Layer.provideMerge(ProcessControl.Live),
-    Layer.provideMerge(ScriptModelLive),
-    Layer.provideMerge(SqliteStoreLive(file)),
-    Layer.provideMerge(Settings.layer({ watchdogInterval: Option.none(), killGrace: Duration.millis(300) }))
-  )
+  Vigil.layerWithStore(SqliteStoreLive(file), {
+    settings: { watchdogInterval: Option.none(), killGrace: Duration.millis(300) }
+  })
 
 /**
  * Escapees drop every marker, the test run's too: their pids (and the groups the tests made) are

@@ -13,10 +13,9 @@ import { afterAll } from "vitest"
 import type { LanguageModelShape } from "../src/LanguageModel.js"
 import { LanguageModels } from "../src/LanguageModel.js"
 import { ProcessControl } from "../src/ProcessControl.js"
-import { SupervisionLive } from "../src/Runtime.js"
 import { scriptModel } from "../src/ScriptModel.js"
-import { Settings } from "../src/Settings.js"
 import { Tools } from "../src/Tools.js"
+import * as Vigil from "../src/Vigil.js"
 
 const dirs: Array<string> = []
 afterAll(() => {
@@ -51,19 +50,20 @@ export const testRuntime = (options: {
   readonly processes?: Layer.Layer<ProcessControl>
   /** Replaces repositories of the real store (a flaky one, say); they are built on the same file. */
   readonly store?: (file: string) => ReturnType<typeof SqliteStoreLive>
-} = {}) =>
-  SupervisionLive.pipe(
-    Layer.provideMerge(Tools.with(options.tools ?? [])),
-    Layer.provideMerge(options.processes ?? ProcessControl.test()),
-    Layer.provideMerge(
-      Layer.succeed(LanguageModels, {
-        defaultModel: "script",
-        models: new Map([scriptModel, ...(options.models ?? [])].map((model) => [model.name, model]))
-      })
-    ),
-    Layer.provideMerge((options.store ?? SqliteStoreLive)(options.file ?? tempDb())),
-    Layer.provideMerge(Settings.layer(testSettings(options.settings)))
-  )
+} = {}) => {
+  // A test's tool of a builtin's name (a bash with a short kill grace) takes that builtin's place.
+  const own = new Set((options.tools ?? []).map((tool) => tool.name))
+  const builtins = [{ name: "bash", layer: Tools.bash() }, { name: "read", layer: Tools.read() }, { name: "write", layer: Tools.write() }]
+  return Vigil.layerWithStore((options.store ?? SqliteStoreLive)(options.file ?? tempDb()), {
+    settings: testSettings(options.settings),
+    tools: Layer.mergeAll(Tools.addAll(options.tools ?? []), ...builtins.filter((builtin) => !own.has(builtin.name)).map((builtin) => builtin.layer)),
+    processes: options.processes ?? ProcessControl.test(),
+    models: Layer.succeed(LanguageModels, {
+      defaultModel: "script",
+      models: new Map([scriptModel, ...(options.models ?? [])].map((model) => [model.name, model]))
+    })
+  })
+}
 
 /** Tools whose behaviour a test controls. */
 export const testTools = {

@@ -1,35 +1,10 @@
 import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
-import { Instance, makeInstanceId } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
-import { Events, InstanceLease, Liveness, ProcessControl, Rescue, Settings } from "@vigil/runtime"
+import { Rescue, Vigil } from "@vigil/runtime"
 import type { StoreLocation } from "@vigil/store"
 import { StoreLive } from "./Database.js"
-import { Clock, Duration, Effect, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { formatRecovery } from "./Server.js"
-
-/**
- * The identity a dry run acts as: never registered, so the database does not learn of it. Rescue
- * only needs an id that owns nothing (this process is never dead to itself).
- */
-const UnregisteredLease = Layer.effect(
-  InstanceLease,
-  Effect.gen(function*() {
-    const settings = yield* Settings
-    const processes = yield* ProcessControl
-    const now = yield* Clock.currentTimeMillis
-    const instance = new Instance({
-      id: makeInstanceId(),
-      pid: processes.pid,
-      host: processes.host,
-      procStart: yield* processes.selfStartTime,
-      startedAt: now,
-      heartbeatAt: now,
-      leaseMillis: Duration.toMillis(settings.instanceLease),
-      stoppedAt: null
-    })
-    return InstanceLease.make({ id: instance.id, instance })
-  })
-)
 
 /**
  * What `vigil recover` runs on: the shared rescue, over the store, as a short-lived instance (a
@@ -41,15 +16,7 @@ export const RecoverLive = (options: {
   readonly settings: Effect.Effect<SettingsShape, SettingsError>
 }) =>
   Layer.unwrapEffect(
-    Effect.map(options.settings, (settings) =>
-      Rescue.Default.pipe(
-        Layer.provideMerge(Liveness.Default),
-        Layer.provideMerge(Events.Default),
-        Layer.provideMerge(options.dryRun ? UnregisteredLease : InstanceLease.Default),
-        Layer.provideMerge(ProcessControl.Live),
-        Layer.provideMerge(StoreLive(options.store)),
-        Layer.provideMerge(Layer.succeed(Settings, settings))
-      ))
+    Effect.map(options.settings, (settings) => Vigil.layerRescue(StoreLive(options.store), { settings, dryRun: options.dryRun }))
   )
 
 export const recover = (options: { readonly dryRun: boolean }) =>

@@ -4,8 +4,8 @@ import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
 import type { ProviderConfig } from "@vigil/provider"
 import { configuredKeys, noProviders, ProvidersLive } from "@vigil/provider"
-import { FairSchedulerLive, OutputFiles, ProcessControl, RecoveryComplete, Settings, SupervisionLive, Tools } from "@vigil/runtime"
-import { StoreLive } from "./Database.js"
+import { FairSchedulerLive, RecoveryComplete, Tools, Vigil } from "@vigil/runtime"
+import { StoreClientLive } from "./Database.js"
 import { Console, Effect, Layer, Option, Redacted } from "effect"
 import { createServer } from "node:http"
 import type { IncomingMessage, Server as NodeServer, ServerResponse } from "node:http"
@@ -133,24 +133,20 @@ export const ServerLive = (options: ServerOptions) =>
   Layer.unwrapEffect(
     Effect.map(Effect.all([options.settings, options.providers ?? Effect.succeed(noProviders)]), ([settings, providers]) => {
       const outputDir = options.outputDir ?? join(dirname(options.db), "output")
-      // The tools get the server's own state to refuse, and the secrets no shell may inherit.
-      const tools = Tools.with([], {
-        protect: protectedStateOf({ db: options.db, configFile: options.configFile ?? defaultConfig, outputDir }),
-        secretValues: [
-          ...configuredKeys(providers),
-          ...Option.toArray(Option.map(options.password, Redacted.value))
-        ]
-      })
-      const Core = SupervisionLive.pipe(
-        Layer.provideMerge(tools),
-        Layer.provideMerge(Layer.mergeAll(
-          ProcessControl.Live,
-          ProvidersLive(providers),
-          OutputFiles.layer({ dir: outputDir })
-        )),
-        Layer.provideMerge(StoreLive({ databaseUrl: options.databaseUrl, sqliteFile: options.db })),
-        Layer.provideMerge(Layer.succeed(Settings, settings))
-      )
+      // Composed as an embedding server would (Vigil.layer on its SqlClient). The tools get the
+      // server's own state to refuse, and the secrets no shell may inherit.
+      const Core = Vigil.layer({
+        settings,
+        tools: Tools.builtin({
+          protect: protectedStateOf({ db: options.db, configFile: options.configFile ?? defaultConfig, outputDir }),
+          secretValues: [
+            ...configuredKeys(providers),
+            ...Option.toArray(Option.map(options.password, Redacted.value))
+          ]
+        }),
+        models: ProvidersLive(providers),
+        outputDir
+      }).pipe(Layer.provideMerge(StoreClientLive({ databaseUrl: options.databaseUrl, sqliteFile: options.db })))
       const server = makeNodeServer()
       // The request rules (Host, Origin, JSON bodies) and auth wrap everything (API, /event, /doc,
       // the dashboard); bad requests are answered inside the API's own error handling, where the

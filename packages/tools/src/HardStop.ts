@@ -1,8 +1,8 @@
 import { Duration, Effect } from "effect"
 import type { PartGroup } from "./Containment.js"
 import * as Containment from "./Containment.js"
-import type { RestoreClock } from "./LiveClock.js"
-import { onLiveClock } from "./LiveClock.js"
+import type { RestoreClock } from "./internal/LiveClock.js"
+import { onLiveClock } from "./internal/LiveClock.js"
 import * as ProcessTable from "./ProcessTable.js"
 
 export interface HardStopTarget {

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { CappedOutput, capText, outputCapBytes } from "../src/CappedOutput.js"
+import { CappedOutput, capText, outputCapBytes } from "../src/internal/CappedOutput.js"
 
 const marker = /\n… \[output truncated: (\d+) bytes omitted(?:; full output: ([^\]]+))?\] …\n/
 

@@ -7,7 +7,7 @@ import { BashTool, makeBashTool } from "../src/Bash.js"
 import * as ProcessTable from "../src/ProcessTable.js"
 import type { ShellOptions } from "../src/Shell.js"
 import { pendingHighWater, runShell } from "../src/Shell.js"
-import { outputCapBytes } from "../src/CappedOutput.js"
+import { outputCapBytes } from "../src/internal/CappedOutput.js"
 import type { ProcessRecord, ToolContext } from "../src/Tool.js"
 import { alive, pidsIn, testRun, waitFor } from "./support.js"
 

@@ -4,7 +4,7 @@ import { Effect, Option } from "effect"
 import { tmpdir } from "node:os"
 import { afterEach, beforeEach } from "vitest"
 import { makeBashTool } from "../src/Bash.js"
-import { shellEnvironment } from "../src/ShellEnvironment.js"
+import { shellEnvironment } from "../src/internal/ShellEnvironment.js"
 import type { ToolContext } from "../src/Tool.js"
 
 const context: ToolContext = {

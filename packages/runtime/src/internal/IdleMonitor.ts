@@ -2,11 +2,11 @@ import type { Session } from "@vigil/domain"
 import { IdleCancelled } from "@vigil/domain"
 import { SessionRepo } from "@vigil/store"
 import { Clock, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
-import { Events } from "./Events.js"
-import { InstanceLease } from "./InstanceLease.js"
-import * as Metrics from "./Metrics.js"
-import { SessionService } from "./SessionService.js"
-import { Settings } from "./Settings.js"
+import { Events } from "../Events.js"
+import { InstanceLease } from "../InstanceLease.js"
+import * as Metrics from "../Metrics.js"
+import { SessionService } from "../SessionService.js"
+import { Settings } from "../Settings.js"
 
 /**
  * The idle sessions to cancel: busy or waiting, owned here, with no activity for longer than the
