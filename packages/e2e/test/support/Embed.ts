@@ -14,6 +14,7 @@ const packages = join(repoRoot, "packages")
 const dependencies = (): Record<string, string> => ({
   "@vigil/domain": join(packages, "domain"),
   "@vigil/runtime": join(packages, "runtime"),
+  "@vigil/store": join(packages, "store"),
   "@vigil/tools": join(packages, "tools"),
   effect: installed("effect"),
   "@effect/platform": installed("@effect/platform"),
