@@ -136,6 +136,11 @@ export const providerErrorMessage = (body: string): string => {
     const json = parsed.right
     const error = json["error"]
     if (isRecord(error) && typeof error["message"] === "string") return snippet(error["message"], 500)
+    // `{ error: "TypeError", message: "..." }` (@dwmkerr/mock-llm's crash, Express-style handlers):
+    // the name alone says nothing, the message is what went wrong.
+    if (typeof error === "string" && typeof json["message"] === "string" && json["message"].trim() !== "") {
+      return snippet(`${error}: ${json["message"]}`, 500)
+    }
     if (typeof error === "string") return snippet(error, 500)
     if (typeof json["message"] === "string") return snippet(json["message"], 500)
     if (typeof json["detail"] === "string") return snippet(json["detail"], 500)
@@ -150,6 +155,35 @@ const displayURL = (url: string) => {
     return `${parsed.protocol}//${parsed.host}${parsed.pathname.replace(/\/+$/, "")}`
   } catch {
     return url
+  }
+}
+
+/**
+ * The data of server-sent events, one line at a time. An event's `data:` lines are joined with
+ * "\n" and the event ends at a blank line, as SSE has it: a server that splits one JSON chunk over
+ * several `data:` lines is read right. Some servers leave out the blank line between events; so a
+ * `data:` line that follows data which is already a whole JSON value (or `[DONE]`) begins a new event.
+ */
+export const sseEvents = () => {
+  let data: Array<string> = []
+  const whole = (text: string) => text.trim() === "[DONE]" || Either.isRight(Either.try(() => JSON.parse(text) as unknown))
+  const flush = (): Array<string> => {
+    if (data.length === 0) return []
+    const event = data.join("\n")
+    data = []
+    return [event.trim() === "[DONE]" ? "[DONE]" : event]
+  }
+  return {
+    line: (line: string): Array<string> => {
+      if (line.trim() === "") return flush()
+      if (!line.startsWith("data:")) return []
+      // One optional space after the colon is the separator; the rest is the data.
+      const value = line.slice(line.startsWith("data: ") ? 6 : 5).replace(/\r$/, "")
+      const out = data.length > 0 && whole(data.join("\n")) ? flush() : []
+      data.push(value)
+      return out
+    },
+    end: flush
   }
 }
 
@@ -219,7 +253,11 @@ export const makeOpenAiCompatibleModel = (
       }
 
       const text: Array<string> = []
-      const calls = new Map<number, PendingCall>()
+      // In the order they began. `index` says which call a fragment continues, but some servers
+      // (vLLM's, and others with parallel calls) give every call `index: 0`: a fragment bringing a
+      // new id at an index whose call already has another id begins a new call.
+      const calls: Array<PendingCall> = []
+      const latestAt = new Map<number, PendingCall>()
       let done = false
       let finished = false
 
@@ -260,14 +298,21 @@ export const makeOpenAiCompatibleModel = (
         for (const [position, fragment] of toolCalls.entries()) {
           if (!isRecord(fragment)) return yield* fail(`malformed chunk (a tool call is not an object): ${snippet(data)}`)
           const index = typeof fragment["index"] === "number" ? fragment["index"] : position
-          const pending = calls.get(index) ?? { id: undefined, name: "", arguments: "" }
-          calls.set(index, pending)
-          if (typeof fragment["id"] === "string" && fragment["id"] !== "") pending.id = fragment["id"]
+          const id = typeof fragment["id"] === "string" && fragment["id"] !== "" ? fragment["id"] : undefined
+          let pending = latestAt.get(index)
+          if (pending === undefined || (id !== undefined && pending.id !== undefined && pending.id !== id)) {
+            pending = { id: undefined, name: "", arguments: "" }
+            calls.push(pending)
+            latestAt.set(index, pending)
+          }
+          if (id !== undefined) pending.id = id
           const fn = fragment["function"]
           if (isRecord(fn)) {
             // The name comes whole, once; a server that repeats it must not make it `readread`.
             if (typeof fn["name"] === "string" && pending.name === "") pending.name = fn["name"]
             if (typeof fn["arguments"] === "string") pending.arguments += fn["arguments"]
+            // Some servers (Ollama's, some gateways) send the arguments parsed, as an object.
+            else if (isRecord(fn["arguments"])) pending.arguments += JSON.stringify(fn["arguments"])
           }
         }
       })
@@ -279,8 +324,7 @@ export const makeOpenAiCompatibleModel = (
         yield* takeChunk(whole)
         finished = true
       } else {
-        // Each `data:` line is one chunk: chat-completions chunks never span lines, and reading
-        // them line by line also works with servers that leave out the blank line between events.
+        const events = sseEvents()
         const payloads = response.stream.pipe(
           Stream.mapError(requestFailed),
           (stream) =>
@@ -290,9 +334,8 @@ export const makeOpenAiCompatibleModel = (
             }),
           Stream.decodeText(),
           Stream.splitLines,
-          Stream.filterMap((line) =>
-            line.startsWith("data:") ? Option.some(line.slice(5).trim()) : Option.none()
-          ),
+          Stream.mapConcat(events.line),
+          Stream.concat(Stream.suspend(() => Stream.fromIterable(events.end()))),
           Stream.takeUntil((data) => data === "[DONE]")
         )
         yield* Stream.runForEach(payloads, takeChunk)
@@ -300,7 +343,7 @@ export const makeOpenAiCompatibleModel = (
       }
 
       const toolCalls: Array<ToolCall> = []
-      for (const [index, call] of [...calls.entries()].sort(([a], [b]) => a - b)) {
+      for (const [index, call] of calls.entries()) {
         const id = call.id ?? `call_${randomUUID().replaceAll("-", "").slice(0, 24)}`
         if (call.name === "") return yield* fail(`tool call #${index} (${id}) has no function name`)
         const input = call.arguments.trim() === ""

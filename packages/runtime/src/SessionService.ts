@@ -25,10 +25,10 @@ import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
-import type { LanguageModelShape, ModelResponse } from "./LanguageModel.js"
+import type { LanguageModelShape, Message, ModelResponse } from "./LanguageModel.js"
 import { PendingWrites } from "./PendingWrites.js"
 import { LanguageModels } from "./LanguageModel.js"
-import { historyOf, messagesOfPart, toolCallMessages } from "./History.js"
+import { historyOf, messagesOfPart, stepCallMessages, toolCallMessages } from "./History.js"
 import { Rescue } from "./Rescue.js"
 import { RecoveryComplete } from "./StartupRecovery.js"
 import { Settings } from "./Settings.js"
@@ -616,22 +616,25 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
             history.push(...messagesOfPart(yield* insertFinished(sessionId, "text", response.text)))
           }
           if (response.toolCalls.length === 0) return finalText
+          // The step's calls go back as one assistant message with all of them, then the results.
+          const stepCalls: Array<[Message, Message]> = []
           for (const call of response.toolCalls) {
             const tool = tools.get(call.name)
             if (tool === undefined) {
               const refused = yield* insertRefusedCall(sessionId, call.id, call.name, call.input, `unknown tool "${call.name}" (known: ${[...tools.keys()].join(", ")})`)
-              history.push(...messagesOfPart(refused))
+              stepCalls.push(toolCallMessages({ callId: call.id, name: call.name, input: call.input }, refused))
               continue
             }
             const run = yield* runner.runTool({ sessionId, tool, input: call.input, callId: call.id })
             const ended = yield* run.await
             // The outcome as recorded (capped as the store caps it), so the messages are those a re-read would give.
-            history.push(...toolCallMessages({ callId: call.id, name: tool.name, input: call.input }, {
+            stepCalls.push(toolCallMessages({ callId: call.id, name: tool.name, input: call.input }, {
               status: ended._tag === "Completed" ? "completed" : "error",
               output: ended.output === null ? null : capOutput(ended.output),
               error: ended._tag === "Failed" ? ended.reason : null
             }))
           }
+          history.push(...stepCallMessages(stepCalls))
         }
         return yield* new PartEnded({ reason: new ToolFailed({ message: `the turn stopped after ${maxSteps} model steps` }) })
       })
