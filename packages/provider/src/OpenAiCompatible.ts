@@ -26,6 +26,8 @@ import { Duration, Effect, Either, Option, Redacted, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import type { ProviderSettings } from "./ProviderConfig.js"
 import { makeRedactor } from "./Redaction.js"
+import type { AttemptFailure } from "./Retry.js"
+import { isRetryableStatus, withRetries } from "./Retry.js"
 
 interface WireToolCall {
   readonly id: string
@@ -200,7 +202,14 @@ interface PendingCall {
  * this provider's). The model's text is scrubbed the same way: it is streamed and stored too.
  */
 export const makeOpenAiCompatibleModel = (
-  options: { readonly provider: ProviderSettings; readonly model: string; readonly secrets?: ReadonlyArray<string> },
+  options: {
+    readonly provider: ProviderSettings
+    /** The id sent to the provider. */
+    readonly model: string
+    /** What a prompt names it (`<provider>/<key under models>`); by default `<provider>/<model>`. */
+    readonly name?: string
+    readonly secrets?: ReadonlyArray<string>
+  },
   client: HttpClient.HttpClient
 ): LanguageModelShape => {
   const { provider, model } = options
@@ -213,7 +222,7 @@ export const makeOpenAiCompatibleModel = (
     error: () => fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.inactivityTimeout)`)
   }))
   /** Waiting for the response head, or for an error body, counts as silence too. */
-  const quietFor = <A>(effect: Effect.Effect<A, ModelError>): Effect.Effect<A, ModelError> =>
+  const quietFor = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E | ModelError> =>
     Option.match(inactive, {
       onNone: () => effect,
       onSome: ({ error, timeout }) => Effect.timeoutFail(effect, { duration: timeout, onTimeout: error })
@@ -238,19 +247,39 @@ export const makeOpenAiCompatibleModel = (
       }
       const httpRequest = yield* HttpClientRequest.post(url).pipe(
         HttpClientRequest.setHeader("accept", "text/event-stream"),
+        HttpClientRequest.setHeaders(provider.headers),
         Option.isSome(provider.apiKey) ? HttpClientRequest.bearerToken(provider.apiKey.value) : (self) => self,
         HttpClientRequest.bodyJson(body),
         Effect.mapError(() => fail("the request could not be encoded as JSON"))
       )
-      const response = yield* quietFor(client.execute(httpRequest).pipe(Effect.mapError(requestFailed)))
-
-      if (response.status < 200 || response.status >= 300) {
+      // Opening the call is what is retried (a 429, a 5xx, a connection that failed before the
+      // first byte); once the response is 2xx, whatever happens to its stream is the step's.
+      const open = Effect.gen(function*() {
+        const response = yield* quietFor(client.execute(httpRequest)).pipe(
+          Effect.mapError((error): AttemptFailure =>
+            error instanceof ModelError
+              ? { error, retryable: false }
+              : { error: requestFailed(error), retryable: error._tag === "RequestError" && error.reason === "Transport" }
+          )
+        )
+        if (response.status >= 200 && response.status < 300) return response
         const text = yield* quietFor(response.text.pipe(Effect.mapError(requestFailed))).pipe(
           Effect.orElseSucceed(() => "")
         )
         const detail = text.trim() === "" ? "" : `: ${providerErrorMessage(text)}`
-        return yield* fail(`HTTP ${response.status}${detail}`)
-      }
+        return yield* Effect.fail<AttemptFailure>({
+          error: fail(`HTTP ${response.status}${detail}`),
+          retryable: isRetryableStatus(response.status),
+          headers: response.headers
+        })
+      })
+      const response = yield* withRetries({
+        open,
+        maxRetries: provider.maxRetries,
+        model: `${provider.id}/${model}`,
+        deadlineAt: request.deadlineAt,
+        onRetry: request.onRetry
+      })
 
       const text: Array<string> = []
       // In the order they began. `index` says which call a fragment continues, but some servers
@@ -357,6 +386,18 @@ export const makeOpenAiCompatibleModel = (
       return { text: text.join(""), toolCalls } satisfies ModelResponse
     })
 
-  return { name: `${provider.id}/${model}`, generate }
+  const name = options.name ?? `${provider.id}/${model}`
+  return {
+    name,
+    generate: (request) =>
+      Option.match(provider.requestTimeout, {
+        onNone: () => generate(request),
+        onSome: (timeout) =>
+          Effect.timeoutFail(generate(request), {
+            duration: timeout,
+            onTimeout: () => fail(`the call took longer than ${formatMillis(timeout)} (provider.${provider.id}.options.timeout)`)
+          })
+      })
+  }
 }
 

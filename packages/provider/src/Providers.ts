@@ -55,7 +55,8 @@ export const makeLanguageModels = (config: ProviderConfig) =>
     const known: Array<readonly [string, LanguageModelShape]> = [[scriptModel.name, scriptModel]]
     for (const provider of config.providers) {
       for (const model of provider.models) {
-        known.push([`${provider.id}/${model}`, makeOpenAiCompatibleModel({ provider, model, secrets }, client)])
+        const name = `${provider.id}/${model.name}`
+        known.push([name, makeOpenAiCompatibleModel({ provider, model: model.id, name, secrets }, client)])
       }
     }
     const patterns = config.providers.map((provider) => `${provider.id}/*`)

@@ -17,7 +17,7 @@ import {
   UnknownTool
 } from "@vigil/domain"
 import { capOutput, PartRepo, SessionRepo } from "@vigil/store"
-import type { AnyTool, ToolDefinition } from "@vigil/tools"
+import type { AnyTool, ToolContext, ToolDefinition } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
 import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
 import { randomUUID } from "node:crypto"
@@ -25,7 +25,7 @@ import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
-import type { LanguageModelShape, Message, ModelResponse } from "./LanguageModel.js"
+import type { LanguageModelShape, Message, ModelResponse, ModelRetry } from "./LanguageModel.js"
 import { PendingWrites } from "./PendingWrites.js"
 import { LanguageModels } from "./LanguageModel.js"
 import { historyOf, messagesOfPart, stepCallMessages, toolCallMessages } from "./History.js"
@@ -69,6 +69,16 @@ const ownerCheckEvery = Duration.seconds(1)
  * hear each other through the database, not a time rule of the supervision layer, and a peer's
  * answer does not wait for a test to move a virtual clock.
  */
+/**
+ * A model call tried again (a 429, a 5xx, a refused connection): in the event log, with its reason
+ * and when the next attempt starts, and on the step's part, as opencode's `retry` status shows it.
+ */
+const noteRetry = (context: ToolContext, retry: ModelRetry) =>
+  context.event("model.retry", { attempt: retry.attempt, reason: retry.reason, delayMs: retry.delayMillis, nextAt: retry.nextAt }).pipe(
+    Effect.zipRight(context.output(`[retry ${retry.attempt} in ${Duration.format(Duration.millis(retry.delayMillis))}: ${retry.reason}]\n`)),
+    Effect.catchAllCause((cause) => Effect.logWarning("could not record a model call's retry", cause))
+  )
+
 const wallClock = Clock.make()
 const wallSleep = (duration: Duration.Duration) => Effect.sleep(duration).pipe(Effect.withClock(wallClock))
 
@@ -604,7 +614,16 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
                 .filter((line) => line !== "")
                 .join("\n"),
             body: (context) =>
-              model.generate({ messages, tools: toolSpecs(), onText: context.output }).pipe(
+              Clock.currentTimeMillis.pipe(
+                Effect.flatMap((now) =>
+                  model.generate({
+                    messages,
+                    tools: toolSpecs(),
+                    onText: context.output,
+                    onRetry: (retry) => noteRetry(context, retry),
+                    deadlineAt: Option.getOrUndefined(Option.map(settings.toolTimeout, (timeout) => now + Duration.toMillis(timeout)))
+                  })
+                ),
                 Effect.mapError((error) => new ToolError({ message: `model ${model.name}: ${error.message}` }))
               )
           })
