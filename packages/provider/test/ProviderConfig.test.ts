@@ -8,6 +8,7 @@ import { join } from "node:path"
 import type { ProviderConfig } from "../src/ProviderConfig.js"
 import { loadProviders, parseProviders } from "../src/ProviderConfig.js"
 import { makeLanguageModels } from "../src/Providers.js"
+import { stripJsonc } from "@vigil/runtime"
 
 const secret = "sk-live-TOPSECRET-4242"
 
@@ -228,4 +229,22 @@ describe("LanguageModels from providers", () => {
       assert.isUndefined(models.get("gpt-4o"))
       assert.isFalse(models.has("other/x"))
     }))
+})
+
+describe("JSONC", () => {
+  it("comments and trailing commas are read as opencode reads them; strings are left alone", () => {
+    const text = `{
+  // a line comment, with "quotes" and a , before }
+  "a": "http://x.test/v1", /* a block
+  comment */ "b": [1, 2, 3,],
+  "c": { "d": "/* not a comment */ // nor this", "e": "tab\\"quoted\\",", },
+}`
+    assert.deepStrictEqual(JSON.parse(stripJsonc(text)), {
+      a: "http://x.test/v1",
+      b: [1, 2, 3],
+      c: { d: "/* not a comment */ // nor this", e: "tab\"quoted\"," }
+    })
+    // The lines stay where they were: a JSON error still points at the right one.
+    assert.strictEqual(stripJsonc(text).split("\n").length, text.split("\n").length)
+  })
 })
