@@ -27,6 +27,41 @@ export interface ProviderSettings {
   readonly requestTimeout: Option.Option<Duration.Duration>
   /** How many times a 429, a 5xx or a refused connection is tried again (`options.maxRetries`). */
   readonly maxRetries: number
+  /**
+   * Which API it speaks: `chat-completions` (any OpenAI-compatible server: llama.cpp, vLLM,
+   * Ollama, gateways), or, through `@effect/ai`, Anthropic's Messages or OpenAI's Responses.
+   */
+  readonly api: ProviderApi
+}
+
+export type ProviderApi = "chat-completions" | "anthropic" | "openai-responses"
+
+/**
+ * opencode's built-in providers vigil serves through `@effect/ai`: where they are, and the
+ * environment variable their key is read from when the config gives none.
+ */
+export const builtInProviders: Readonly<Record<string, { readonly api: ProviderApi; readonly baseURL: string; readonly keyEnv: string }>> = {
+  anthropic: { api: "anthropic", baseURL: "https://api.anthropic.com", keyEnv: "ANTHROPIC_API_KEY" },
+  openai: { api: "openai-responses", baseURL: "https://api.openai.com/v1", keyEnv: "OPENAI_API_KEY" }
+}
+
+/** opencode's `npm` field names the AI SDK package of a provider; it says which API it speaks. */
+const apiOfPackage: Readonly<Record<string, ProviderApi>> = {
+  "@ai-sdk/openai-compatible": "chat-completions",
+  "@ai-sdk/anthropic": "anthropic",
+  "@ai-sdk/openai": "openai-responses"
+}
+
+/**
+ * The API of `provider.<id>`: its `npm` package when named; else a built-in id (`anthropic`, or
+ * `openai` without a `baseURL`) is the built-in; anything else is an OpenAI-compatible server.
+ */
+const apiOf = (id: string, raw: Record<string, unknown>, options: Record<string, unknown>): ProviderApi => {
+  const npm = raw["npm"]
+  if (typeof npm === "string" && Object.hasOwn(apiOfPackage, npm)) return apiOfPackage[npm]!
+  if (id === "anthropic") return "anthropic"
+  if (id === "openai" && options["baseURL"] === undefined) return "openai-responses"
+  return "chat-completions"
 }
 
 export interface ProviderModel {
@@ -218,9 +253,15 @@ const parseProvider = (
   // opencode's name for the stream inactivity timeout; vigil's own name wins when both are set.
   const inactivity = options["inactivityTimeout"] ?? options["chunkTimeout"]
   const inactivityKey = options["inactivityTimeout"] !== undefined ? "inactivityTimeout" : "chunkTimeout"
+  const api = apiOf(id, raw, options)
+  const builtIn = Object.hasOwn(builtInProviders, id) && builtInProviders[id]!.api === api ? builtInProviders[id] : undefined
+  // A built-in provider needs no URL, and takes its key from the environment when none is given.
+  const baseURL = options["baseURL"] ?? (api === "chat-completions" ? undefined : builtIn?.baseURL)
+  const apiKey = options["apiKey"] ?? (builtIn !== undefined && context.env[builtIn.keyEnv] ? `{env:${builtIn.keyEnv}}` : undefined)
   return Either.all({
-    baseURL: parseBaseURL(`${key}.options.baseURL`, options["baseURL"], context),
-    apiKey: parseApiKey(`${key}.options.apiKey`, options["apiKey"], context),
+    api: Either.right(api),
+    baseURL: parseBaseURL(`${key}.options.baseURL`, baseURL, context),
+    apiKey: parseApiKey(`${key}.options.apiKey`, apiKey, context),
     inactivityTimeout: parseInactivityTimeout(`${key}.options.${inactivityKey}`, inactivity, context),
     requestTimeout: parseOptionalDuration(`${key}.options.timeout`, options["timeout"], context),
     headers: parseHeaders(`${key}.options.headers`, options["headers"], context),
@@ -242,10 +283,9 @@ export const parseProviders = (
   env: Readonly<Record<string, string | undefined>> = {},
   baseDir: string = process.cwd()
 ): Either.Either<ProviderConfig, SettingsError> => {
-  if (file === undefined) return Either.right(noProviders)
-  if (!isRecord(file)) return Either.left(new SettingsError({ key: "(config file)", value: shown(file), problem: "must be a JSON object" }))
+  if (!isRecord(file ?? {})) return Either.left(new SettingsError({ key: "(config file)", value: shown(file), problem: "must be a JSON object" }))
   const context: ParseContext = { env, baseDir, warnings: [] }
-  const section = file["provider"] ?? {}
+  const section = (file as Record<string, unknown> | undefined)?.["provider"] ?? {}
   if (!isRecord(section)) {
     return Either.left(new SettingsError({ key: "provider", value: shown(section), problem: "must be an object keyed by provider id" }))
   }
@@ -255,7 +295,14 @@ export const parseProviders = (
     if (Either.isLeft(parsed)) return Either.left(parsed.left)
     providers.push(parsed.right)
   }
-  const model = file["model"]
+  // opencode's built-ins are there when their key is in the environment (`ANTHROPIC_API_KEY`, …).
+  for (const [id, builtIn] of Object.entries(builtInProviders)) {
+    if (providers.some((provider) => provider.id === id) || !context.env[builtIn.keyEnv]) continue
+    const parsed = parseProvider(id, {}, context)
+    if (Either.isLeft(parsed)) return Either.left(parsed.left)
+    providers.push(parsed.right)
+  }
+  const model = (file as Record<string, unknown> | undefined)?.["model"]
   const done = (defaultModel: string): ProviderConfig =>
     context.warnings.length === 0 ? { providers, defaultModel } : { providers, defaultModel, warnings: context.warnings }
   if (model === undefined) return Either.right(done(scriptModelName))

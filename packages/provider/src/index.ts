@@ -1,4 +1,6 @@
+export * from "./EffectAi.js"
 export * from "./OpenAiCompatible.js"
 export * from "./ProviderConfig.js"
 export * from "./Providers.js"
 export * from "./Redaction.js"
+export * from "./Retry.js"

@@ -125,11 +125,13 @@ describe("parseProviders", () => {
   })
 
   it("a missing baseURL", () => {
-    const error = bad(withOptions({ apiKey: secret }))
-    assert.strictEqual(error.key, "provider.openai.options.baseURL")
-    assert.include(error.message, "invalid config: provider.openai.options.baseURL")
+    // `openai` and `anthropic` without one are opencode's built-ins (test/EffectAiProviders.test.ts).
+    const error = bad({ provider: { local: { options: { apiKey: secret } } } })
+    assert.strictEqual(error.key, "provider.local.options.baseURL")
+    assert.include(error.message, "invalid config: provider.local.options.baseURL")
     assert.include(error.message, `missing: the endpoint's base URL, such as "http://127.0.0.1:8080/v1"`)
-    assert.strictEqual(bad({ provider: { openai: {} } }).key, "provider.openai.options.baseURL")
+    assert.strictEqual(bad({ provider: { local: {} } }).key, "provider.local.options.baseURL")
+    assert.strictEqual(bad({ provider: { openai: { npm: "@ai-sdk/openai-compatible" } } }).key, "provider.openai.options.baseURL")
   })
 
   it("a baseURL that is not an http URL", () => {
