@@ -1,7 +1,7 @@
 /**
  * A language model on any OpenAI-compatible chat-completions endpoint, written directly on
- * `@effect/platform`'s HttpClient rather than on `@effect/ai` 0.37 + `@effect/ai-openai` 0.41.
- * Those were tried first; they do not fit:
+ * `@effect/platform`'s HttpClient. OpenAI's and Anthropic's own APIs go through `@effect/ai`
+ * (EffectAi.ts); for the local servers this client is for, `@effect/ai-openai` does not fit:
  * - `@effect/ai-openai`'s language model speaks OpenAI's Responses API (`POST /responses`). The
  *   servers an "OpenAI-compatible" provider means (llama.cpp, vLLM, Ollama, LM Studio, gateways)
  *   have `/chat/completions` in common, not `/responses`. Reaching that route through the package

@@ -148,6 +148,40 @@ describe("Anthropic through @effect/ai-anthropic", () => {
     }))
 })
 
+describe("the adapter keeps vigil's supervision", () => {
+  it.scopedLive("a 529 asking for retry-after-ms is retried once, on its wait; a stream that goes quiet fails by the inactivity timeout", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeServer([
+        (res) => {
+          res.writeHead(529, { "content-type": "application/json", "retry-after-ms": "50" })
+            .end(JSON.stringify({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }))
+        },
+        anthropicText("after the retry"),
+        // Begins, then sends nothing and never ends.
+        (res) => {
+          res.writeHead(200, { "content-type": "text/event-stream" })
+          messageStart(res)
+        }
+      ])
+      const layer = providerRuntime({
+        config: config({ provider: { anthropic: { options: { apiKey: testKey, baseURL: rootOf(fake.baseURL), chunkTimeout: 300 } } } })
+      })
+      const retried = yield* runOneTurn("hello", "anthropic/claude-sonnet-4-5").pipe(Effect.provide(layer))
+      assert.deepStrictEqual(retried.result, { _tag: "Completed", text: "after the retry" })
+      assert.strictEqual(fake.requests.length, 2)
+      const started = Date.now()
+      const quiet = yield* runOneTurn("hello", "anthropic/claude-sonnet-4-5").pipe(Effect.provide(layer))
+      assert.isBelow(Date.now() - started, 5_000)
+      const model = quiet.parts.find((part) => part.kind === "model")!
+      assert.strictEqual(
+        describeReason(model.error!),
+        "model anthropic/claude-sonnet-4-5: provider anthropic: the provider sent nothing for 300 ms (provider.anthropic.options.inactivityTimeout)"
+      )
+      // Not re-run: it had begun.
+      assert.strictEqual(fake.requests.length, 3)
+    }))
+})
+
 // --- OpenAI Responses ---------------------------------------------------------------------
 
 const responseShell = { id: "resp_1", object: "response", created_at: 0, model: "gpt-5", output: [], status: "in_progress" }
