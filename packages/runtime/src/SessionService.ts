@@ -65,11 +65,6 @@ const cancelWaitPoll = Duration.millis(50)
 const ownerCheckEvery = Duration.seconds(1)
 
 /**
- * Cross-instance delivery runs on the wall clock even under a TestClock: it is how two processes
- * hear each other through the database, not a time rule of the supervision layer, and a peer's
- * answer does not wait for a test to move a virtual clock.
- */
-/**
  * A model call tried again (a 429, a 5xx, a refused connection): in the event log, with its reason
  * and when the next attempt starts, and on the step's part, as opencode's `retry` status shows it.
  */
@@ -79,6 +74,11 @@ const noteRetry = (context: ToolContext, retry: ModelRetry) =>
     Effect.catchAllCause((cause) => Effect.logWarning("could not record a model call's retry", cause))
   )
 
+/**
+ * Cross-instance delivery runs on the wall clock even under a TestClock: it is how two processes
+ * hear each other through the database, not a time rule of the supervision layer, and a peer's
+ * answer does not wait for a test to move a virtual clock.
+ */
 const wallClock = Clock.make()
 const wallSleep = (duration: Duration.Duration) => Effect.sleep(duration).pipe(Effect.withClock(wallClock))
 
