@@ -1,11 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { describeReason } from "@vigil/domain"
-import { Effect, Either, Option, Redacted } from "effect"
+import { describeReason, ToolTimeout } from "@vigil/domain"
+import { Duration, Effect, Either, Option, Redacted } from "effect"
 import type { ServerResponse } from "node:http"
 import type { ProviderConfig } from "../src/ProviderConfig.js"
 import { parseProviders } from "../src/ProviderConfig.js"
 import type { Responder } from "./fakeOpenAi.js"
-import { failing, fakeServer } from "./fakeOpenAi.js"
+import { failing, fakeServer, silent } from "./fakeOpenAi.js"
 import { providerRuntime, runOneTurn, testKey } from "./support.js"
 
 /** One server-sent event as Anthropic's and OpenAI's APIs write them: a named event, its JSON. */
@@ -149,6 +149,20 @@ describe("Anthropic through @effect/ai-anthropic", () => {
 })
 
 describe("the adapter keeps vigil's supervision", () => {
+  it.scopedLive("the step's deadline aborts the request (the socket is closed) and frees the session", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeServer([silent])
+      const layer = providerRuntime({
+        config: config({ provider: { anthropic: { options: { apiKey: testKey, baseURL: rootOf(fake.baseURL) } } } }),
+        settings: { toolTimeout: Option.some(Duration.millis(500)), abortGrace: Duration.millis(300) }
+      })
+      const { parts, session } = yield* runOneTurn("hello", "anthropic/claude-sonnet-4-5").pipe(Effect.provide(layer))
+      assert.strictEqual(session.status, "error")
+      assert.deepStrictEqual(parts.find((part) => part.kind === "model")!.error, new ToolTimeout({ timeout: 500 }))
+      for (let i = 0; i < 100 && fake.disconnects() === 0; i++) yield* Effect.sleep("10 millis")
+      assert.strictEqual(fake.disconnects(), 1)
+    }))
+
   it.scopedLive("a 529 asking for retry-after-ms is retried once, on its wait; a stream that goes quiet fails by the inactivity timeout", () =>
     Effect.gen(function*() {
       const fake = yield* fakeServer([
