@@ -184,7 +184,7 @@ export const makeEffectAiModel = (
             onSome: (timeout) =>
               Stream.timeoutFail(parts, () => ({
                 retryable: false,
-                error: fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.inactivityTimeout)`)
+                error: fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.${provider.inactivityKey ?? "inactivityTimeout"})`)
               }), timeout)
           })
       )

@@ -219,7 +219,7 @@ export const makeOpenAiCompatibleModel = (
 
   const inactive = Option.map(provider.inactivityTimeout, (timeout) => ({
     timeout,
-    error: () => fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.inactivityTimeout)`)
+    error: () => fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.${provider.inactivityKey ?? "inactivityTimeout"})`)
   }))
   /** Waiting for the response head, or for an error body, counts as silence too. */
   const quietFor = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E | ModelError> =>

@@ -16,6 +16,8 @@ export interface ProviderSettings {
   readonly apiKey: Option.Option<Redacted.Redacted<string>>
   /** How long a stream may send nothing before the step fails; `None` leaves it to the step's deadline. */
   readonly inactivityTimeout: Option.Option<Duration.Duration>
+  /** The key it was set by (opencode's `chunkTimeout`, or `inactivityTimeout`), as an error names it. */
+  readonly inactivityKey?: "inactivityTimeout" | "chunkTimeout"
   /**
    * The names listed under `provider.<id>.models`, each with the id sent to the provider
    * (`models.<name>.id`, else the name); any other name of this provider works too, sent as it is.
@@ -267,7 +269,7 @@ const parseProvider = (
     headers: parseHeaders(`${key}.options.headers`, options["headers"], context),
     maxRetries: parseMaxRetries(`${key}.options.maxRetries`, options["maxRetries"]),
     models: parseModels(`${key}.models`, models, context)
-  }).pipe(Either.map((fields) => ({ id, ...fields })))
+  }).pipe(Either.map((fields) => ({ id, ...fields, ...(inactivityKey === "chunkTimeout" && inactivity !== undefined ? { inactivityKey } : {}) })))
 }
 
 /**

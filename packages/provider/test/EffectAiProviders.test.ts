@@ -189,7 +189,7 @@ describe("the adapter keeps vigil's supervision", () => {
       const model = quiet.parts.find((part) => part.kind === "model")!
       assert.strictEqual(
         describeReason(model.error!),
-        "model anthropic/claude-sonnet-4-5: provider anthropic: the provider sent nothing for 300 ms (provider.anthropic.options.inactivityTimeout)"
+        "model anthropic/claude-sonnet-4-5: provider anthropic: the provider sent nothing for 300 ms (provider.anthropic.options.chunkTimeout)"
       )
       // Not re-run: it had begun.
       assert.strictEqual(fake.requests.length, 3)
