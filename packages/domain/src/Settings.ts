@@ -253,11 +253,15 @@ export const parseSettings = (
     // Own keys only: `__proto__` or `constructor` must not find Object.prototype's members.
     const spec = Object.hasOwn(settingsKeys, key) ? settingsKeys[key] : undefined
     if (spec === undefined) {
+      // opencode keeps many keys of its own here (`batch_tool`, …): those are noted, not fatal
+      // (`settingsNotes`). A near miss of one of vigil's keys is a typo, and a rule silently off.
+      const near = nearKey(key)
+      if (near === undefined) continue
       return Either.left(
         new SettingsError({
           key: `experimental.${key}`,
           value,
-          problem: `unknown key (known: ${[...Object.keys(settingsKeys), shellEnvKey].join(", ")})`
+          problem: `unknown key; did you mean ${near}? (vigil's keys: ${vigilExperimentalKeys().join(", ")})`
         })
       )
     }
@@ -271,4 +275,63 @@ export const parseSettings = (
     if (error) return Either.left(error)
   }
   return Either.right(result)
+}
+
+const vigilExperimentalKeys = () => [...Object.keys(settingsKeys), shellEnvKey]
+
+/** The edit distance between two short keys (insert, delete, substitute one character). */
+const distance = (a: string, b: string): number => {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
+
+/** The vigil key an unknown key is a typo of (two edits or fewer, or the same in another case or separator). */
+const nearKey = (key: string): string | undefined => {
+  const plain = (text: string) => text.toLowerCase().replace(/[-_]/g, "")
+  return vigilExperimentalKeys().find((known) => plain(known) === plain(key) || distance(known, key) <= 2)
+}
+
+/**
+ * The top-level keys of an opencode config that vigil reads no rule from: accepted as they are
+ * (a user's `opencode.json` works unchanged), and noted once at start.
+ */
+export const opencodeKeys: ReadonlySet<string> = new Set([
+  "$schema", "agent", "mcp", "permission", "theme", "keybinds", "tui", "share", "autoshare", "autoupdate", "instructions",
+  "lsp", "formatter", "small_model", "username", "tools", "mode", "plugin", "snapshot", "disabled_providers",
+  "enabled_providers", "layout", "command", "watcher", "server", "enterprise", "compaction"
+])
+
+/** The keys of the file vigil reads: `experimental` (its rules), `provider` and `model`. */
+const vigilKeys: ReadonlySet<string> = new Set(["experimental", "provider", "model"])
+
+/**
+ * What start-up says about a config file it accepted but does not take whole: opencode's own
+ * `experimental.*` keys, opencode keys vigil has no use for, and keys it does not know at all.
+ */
+export const settingsNotes = (file: unknown): ReadonlyArray<string> => {
+  if (!isRecord(file)) return []
+  const notes: Array<string> = []
+  const experimental = file["experimental"]
+  if (isRecord(experimental)) {
+    const foreign = Object.keys(experimental).filter((key) => !Object.hasOwn(settingsKeys, key) && key !== shellEnvKey)
+    if (foreign.length > 0) {
+      notes.push(
+        `experimental.${foreign.join(", experimental.")}: not vigil's (opencode's, or unknown); ignored. vigil's keys: ${
+          vigilExperimentalKeys().join(", ")
+        }`
+      )
+    }
+  }
+  const ignored = Object.keys(file).filter((key) => opencodeKeys.has(key) && key !== "$schema")
+  if (ignored.length > 0) notes.push(`${ignored.join(", ")}: opencode settings vigil does not use; ignored`)
+  const unknown = Object.keys(file).filter((key) => !opencodeKeys.has(key) && !vigilKeys.has(key))
+  if (unknown.length > 0) notes.push(`${unknown.join(", ")}: unknown keys; ignored`)
+  return notes
 }

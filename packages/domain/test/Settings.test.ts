@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { defaultSettings, parseDuration, parseSettings, SettingsError } from "@vigil/domain"
+import { defaultSettings, parseDuration, parseSettings, SettingsError, settingsNotes } from "@vigil/domain"
 import type { Settings } from "@vigil/domain"
 import { Duration, Effect, Either, Option } from "effect"
 
@@ -211,7 +211,7 @@ describe("parseSettings: rejected values", () => {
     [
       "an unknown key under experimental",
       { experimental: { tool_timout: "5m" } },
-      `invalid config: experimental.tool_timout = "5m": unknown key (known: ${knownKeys})`
+      `invalid config: experimental.tool_timout = "5m": unknown key; did you mean tool_timeout? (vigil's keys: ${knownKeys})`
     ],
     [
       "experimental that is not an object",
@@ -368,5 +368,31 @@ describe("parseDuration", () => {
       Either.map(parseDuration("90 seconds"), (d) => millisOf(d)),
       Either.right(90_000)
     )
+  })
+})
+
+describe("an opencode config, as users write it", () => {
+  it("opencode's own experimental keys and top-level keys are noted, not fatal; a typo of vigil's key stays fatal", () => {
+    const file = {
+      $schema: "https://opencode.ai/config.json",
+      theme: "opencode",
+      agent: { build: { model: "anthropic/claude-sonnet-4-5" } },
+      mcp: {},
+      permission: { bash: "ask" },
+      colour: "blue",
+      experimental: { batch_tool: true, openTelemetry: false, tool_timeout: "5m" }
+    }
+    const settings = Either.getOrThrow(parseSettings(file))
+    assert.deepStrictEqual(settings.toolTimeout, Option.some(Duration.minutes(5)))
+    assert.deepStrictEqual(settingsNotes(file), [
+      `experimental.batch_tool, experimental.openTelemetry: not vigil's (opencode's, or unknown); ignored. vigil's keys: ${knownKeys}`,
+      "theme, agent, mcp, permission: opencode settings vigil does not use; ignored",
+      "colour: unknown keys; ignored"
+    ])
+    for (const typo of ["idle_timout", "Tool-Timeout", "abortgrace"]) {
+      assert.isTrue(Either.isLeft(parseSettings({ experimental: { [typo]: "5m" } })), typo)
+    }
+    // Unknown keys inside vigil's own rules stay fatal too.
+    assert.isTrue(Either.isLeft(parseSettings({ experimental: { shell_env: { inherit: "all" } } })))
   })
 })

@@ -1,7 +1,7 @@
 /**
  * A language model on any OpenAI-compatible chat-completions endpoint, written directly on
- * `@effect/platform`'s HttpClient rather than on `@effect/ai` 0.37 + `@effect/ai-openai` 0.41.
- * Those were tried first; they do not fit:
+ * `@effect/platform`'s HttpClient. OpenAI's and Anthropic's own APIs go through `@effect/ai`
+ * (EffectAi.ts); for the local servers this client is for, `@effect/ai-openai` does not fit:
  * - `@effect/ai-openai`'s language model speaks OpenAI's Responses API (`POST /responses`). The
  *   servers an "OpenAI-compatible" provider means (llama.cpp, vLLM, Ollama, LM Studio, gateways)
  *   have `/chat/completions` in common, not `/responses`. Reaching that route through the package
@@ -26,6 +26,8 @@ import { Duration, Effect, Either, Option, Redacted, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import type { ProviderSettings } from "./ProviderConfig.js"
 import { makeRedactor } from "./Redaction.js"
+import type { AttemptFailure } from "./Retry.js"
+import { isRetryableStatus, withRetries } from "./Retry.js"
 
 interface WireToolCall {
   readonly id: string
@@ -136,6 +138,11 @@ export const providerErrorMessage = (body: string): string => {
     const json = parsed.right
     const error = json["error"]
     if (isRecord(error) && typeof error["message"] === "string") return snippet(error["message"], 500)
+    // `{ error: "TypeError", message: "..." }` (@dwmkerr/mock-llm's crash, Express-style handlers):
+    // the name alone says nothing, the message is what went wrong.
+    if (typeof error === "string" && typeof json["message"] === "string" && json["message"].trim() !== "") {
+      return snippet(`${error}: ${json["message"]}`, 500)
+    }
     if (typeof error === "string") return snippet(error, 500)
     if (typeof json["message"] === "string") return snippet(json["message"], 500)
     if (typeof json["detail"] === "string") return snippet(json["detail"], 500)
@@ -153,6 +160,35 @@ const displayURL = (url: string) => {
   }
 }
 
+/**
+ * The data of server-sent events, one line at a time. An event's `data:` lines are joined with
+ * "\n" and the event ends at a blank line, as SSE has it: a server that splits one JSON chunk over
+ * several `data:` lines is read right. Some servers leave out the blank line between events; so a
+ * `data:` line that follows data which is already a whole JSON value (or `[DONE]`) begins a new event.
+ */
+export const sseEvents = () => {
+  let data: Array<string> = []
+  const whole = (text: string) => text.trim() === "[DONE]" || Either.isRight(Either.try(() => JSON.parse(text) as unknown))
+  const flush = (): Array<string> => {
+    if (data.length === 0) return []
+    const event = data.join("\n")
+    data = []
+    return [event.trim() === "[DONE]" ? "[DONE]" : event]
+  }
+  return {
+    line: (line: string): Array<string> => {
+      if (line.trim() === "") return flush()
+      if (!line.startsWith("data:")) return []
+      // One optional space after the colon is the separator; the rest is the data.
+      const value = line.slice(line.startsWith("data: ") ? 6 : 5).replace(/\r$/, "")
+      const out = data.length > 0 && whole(data.join("\n")) ? flush() : []
+      data.push(value)
+      return out
+    },
+    end: flush
+  }
+}
+
 interface PendingCall {
   id: string | undefined
   name: string
@@ -166,7 +202,14 @@ interface PendingCall {
  * this provider's). The model's text is scrubbed the same way: it is streamed and stored too.
  */
 export const makeOpenAiCompatibleModel = (
-  options: { readonly provider: ProviderSettings; readonly model: string; readonly secrets?: ReadonlyArray<string> },
+  options: {
+    readonly provider: ProviderSettings
+    /** The id sent to the provider. */
+    readonly model: string
+    /** What a prompt names it (`<provider>/<key under models>`); by default `<provider>/<model>`. */
+    readonly name?: string
+    readonly secrets?: ReadonlyArray<string>
+  },
   client: HttpClient.HttpClient
 ): LanguageModelShape => {
   const { provider, model } = options
@@ -176,10 +219,10 @@ export const makeOpenAiCompatibleModel = (
 
   const inactive = Option.map(provider.inactivityTimeout, (timeout) => ({
     timeout,
-    error: () => fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.inactivityTimeout)`)
+    error: () => fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.${provider.inactivityKey ?? "inactivityTimeout"})`)
   }))
   /** Waiting for the response head, or for an error body, counts as silence too. */
-  const quietFor = <A>(effect: Effect.Effect<A, ModelError>): Effect.Effect<A, ModelError> =>
+  const quietFor = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E | ModelError> =>
     Option.match(inactive, {
       onNone: () => effect,
       onSome: ({ error, timeout }) => Effect.timeoutFail(effect, { duration: timeout, onTimeout: error })
@@ -204,22 +247,46 @@ export const makeOpenAiCompatibleModel = (
       }
       const httpRequest = yield* HttpClientRequest.post(url).pipe(
         HttpClientRequest.setHeader("accept", "text/event-stream"),
+        HttpClientRequest.setHeaders(provider.headers),
         Option.isSome(provider.apiKey) ? HttpClientRequest.bearerToken(provider.apiKey.value) : (self) => self,
         HttpClientRequest.bodyJson(body),
         Effect.mapError(() => fail("the request could not be encoded as JSON"))
       )
-      const response = yield* quietFor(client.execute(httpRequest).pipe(Effect.mapError(requestFailed)))
-
-      if (response.status < 200 || response.status >= 300) {
+      // Opening the call is what is retried (a 429, a 5xx, a connection that failed before the
+      // first byte); once the response is 2xx, whatever happens to its stream is the step's.
+      const open = Effect.gen(function*() {
+        const response = yield* quietFor(client.execute(httpRequest)).pipe(
+          Effect.mapError((error): AttemptFailure =>
+            error instanceof ModelError
+              ? { error, retryable: false }
+              : { error: requestFailed(error), retryable: error._tag === "RequestError" && error.reason === "Transport" }
+          )
+        )
+        if (response.status >= 200 && response.status < 300) return response
         const text = yield* quietFor(response.text.pipe(Effect.mapError(requestFailed))).pipe(
           Effect.orElseSucceed(() => "")
         )
         const detail = text.trim() === "" ? "" : `: ${providerErrorMessage(text)}`
-        return yield* fail(`HTTP ${response.status}${detail}`)
-      }
+        return yield* Effect.fail<AttemptFailure>({
+          error: fail(`HTTP ${response.status}${detail}`),
+          retryable: isRetryableStatus(response.status),
+          headers: response.headers
+        })
+      })
+      const response = yield* withRetries({
+        open,
+        maxRetries: provider.maxRetries,
+        model: `${provider.id}/${model}`,
+        deadlineAt: request.deadlineAt,
+        onRetry: request.onRetry
+      })
 
       const text: Array<string> = []
-      const calls = new Map<number, PendingCall>()
+      // In the order they began. `index` says which call a fragment continues, but some servers
+      // (vLLM's, and others with parallel calls) give every call `index: 0`: a fragment bringing a
+      // new id at an index whose call already has another id begins a new call.
+      const calls: Array<PendingCall> = []
+      const latestAt = new Map<number, PendingCall>()
       let done = false
       let finished = false
 
@@ -260,14 +327,21 @@ export const makeOpenAiCompatibleModel = (
         for (const [position, fragment] of toolCalls.entries()) {
           if (!isRecord(fragment)) return yield* fail(`malformed chunk (a tool call is not an object): ${snippet(data)}`)
           const index = typeof fragment["index"] === "number" ? fragment["index"] : position
-          const pending = calls.get(index) ?? { id: undefined, name: "", arguments: "" }
-          calls.set(index, pending)
-          if (typeof fragment["id"] === "string" && fragment["id"] !== "") pending.id = fragment["id"]
+          const id = typeof fragment["id"] === "string" && fragment["id"] !== "" ? fragment["id"] : undefined
+          let pending = latestAt.get(index)
+          if (pending === undefined || (id !== undefined && pending.id !== undefined && pending.id !== id)) {
+            pending = { id: undefined, name: "", arguments: "" }
+            calls.push(pending)
+            latestAt.set(index, pending)
+          }
+          if (id !== undefined) pending.id = id
           const fn = fragment["function"]
           if (isRecord(fn)) {
             // The name comes whole, once; a server that repeats it must not make it `readread`.
             if (typeof fn["name"] === "string" && pending.name === "") pending.name = fn["name"]
             if (typeof fn["arguments"] === "string") pending.arguments += fn["arguments"]
+            // Some servers (Ollama's, some gateways) send the arguments parsed, as an object.
+            else if (isRecord(fn["arguments"])) pending.arguments += JSON.stringify(fn["arguments"])
           }
         }
       })
@@ -279,8 +353,7 @@ export const makeOpenAiCompatibleModel = (
         yield* takeChunk(whole)
         finished = true
       } else {
-        // Each `data:` line is one chunk: chat-completions chunks never span lines, and reading
-        // them line by line also works with servers that leave out the blank line between events.
+        const events = sseEvents()
         const payloads = response.stream.pipe(
           Stream.mapError(requestFailed),
           (stream) =>
@@ -290,9 +363,8 @@ export const makeOpenAiCompatibleModel = (
             }),
           Stream.decodeText(),
           Stream.splitLines,
-          Stream.filterMap((line) =>
-            line.startsWith("data:") ? Option.some(line.slice(5).trim()) : Option.none()
-          ),
+          Stream.mapConcat(events.line),
+          Stream.concat(Stream.suspend(() => Stream.fromIterable(events.end()))),
           Stream.takeUntil((data) => data === "[DONE]")
         )
         yield* Stream.runForEach(payloads, takeChunk)
@@ -300,7 +372,7 @@ export const makeOpenAiCompatibleModel = (
       }
 
       const toolCalls: Array<ToolCall> = []
-      for (const [index, call] of [...calls.entries()].sort(([a], [b]) => a - b)) {
+      for (const [index, call] of calls.entries()) {
         const id = call.id ?? `call_${randomUUID().replaceAll("-", "").slice(0, 24)}`
         if (call.name === "") return yield* fail(`tool call #${index} (${id}) has no function name`)
         const input = call.arguments.trim() === ""
@@ -314,6 +386,18 @@ export const makeOpenAiCompatibleModel = (
       return { text: text.join(""), toolCalls } satisfies ModelResponse
     })
 
-  return { name: `${provider.id}/${model}`, generate }
+  const name = options.name ?? `${provider.id}/${model}`
+  return {
+    name,
+    generate: (request) =>
+      Option.match(provider.requestTimeout, {
+        onNone: () => generate(request),
+        onSome: (timeout) =>
+          Effect.timeoutFail(generate(request), {
+            duration: timeout,
+            onTimeout: () => fail(`the call took longer than ${formatMillis(timeout)} (provider.${provider.id}.options.timeout)`)
+          })
+      })
+  }
 }
 

@@ -3,6 +3,7 @@ import { NodeHttpClient } from "@effect/platform-node"
 import type { LanguageModelShape } from "@vigil/runtime"
 import { LanguageModels, scriptModel } from "@vigil/runtime"
 import { Effect, Layer, Option, Redacted } from "effect"
+import { makeEffectAiModel } from "./EffectAi.js"
 import { makeOpenAiCompatibleModel } from "./OpenAiCompatible.js"
 import type { ProviderConfig, ProviderSettings } from "./ProviderConfig.js"
 import { splitModelName } from "./ProviderConfig.js"
@@ -39,6 +40,15 @@ export class ProviderModels extends Map<string, LanguageModelShape> {
 export const configuredKeys = (config: ProviderConfig): ReadonlyArray<string> =>
   config.providers.flatMap((provider) => Option.toArray(Option.map(provider.apiKey, Redacted.value)))
 
+/** One model of a provider, on the client its API needs: chat-completions here, the rest through `@effect/ai`. */
+export const makeModel = (
+  options: { readonly provider: ProviderSettings; readonly model: string; readonly name?: string; readonly secrets?: ReadonlyArray<string> },
+  client: HttpClient.HttpClient
+): LanguageModelShape =>
+  options.provider.api === "chat-completions"
+    ? makeOpenAiCompatibleModel(options, client)
+    : makeEffectAiModel({ ...options, api: options.provider.api }, client)
+
 /** `LanguageModels` for a config: `script`, plus every model of every configured provider. */
 export const makeLanguageModels = (config: ProviderConfig) =>
   Effect.gen(function*() {
@@ -50,12 +60,13 @@ export const makeLanguageModels = (config: ProviderConfig) =>
       const { model, provider } = splitModelName(name)
       const settings = provider === undefined ? undefined : providers.get(provider)
       // `*` is how `keys()` shows "any name", not a name.
-      return settings === undefined || model === "" || model === "*" ? undefined : makeOpenAiCompatibleModel({ provider: settings, model, secrets }, client)
+      return settings === undefined || model === "" || model === "*" ? undefined : makeModel({ provider: settings, model, secrets }, client)
     }
     const known: Array<readonly [string, LanguageModelShape]> = [[scriptModel.name, scriptModel]]
     for (const provider of config.providers) {
       for (const model of provider.models) {
-        known.push([`${provider.id}/${model}`, makeOpenAiCompatibleModel({ provider, model, secrets }, client)])
+        const name = `${provider.id}/${model.name}`
+        known.push([name, makeModel({ provider, model: model.id, name, secrets }, client)])
       }
     }
     const patterns = config.providers.map((provider) => `${provider.id}/*`)

@@ -1,3 +1,4 @@
+export * from "./EffectAi.js"
 export * from "./OpenAiCompatible.js"
 export * from "./ProviderConfig.js"
 export * from "./Providers.js"

@@ -245,8 +245,9 @@ describe("OpenAI-compatible provider", () => {
       it.scopedLive(name, () =>
         Effect.gen(function*() {
           const fake = yield* fakeServer([responder])
+          // Retried, a 429 or a 500 would end the same after the waits (test/Retries.test.ts).
           const { parts, result, session } = yield* runOneTurn("hello").pipe(
-            Effect.provide(providerRuntime({ config: providerConfig(fake.baseURL) }))
+            Effect.provide(providerRuntime({ config: providerConfig(fake.baseURL, { maxRetries: 0 }) }))
           )
           assert.strictEqual(result._tag, "Failed")
           assert.strictEqual(session.status, "error")
@@ -293,7 +294,7 @@ describe("OpenAI-compatible provider", () => {
       Effect.gen(function*() {
         const port = yield* closedPort
         const { parts, session } = yield* runOneTurn("hello").pipe(
-          Effect.provide(providerRuntime({ config: providerConfig(`http://127.0.0.1:${port}/v1/`) }))
+          Effect.provide(providerRuntime({ config: providerConfig(`http://127.0.0.1:${port}/v1/`, { maxRetries: 0 }) }))
         )
         const expected = `model openai/fake: provider openai: cannot reach http://127.0.0.1:${port}/v1: connection refused`
         assert.strictEqual(describeReason(session.cancelReason!), expected)

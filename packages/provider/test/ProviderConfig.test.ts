@@ -8,6 +8,7 @@ import { join } from "node:path"
 import type { ProviderConfig } from "../src/ProviderConfig.js"
 import { loadProviders, parseProviders } from "../src/ProviderConfig.js"
 import { makeLanguageModels } from "../src/Providers.js"
+import { stripJsonc } from "@vigil/runtime"
 
 const secret = "sk-live-TOPSECRET-4242"
 
@@ -43,7 +44,7 @@ describe("parseProviders", () => {
     assert.strictEqual(openai!.baseURL, "https://api.example.test/v1")
     assert.strictEqual(Redacted.value(Option.getOrThrow(openai!.apiKey)), secret)
     assert.deepStrictEqual(openai!.inactivityTimeout, Option.some(Duration.seconds(60)))
-    assert.deepStrictEqual(openai!.models, ["gpt-4o-mini"])
+    assert.deepStrictEqual(openai!.models, [{ name: "gpt-4o-mini", id: "gpt-4o-mini" }])
     assert.strictEqual(local!.id, "local")
     assert.isTrue(Option.isNone(local!.apiKey))
     assert.deepStrictEqual(local!.inactivityTimeout, Option.some(Duration.seconds(90)))
@@ -72,21 +73,65 @@ describe("parseProviders", () => {
     assert.deepStrictEqual(openai!.inactivityTimeout, Option.some(Duration.millis(250)))
   })
 
-  it("an unset environment variable is named", () => {
-    const error = bad(withOptions({ baseURL: "http://127.0.0.1:8080/v1", apiKey: "{env:OPENAI_API_KEY}" }))
-    assert.strictEqual(error.key, "provider.openai.options.apiKey")
-    assert.strictEqual(
-      error.message,
-      `invalid config: provider.openai.options.apiKey = "<redacted>": the environment variable OPENAI_API_KEY is not set (set it, or remove the reference)`
-    )
+  it("an unset environment variable is \"\" with a warning, as opencode reads it", () => {
+    const config = good(withOptions({ baseURL: "http://127.0.0.1:8080/v1", apiKey: "{env:OPENAI_API_KEY}" }))
+    assert.isTrue(Option.isNone(config.providers[0]!.apiKey))
+    assert.deepStrictEqual(config.warnings, [
+      `provider.openai.options.apiKey: the environment variable OPENAI_API_KEY is not set; {env:OPENAI_API_KEY} is ""`
+    ])
+  })
+
+  it("{file:path} is read relative to the config's folder; a file that cannot be read is an error", () => {
+    const dir = mkdtempSync(join(tmpdir(), "vigil-file-ref-"))
+    try {
+      writeFileSync(join(dir, "key.txt"), `${secret}\n`)
+      const parsed = parseProviders(withOptions({ baseURL: "http://127.0.0.1:8080/v1", apiKey: "{file:key.txt}" }), {}, dir)
+      const config = Either.getOrThrow(parsed)
+      assert.strictEqual(Redacted.value(Option.getOrThrow(config.providers[0]!.apiKey)), secret)
+      const missing = parseProviders(withOptions({ baseURL: "http://127.0.0.1:8080/v1", apiKey: "{file:nope.txt}" }), {}, dir)
+      assert.isTrue(Either.isLeft(missing))
+      const error = (missing as Either.Left<SettingsError, ProviderConfig>).left
+      assert.strictEqual(error.message, `invalid config: provider.openai.options.apiKey = "<redacted>": {file:nope.txt} cannot be read: ENOENT`)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("opencode's options: models.<key>.id, headers, timeout, chunkTimeout, maxRetries", () => {
+    const config = good({
+      provider: {
+        local: {
+          options: {
+            baseURL: "http://127.0.0.1:8080/v1",
+            headers: { "X-Title": "vigil", Authorization: "{env:TOKEN}" },
+            timeout: 120000,
+            chunkTimeout: 15000,
+            maxRetries: 2,
+            setCacheKey: true
+          },
+          models: { coder: { id: "qwen2.5-coder-32b-instruct-q4", name: "Qwen coder" }, plain: {} }
+        }
+      }
+    }, { TOKEN: "Bearer abc" })
+    const local = config.providers[0]!
+    assert.deepStrictEqual(local.models, [{ name: "coder", id: "qwen2.5-coder-32b-instruct-q4" }, { name: "plain", id: "plain" }])
+    assert.deepStrictEqual(local.headers, { "X-Title": "vigil", Authorization: "Bearer abc" })
+    assert.deepStrictEqual(local.requestTimeout, Option.some(Duration.millis(120000)))
+    assert.deepStrictEqual(local.inactivityTimeout, Option.some(Duration.millis(15000)))
+    assert.strictEqual(local.maxRetries, 2)
+    assert.deepStrictEqual(config.warnings, ["provider.local.options.setCacheKey: an opencode option vigil does not use; ignored"])
+    assert.include(bad(withOptions({ baseURL: "http://x.test/v1", maxRetries: -1 })).message, "provider.openai.options.maxRetries = -1")
+    assert.include(bad(withOptions({ baseURL: "http://x.test/v1", chunkTimeout: "soon" })).message, "provider.openai.options.chunkTimeout")
   })
 
   it("a missing baseURL", () => {
-    const error = bad(withOptions({ apiKey: secret }))
-    assert.strictEqual(error.key, "provider.openai.options.baseURL")
-    assert.include(error.message, "invalid config: provider.openai.options.baseURL")
+    // `openai` and `anthropic` without one are opencode's built-ins (test/EffectAiProviders.test.ts).
+    const error = bad({ provider: { local: { options: { apiKey: secret } } } })
+    assert.strictEqual(error.key, "provider.local.options.baseURL")
+    assert.include(error.message, "invalid config: provider.local.options.baseURL")
     assert.include(error.message, `missing: the endpoint's base URL, such as "http://127.0.0.1:8080/v1"`)
-    assert.strictEqual(bad({ provider: { openai: {} } }).key, "provider.openai.options.baseURL")
+    assert.strictEqual(bad({ provider: { local: {} } }).key, "provider.local.options.baseURL")
+    assert.strictEqual(bad({ provider: { openai: { npm: "@ai-sdk/openai-compatible" } } }).key, "provider.openai.options.baseURL")
   })
 
   it("a baseURL that is not an http URL", () => {
@@ -186,4 +231,22 @@ describe("LanguageModels from providers", () => {
       assert.isUndefined(models.get("gpt-4o"))
       assert.isFalse(models.has("other/x"))
     }))
+})
+
+describe("JSONC", () => {
+  it("comments and trailing commas are read as opencode reads them; strings are left alone", () => {
+    const text = `{
+  // a line comment, with "quotes" and a , before }
+  "a": "http://x.test/v1", /* a block
+  comment */ "b": [1, 2, 3,],
+  "c": { "d": "/* not a comment */ // nor this", "e": "tab\\"quoted\\",", },
+}`
+    assert.deepStrictEqual(JSON.parse(stripJsonc(text)), {
+      a: "http://x.test/v1",
+      b: [1, 2, 3],
+      c: { d: "/* not a comment */ // nor this", e: "tab\"quoted\"," }
+    })
+    // The lines stay where they were: a JSON error still points at the right one.
+    assert.strictEqual(stripJsonc(text).split("\n").length, text.split("\n").length)
+  })
 })

@@ -28,6 +28,17 @@ export const toolCallMessages = (
   }
 ]
 
+/**
+ * The messages of one step's tool calls: one assistant message with every call, then each call's
+ * result in order. A model that made parallel calls expects them back as it made them; as
+ * assistant(A), tool(A), assistant(B), tool(B) providers refuse them or take B for a second turn.
+ */
+export const stepCallMessages = (pairs: ReadonlyArray<readonly [Message, Message]>): Array<Message> => {
+  if (pairs.length <= 1) return pairs.flatMap((pair) => [...pair])
+  const calls = pairs.flatMap(([call]) => (call.role === "assistant" ? call.toolCalls : []))
+  return [{ role: "assistant", text: "", toolCalls: calls }, ...pairs.map(([, result]) => result)]
+}
+
 /** The messages one part adds to the conversation (none for a model step). */
 export const messagesOfPart = (part: Part): ReadonlyArray<Message> => {
   switch (part.kind) {
@@ -51,6 +62,18 @@ export const messagesOfPart = (part: Part): ReadonlyArray<Message> => {
  */
 export const historyOf = (parts: ReadonlyArray<Part>): Array<Message> => {
   const messages: Array<Message> = []
-  for (const part of parts) messages.push(...messagesOfPart(part))
+  // The model's calls of one step are its tool parts in a row (a step's model part, text or
+  // prompt parts come between steps); a call run by hand (no call id) is its own step.
+  let step: Array<[Message, Message]> = []
+  for (const part of parts) {
+    if (part.kind === "tool" && part.callId !== null) {
+      step.push(toolCallMessages({ callId: part.callId, name: part.tool, input: part.input }, part))
+      continue
+    }
+    messages.push(...stepCallMessages(step))
+    step = []
+    messages.push(...messagesOfPart(part))
+  }
+  messages.push(...stepCallMessages(step))
   return messages
 }

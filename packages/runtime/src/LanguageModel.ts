@@ -27,6 +27,21 @@ export interface ModelRequest {
    * text (a streamed tool call's arguments, a reasoning model's thinking).
    */
   readonly onText: (chunk: string) => Effect.Effect<void>
+  /** A failed attempt is tried again (a 429, a 5xx, a refused connection): for the event log and the part. */
+  readonly onRetry?: ((retry: ModelRetry) => Effect.Effect<void>) | undefined
+  /** When the step must be done (epoch ms, Effect's Clock): a retry whose wait would end later is not begun. */
+  readonly deadlineAt?: number | undefined
+}
+
+/** One retry of a model call, as opencode's `retry` status shows it. */
+export interface ModelRetry {
+  /** 1 for the first retry. */
+  readonly attempt: number
+  /** Why the previous attempt failed. */
+  readonly reason: string
+  readonly delayMillis: number
+  /** When the next attempt starts (epoch ms). */
+  readonly nextAt: number
 }
 
 export interface ModelResponse {

@@ -17,7 +17,7 @@ import {
   UnknownTool
 } from "@vigil/domain"
 import { capOutput, PartRepo, SessionRepo } from "@vigil/store"
-import type { AnyTool, ToolDefinition } from "@vigil/tools"
+import type { AnyTool, ToolContext, ToolDefinition } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
 import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
 import { randomUUID } from "node:crypto"
@@ -25,10 +25,10 @@ import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
-import type { LanguageModelShape, ModelResponse } from "./LanguageModel.js"
+import type { LanguageModelShape, Message, ModelResponse, ModelRetry } from "./LanguageModel.js"
 import { PendingWrites } from "./PendingWrites.js"
 import { LanguageModels } from "./LanguageModel.js"
-import { historyOf, messagesOfPart, toolCallMessages } from "./History.js"
+import { historyOf, messagesOfPart, stepCallMessages, toolCallMessages } from "./History.js"
 import { Rescue } from "./Rescue.js"
 import { RecoveryComplete } from "./StartupRecovery.js"
 import { Settings } from "./Settings.js"
@@ -63,6 +63,16 @@ const cancelRequestPoll = Duration.millis(200)
 const cancelWaitPoll = Duration.millis(50)
 /** How often, while it waits, it checks that the owner still lives (a dead one is rescued instead). */
 const ownerCheckEvery = Duration.seconds(1)
+
+/**
+ * A model call tried again (a 429, a 5xx, a refused connection): in the event log, with its reason
+ * and when the next attempt starts, and on the step's part, as opencode's `retry` status shows it.
+ */
+const noteRetry = (context: ToolContext, retry: ModelRetry) =>
+  context.event("model.retry", { attempt: retry.attempt, reason: retry.reason, delayMs: retry.delayMillis, nextAt: retry.nextAt }).pipe(
+    Effect.zipRight(context.output(`[retry ${retry.attempt} in ${Duration.format(Duration.millis(retry.delayMillis))}: ${retry.reason}]\n`)),
+    Effect.catchAllCause((cause) => Effect.logWarning("could not record a model call's retry", cause))
+  )
 
 /**
  * Cross-instance delivery runs on the wall clock even under a TestClock: it is how two processes
@@ -604,7 +614,16 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
                 .filter((line) => line !== "")
                 .join("\n"),
             body: (context) =>
-              model.generate({ messages, tools: toolSpecs(), onText: context.output }).pipe(
+              Clock.currentTimeMillis.pipe(
+                Effect.flatMap((now) =>
+                  model.generate({
+                    messages,
+                    tools: toolSpecs(),
+                    onText: context.output,
+                    onRetry: (retry) => noteRetry(context, retry),
+                    deadlineAt: Option.getOrUndefined(Option.map(settings.toolTimeout, (timeout) => now + Duration.toMillis(timeout)))
+                  })
+                ),
                 Effect.mapError((error) => new ToolError({ message: `model ${model.name}: ${error.message}` }))
               )
           })
@@ -616,22 +635,25 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
             history.push(...messagesOfPart(yield* insertFinished(sessionId, "text", response.text)))
           }
           if (response.toolCalls.length === 0) return finalText
+          // The step's calls go back as one assistant message with all of them, then the results.
+          const stepCalls: Array<[Message, Message]> = []
           for (const call of response.toolCalls) {
             const tool = tools.get(call.name)
             if (tool === undefined) {
               const refused = yield* insertRefusedCall(sessionId, call.id, call.name, call.input, `unknown tool "${call.name}" (known: ${[...tools.keys()].join(", ")})`)
-              history.push(...messagesOfPart(refused))
+              stepCalls.push(toolCallMessages({ callId: call.id, name: call.name, input: call.input }, refused))
               continue
             }
             const run = yield* runner.runTool({ sessionId, tool, input: call.input, callId: call.id })
             const ended = yield* run.await
             // The outcome as recorded (capped as the store caps it), so the messages are those a re-read would give.
-            history.push(...toolCallMessages({ callId: call.id, name: tool.name, input: call.input }, {
+            stepCalls.push(toolCallMessages({ callId: call.id, name: tool.name, input: call.input }, {
               status: ended._tag === "Completed" ? "completed" : "error",
               output: ended.output === null ? null : capOutput(ended.output),
               error: ended._tag === "Failed" ? ended.reason : null
             }))
           }
+          history.push(...stepCallMessages(stepCalls))
         }
         return yield* new PartEnded({ reason: new ToolFailed({ message: `the turn stopped after ${maxSteps} model steps` }) })
       })

@@ -1,5 +1,5 @@
 import type { Settings as SettingsShape } from "@vigil/domain"
-import { defaultSettings, parseSettings, settingsKeys, SettingsError } from "@vigil/domain"
+import { defaultSettings, parseSettings, settingsKeys, SettingsError, settingsNotes } from "@vigil/domain"
 import { Config, Context, Effect, Either, Layer, Option } from "effect"
 import { readFile } from "node:fs/promises"
 
@@ -7,6 +7,51 @@ import { readFile } from "node:fs/promises"
 export class Settings extends Context.Tag("vigil/Settings")<Settings, SettingsShape>() {
   static readonly layer = (settings: Partial<SettingsShape> = {}) =>
     Layer.succeed(Settings, { ...defaultSettings, ...settings })
+}
+
+/**
+ * JSONC as opencode reads its config: `//` and `/* … *\/` comments and trailing commas removed,
+ * strings left as they are. Each comment becomes spaces (and its newlines stay), so a JSON error
+ * still points at the right place.
+ */
+export const stripJsonc = (text: string): string => {
+  let out = ""
+  let i = 0
+  // Where a comma was written, to drop it if a `}` or `]` follows with only space or comments between.
+  let pendingComma = -1
+  while (i < text.length) {
+    const char = text[i]!
+    if (char === "\"") {
+      let end = i + 1
+      while (end < text.length && text[end] !== "\"") end += text[end] === "\\" ? 2 : 1
+      out += text.slice(i, end + 1)
+      i = end + 1
+      pendingComma = -1
+    } else if (char === "/" && text[i + 1] === "/") {
+      const end = text.indexOf("\n", i)
+      const stop = end < 0 ? text.length : end
+      out += " ".repeat(stop - i)
+      i = stop
+    } else if (char === "/" && text[i + 1] === "*") {
+      const end = text.indexOf("*/", i + 2)
+      const stop = end < 0 ? text.length : end + 2
+      out += text.slice(i, stop).replace(/[^\n]/g, " ")
+      i = stop
+    } else if (char === ",") {
+      pendingComma = out.length
+      out += char
+      i++
+    } else if ((char === "}" || char === "]") && pendingComma >= 0) {
+      out = `${out.slice(0, pendingComma)} ${out.slice(pendingComma + 1)}${char}`
+      pendingComma = -1
+      i++
+    } else {
+      if (!/\s/.test(char)) pendingComma = -1
+      out += char
+      i++
+    }
+  }
+  return out
 }
 
 /**
@@ -30,9 +75,9 @@ export const readConfigFile = (options: { readonly path: string; readonly explic
       onNone: () => Effect.succeed(undefined as unknown),
       onSome: (content) =>
         Effect.try({
-          try: () => JSON.parse(content) as unknown,
+          try: () => JSON.parse(stripJsonc(content)) as unknown,
           catch: (error) =>
-            new SettingsError({ key: "(config file)", value: options.path, problem: `is not valid JSON: ${String(error)}` })
+            new SettingsError({ key: "(config file)", value: options.path, problem: `is not valid JSON (comments and trailing commas are fine): ${String(error)}` })
         })
     })
   })
@@ -50,7 +95,9 @@ export const loadSettings = (options: { readonly path: string; readonly explicit
       const value = yield* Config.option(Config.string(spec.env)).pipe(Effect.orElseSucceed(() => Option.none()))
       if (Option.isSome(value)) env[spec.env] = value.value
     }
-    return yield* Either.match(parseSettings(file, env), { onLeft: Effect.fail, onRight: Effect.succeed })
+    const settings = yield* Either.match(parseSettings(file, env), { onLeft: Effect.fail, onRight: Effect.succeed })
+    for (const note of settingsNotes(file)) yield* Effect.logInfo(`config ${options.path}: ${note}`)
+    return settings
   })
 
 export const SettingsFromFile = (options: { readonly path: string; readonly explicit: boolean }) =>

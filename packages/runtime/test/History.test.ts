@@ -68,4 +68,37 @@ describe("a turn's history", () => {
       assert.include(big.role === "tool" ? big.output : "", "[output truncated: ")
     }).pipe(Effect.provide(testRuntime({ tools: [...allTestTools, echo], models: [model], store: counting })))
   })
+
+  it.effect("a step's parallel calls go back as one assistant message with both, then their results; later steps stay apart", () => {
+    const requests: Array<ReadonlyArray<Message>> = []
+    const answers = [
+      { text: "", toolCalls: [{ id: "A", name: "echo", input: { text: "a" } }, { id: "B", name: "echo", input: { text: "b" } }] },
+      { text: "", toolCalls: [{ id: "C", name: "echo", input: { text: "c" } }] },
+      { text: "done", toolCalls: [] }
+    ]
+    const model: LanguageModelShape = {
+      name: "parallel",
+      generate: (request) => Effect.sync(() => answers[requests.push(request.messages) - 1]!)
+    }
+    return Effect.gen(function*() {
+      const sessions = yield* SessionService
+      const session = yield* sessions.create()
+      assert.deepStrictEqual(yield* sessions.runTurn(session.id, { text: "go", model: "parallel" }), { _tag: "Completed", text: "done" })
+      const result = (id: string, text: string): Message => ({ role: "tool", callId: id, name: "echo", output: text, isError: false })
+      const call = (id: string, text: string) => ({ id, name: "echo", input: { text } })
+      const expected: ReadonlyArray<Message> = [
+        { role: "user", text: "go" },
+        { role: "assistant", text: "", toolCalls: [call("A", "a"), call("B", "b")] },
+        result("A", "a"),
+        result("B", "b"),
+        { role: "assistant", text: "", toolCalls: [call("C", "c")] },
+        result("C", "c")
+      ]
+      assert.deepStrictEqual(requests[2], expected)
+      // A re-read of the session gives the same.
+      const parts = yield* sessions.parts(session.id)
+      const lastModel = parts.map((part) => part.kind).lastIndexOf("model")
+      assert.deepStrictEqual(historyOf(parts.slice(0, lastModel)), expected)
+    }).pipe(Effect.provide(testRuntime({ tools: [...allTestTools, echo], models: [model] })))
+  })
 })

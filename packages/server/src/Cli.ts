@@ -58,18 +58,50 @@ const withExistingStore = <A, E, R>(
 const config = Options.text("config").pipe(
   Options.withFallbackConfig(Config.string("VIGIL_CONFIG")),
   Options.optional,
-  Options.withDescription(`the JSON config file (env VIGIL_CONFIG; default ${defaultConfig})`)
+  Options.withDescription(`the JSON(C) config file (env VIGIL_CONFIG; default: the first of ${defaultConfig}, opencode.json(c), .opencode/opencode.json(c))`)
 )
 
-const settingsFrom = (path: Option.Option<string>) =>
-  loadSettings({ path: Option.getOrElse(path, () => defaultConfig), explicit: Option.isSome(path) })
+/**
+ * The files read when none is named, first found wins: vigil's own, then opencode's, so a project
+ * set up for opencode runs on vigil unchanged.
+ */
+export const configCandidates: ReadonlyArray<string> = [
+  defaultConfig,
+  "opencode.json",
+  "opencode.jsonc",
+  ".opencode/opencode.json",
+  ".opencode/opencode.jsonc"
+]
+
+interface ConfigChoice {
+  readonly path: string
+  /** Named by `--config` / `VIGIL_CONFIG`: it must exist. */
+  readonly explicit: boolean
+  /** Whether there is a file to read. */
+  readonly found: boolean
+  /** What start-up says about it. */
+  readonly note: string
+}
+
+/** Which config file is read (relative to the working directory), and a line saying so. */
+export const chooseConfig = (named: Option.Option<string>): ConfigChoice => {
+  if (Option.isSome(named)) return { path: named.value, explicit: true, found: true, note: `config: ${named.value} (named)` }
+  const found = configCandidates.find((candidate) => existsSync(candidate) && statSync(candidate).isFile())
+  return found === undefined
+    ? { path: defaultConfig, explicit: false, found: false, note: `config: no file (looked for ${configCandidates.join(", ")}); defaults` }
+    : { path: found, explicit: false, found: true, note: `config: ${found}` }
+}
+
+const settingsFrom = (choice: ConfigChoice) => loadSettings(choice)
 
 /** `provider` and `model` from the same file; `{env:NAME}` in them is read from the environment. */
-const providersFrom = (path: Option.Option<string>) =>
-  loadProviders({ path: Option.getOrElse(path, () => defaultConfig), explicit: Option.isSome(path) })
+const providersFrom = (choice: ConfigChoice) => loadProviders(choice)
 
-/** Settings for the commands that have no `--config`: `VIGIL_CONFIG`, else `vigil.json` if present. */
-const settingsFromEnv = Config.option(Config.string("VIGIL_CONFIG")).pipe(Effect.orDie, Effect.flatMap(settingsFrom))
+/** Settings for the commands that have no `--config`: `VIGIL_CONFIG`, else the first config file found. */
+const settingsFromEnv = Config.option(Config.string("VIGIL_CONFIG")).pipe(
+  Effect.orDie,
+  Effect.flatMap((named) => settingsFrom(chooseConfig(named)))
+)
 
 const serve = Command.make(
   "serve",
@@ -93,19 +125,23 @@ const serve = Command.make(
       const password = yield* ServerPassword
       // Everything that can be wrong is found here, one line each, before the database is opened
       // or startup recovery runs: the config, then the database path, then the port.
-      const settings = yield* settingsFrom(options.config)
-      const providers = yield* providersFrom(options.config)
+      const choice = chooseConfig(options.config)
+      const settings = yield* settingsFrom(choice)
+      const providers = yield* providersFrom(choice)
       const allowed = yield* allowedFromEnv
       const databaseUrl = Option.getOrUndefined(options.databaseUrl)
       if (databaseUrl === undefined) yield* checkDatabasePath(options.db, "write")
       if (options.port !== 0) yield* checkPortFree(options.host, options.port)
+      // After the checks: a start-up that cannot go on says so in its one line alone (and with no
+      // file there is nothing to say but at debug level: a failing database then stays one line).
+      yield* (choice.found ? Effect.logInfo(choice.note) : Effect.logDebug(choice.note))
       return yield* Layer.launch(
         ServerLive({
           port: options.port,
           host: options.host,
           db: options.db,
           databaseUrl,
-          configFile: Option.getOrElse(options.config, () => defaultConfig),
+          configFile: choice.path,
           settings: Effect.succeed(settings),
           providers: Effect.succeed(providers),
           password,

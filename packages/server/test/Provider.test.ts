@@ -17,16 +17,16 @@ afterAll(() => removeDirs(dirs))
 const testKey = "sk-server-test-5ecret-0123456789abcdef"
 
 /** The config file an opencode user writes for an OpenAI-compatible server at `baseURL`. */
-const configFile = (baseURL: string) => ({
-  provider: { openai: { options: { baseURL, apiKey: "{env:OPENAI_API_KEY}" } } },
+const configFile = (baseURL: string, options: Record<string, unknown> = {}) => ({
+  provider: { openai: { options: { baseURL, apiKey: "{env:OPENAI_API_KEY}", ...options } } },
   model: "openai/fake"
 })
 
 /** The real server layer, in-process on a loopback port, its providers read from `configFile`. */
-const inProcessServer = (baseURL: string) =>
+const inProcessServer = (baseURL: string, options: Record<string, unknown> = {}) =>
   Effect.gen(function*() {
     const providers = Either.getOrThrowWith(
-      parseProviders(configFile(baseURL), { OPENAI_API_KEY: testKey }),
+      parseProviders(configFile(baseURL, options), { OPENAI_API_KEY: testKey }),
       (error) => new Error(error.message)
     )
     const context = yield* Layer.build(
@@ -152,7 +152,8 @@ describe("the server on an OpenAI-compatible provider", () => {
         failing(429, JSON.stringify({ error: { message: "Rate limit reached", code: "rate_limit_exceeded" } })),
         failing(401, JSON.stringify({ error: { message: `Incorrect API key provided: ${testKey}` } }))
       ])
-      const url = yield* inProcessServer(fake.baseURL)
+      // Not retried here: the retries have tests of their own (provider/test/Retries.test.ts).
+      const url = yield* inProcessServer(fake.baseURL, { maxRetries: 0 })
       const id = yield* newSession(url)
       for (const [status, words] of [[429, "Rate limit reached"], [401, "Incorrect API key provided: <redacted>"]] as const) {
         assert.strictEqual((yield* call(`${url}/session/${id}/prompt`, { body: { text: "hi" } })).status, 202)
@@ -223,12 +224,10 @@ describe("vigil serve with a provider in vigil.json, as a process", () => {
     const notUrl = await startWith({ provider: { openai: { options: { baseURL: "ftp://127.0.0.1/v1", apiKey: testKey } } } })
     assert.strictEqual(notUrl, `invalid config: provider.openai.options.baseURL = "ftp://127.0.0.1/v1": must be an http:// or https:// URL`)
 
-    const unset = await startWith(
-      { provider: { openai: { options: { baseURL: "http://127.0.0.1:1/v1", apiKey: "{env:OPENAI_API_KEY}" } } } },
-      { OPENAI_API_KEY: undefined }
-    )
-    assert.include(unset, "provider.openai.options.apiKey")
-    assert.include(unset, "the environment variable OPENAI_API_KEY is not set")
+    // An unset {env:NAME} is "" with a warning, as opencode reads it (the opencode.json test below);
+    // a {file:path} that cannot be read is an error.
+    const unreadable = await startWith({ provider: { openai: { options: { baseURL: "http://127.0.0.1:1/v1", apiKey: "{file:no-such-key}" } } } })
+    assert.strictEqual(unreadable, `invalid config: provider.openai.options.apiKey = "<redacted>": {file:no-such-key} cannot be read: ENOENT`)
 
     const keyAsNumber = await startWith({ provider: { openai: { options: { baseURL: "http://127.0.0.1:1/v1", apiKey: 123456789 } } } })
     assert.include(keyAsNumber, "provider.openai.options.apiKey")
@@ -241,4 +240,72 @@ describe("vigil serve with a provider in vigil.json, as a process", () => {
     assert.include(unknownProvider, `invalid config: model = "groq/llama"`)
     assert.include(unknownProvider, "configured: openai")
   })
+})
+
+describe("vigil serve on an opencode.json as users write it, as a process", () => {
+  it("JSONC, a model map, headers, timeouts, experimental and other opencode keys: it starts, says which file it read, and runs a tool-calling turn", async () => {
+    const dir = tempDir(dirs)
+    await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const fake = yield* fakeServer(bashThenText("echo from-opencode-json", "all done"))
+      const config = `{
+  "$schema": "https://opencode.ai/config.json",
+  // opencode's own settings: accepted, noted, not used
+  "theme": "opencode",
+  "agent": { "build": { "model": "local/coder" } },
+  "mcp": { "files": { "type": "local", "command": ["mcp-files"] } },
+  "permission": { "bash": "ask", "edit": "allow" },
+  "provider": {
+    "local": {
+      "npm": "@ai-sdk/openai-compatible",
+      "name": "llama.cpp",
+      "options": {
+        "baseURL": "${fake.baseURL}",
+        "apiKey": "{env:LOCAL_API_KEY}",
+        "headers": { "X-Title": "vigil", "X-Team": "{env:TEAM_NOT_SET}" },
+        "timeout": 120000,
+        "chunkTimeout": 30000, /* the stream inactivity timeout */
+      },
+      "models": {
+        "coder": { "id": "qwen2.5-coder-7b-instruct-q4_k_m", "name": "Qwen coder" },
+      },
+    },
+  },
+  "model": "local/coder",
+  "experimental": {
+    "batch_tool": true,
+    "tool_timeout": "2 minutes",
+    "idle_timeout": "10m",
+  },
+}
+`
+      writeFileSync(join(dir, "opencode.json"), config)
+      const server = yield* Effect.promise(() =>
+        serveProcess(["--db", join(dir, "vigil.db")], { cwd: dir, env: { LOCAL_API_KEY: testKey, TEAM_NOT_SET: undefined } })
+      )
+      const id = yield* newSession(server.url)
+      assert.strictEqual((yield* call(`${server.url}/session/${id}/prompt`, { body: { text: "run it" } })).status, 202)
+      assert.strictEqual((yield* atRest(server.url, id)).status, "idle")
+      const parts = yield* partsOf(server.url, id)
+      assert.include(parts.find((part) => part.tool === "bash").output, "from-opencode-json")
+      assert.strictEqual(parts.filter((part) => part.kind === "model")[0].tool, "local/coder")
+      assert.strictEqual(parts.at(-1).output, "all done")
+
+      assert.strictEqual(fake.requests.length, 2)
+      for (const recorded of fake.requests) {
+        assert.strictEqual(recorded.body.model, "qwen2.5-coder-7b-instruct-q4_k_m")
+        assert.strictEqual(recorded.headers.authorization, `Bearer ${testKey}`)
+        assert.strictEqual(recorded.headers["x-title"], "vigil")
+        assert.strictEqual(recorded.headers["x-team"], "")
+      }
+      // Logs go to stderr (stdout carries only what a command prints).
+      const out = server.stderr()
+      assert.include(out, "config: opencode.json")
+      assert.include(out, "experimental.batch_tool")
+      assert.include(out, "theme, agent, mcp, permission: opencode settings vigil does not use; ignored")
+      assert.include(out, "the environment variable TEAM_NOT_SET is not set")
+      server.child.kill("SIGTERM")
+      assert.strictEqual((yield* Effect.promise(() => server.exited)).code, 0, server.stderr())
+      assert.notInclude(server.stdout() + server.stderr(), testKey)
+    })))
+  }, 60_000)
 })
