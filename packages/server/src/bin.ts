@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Logger } from "effect"
 import { main } from "./Cli.js"
