@@ -96,8 +96,7 @@ if node -e 'process.exit(require("./package.json").scripts?.test ? 0 : 1)'; then
 else
   node dist/main.js || fail "node dist/main.js"
 fi
-if [ -e node_modules/.bin/vigil ]; then
-  step "the installed vigil CLI (node_modules/.bin/vigil --help)"
-  node_modules/.bin/vigil --help >/dev/null || fail "vigil --help"
-fi
+step "the installed vigil CLI (node_modules/.bin/vigil --help)"
+[ -e node_modules/.bin/vigil ] || fail "no vigil bin: @vigil/server's packed package.json has no bin (publishConfig.bin)"
+node_modules/.bin/vigil --help >/dev/null || fail "vigil --help"
 step "ok"
