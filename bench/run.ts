@@ -21,8 +21,10 @@ import { collectGarbage, tempFolder } from "./Support.js"
  * `pnpm bench`: the performance figures of DESIGN.md ("Performance targets"), each measured once
  * in this run with its bare-SQLite floor beside it where there is one. Prints a table and writes
  * bench/results.json. Not a test: a missed target is reported (with by how much), not failed.
- * Run as `node --expose-gc --import tsx bench/run.ts` for the steadiest heap figure (plain `tsx`
- * works too: the benchmark turns the flag on itself).
+ * Run as `node --expose-gc --conditions=@vigil/source --import tsx bench/run.ts` for the steadiest
+ * heap figure (plain `tsx --conditions=@vigil/source` works too: the benchmark turns the flag on
+ * itself). The condition resolves the packages to their sources; figure 10 runs the build
+ * (`pnpm bench` builds first).
  */
 const figures: ReadonlyArray<{
   readonly numbers: ReadonlyArray<number>
