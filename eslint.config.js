@@ -2,7 +2,7 @@ import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: ["**/node_modules/**", "**/.vigil/**", "bench/results.json"] },
+  { ignores: ["**/node_modules/**", "**/dist/**", "**/.vigil/**", "bench/results.json"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -10,6 +10,7 @@ import { historyFigures } from "./figures/History.js"
 import { modelStepFigures } from "./figures/ModelSteps.js"
 import { recoveryFigures } from "./figures/Recovery.js"
 import { sleeperFigures } from "./figures/Sleepers.js"
+import { startupFigures } from "./figures/Startup.js"
 import { throughputFigures } from "./figures/Throughput.js"
 import { treeFigures } from "./figures/Trees.js"
 import type { Row } from "./Report.js"
@@ -20,8 +21,10 @@ import { collectGarbage, tempFolder } from "./Support.js"
  * `pnpm bench`: the performance figures of DESIGN.md ("Performance targets"), each measured once
  * in this run with its bare-SQLite floor beside it where there is one. Prints a table and writes
  * bench/results.json. Not a test: a missed target is reported (with by how much), not failed.
- * Run as `node --expose-gc --import tsx bench/run.ts` for the steadiest heap figure (plain `tsx`
- * works too: the benchmark turns the flag on itself).
+ * Run as `node --expose-gc --conditions=@vigil/source --import tsx bench/run.ts` for the steadiest
+ * heap figure (plain `tsx --conditions=@vigil/source` works too: the benchmark turns the flag on
+ * itself). The condition resolves the packages to their sources; figure 10 runs the build
+ * (`pnpm bench` builds first).
  */
 const figures: ReadonlyArray<{
   readonly numbers: ReadonlyArray<number>
@@ -36,6 +39,7 @@ const figures: ReadonlyArray<{
   { numbers: [7], title: "model steps against a provider that answers at once", run: modelStepFigures },
   { numbers: [8], title: "a 200-step turn on a short and on a long session history", run: historyFigures },
   { numbers: [9], title: "a watchdog scan and an abort over a 100,000-deep session chain", run: treeFigures },
+  { numbers: [10], title: "start-up of the built CLI: --help, a bad config, /health after serve", run: startupFigures },
   // Last: the longest (about 7 s a SIGKILL round).
   { numbers: [20], title: "crash loop, long form: 50 SIGKILLs under a hostile workload", run: crashLoopFigures }
 ]

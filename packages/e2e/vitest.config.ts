@@ -1,4 +1,6 @@
 import { defineProject, mergeConfig } from "vitest/config"
 import shared from "../../vitest.shared.js"
 
-export default mergeConfig(shared, defineProject({}))
+// The servers here are real processes running the built CLI: the global setup builds what is
+// stale first, so a targeted `vitest run` never tests an old build.
+export default mergeConfig(shared, defineProject({ test: { globalSetup: ["../../vitest.build.ts"] } }))

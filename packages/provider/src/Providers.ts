@@ -1,5 +1,7 @@
 import { HttpClient } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
+// The module, not the package index: the index loads all of @effect/platform-node (its cluster and
+// RPC modules, with @effect/cluster, @effect/rpc, @effect/sql), a third of the CLI's start-up.
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type { LanguageModelShape } from "@vigil/runtime"
 import { LanguageModels, scriptModel } from "@vigil/runtime"
 import { Effect, Layer, Option, Redacted } from "effect"

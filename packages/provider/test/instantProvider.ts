@@ -11,7 +11,9 @@ const here = dirname(fileURLToPath(import.meta.url))
  */
 export const instantProvider = Effect.acquireRelease(
   Effect.async<{ readonly baseURL: string; readonly kill: () => void }, Error>((resume) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(here, "fixtures/instantProvider.ts")], {
+    // A fixture is a test file, run from source under tsx: `@vigil/source` resolves the packages to
+    // their sources too, as in the tests themselves (no build needed).
+    const child = spawn(process.execPath, ["--conditions=@vigil/source", "--import", "tsx", join(here, "fixtures/instantProvider.ts")], {
       cwd: resolve(here, "../../.."),
       stdio: ["pipe", "pipe", "pipe"]
     })

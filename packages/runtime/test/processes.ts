@@ -39,7 +39,9 @@ export const startInstance = <T = Record<string, unknown>>(
   env: Record<string, string> = {}
 ): Promise<Started<T>> =>
   new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(here, "fixtures/instance.ts"), file, mode], {
+    // A fixture is a test file, run from source under tsx: `@vigil/source` resolves the packages to
+    // their sources too, as in the tests themselves (no build needed).
+    const child = spawn(process.execPath, ["--conditions=@vigil/source", "--import", "tsx", join(here, "fixtures/instance.ts"), file, mode], {
       cwd: repoRoot,
       env: { ...process.env, ...env, [runMarker.name]: runMarker.value },
       stdio: ["ignore", "pipe", "pipe"]

@@ -7,7 +7,7 @@ import {
   HttpServerResponse,
   UrlParams
 } from "@effect/platform"
-import { NodeHttpServerRequest } from "@effect/platform-node"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import type { IncomingMessage } from "node:http"
 import { Cause, Effect, Option } from "effect"
 import { routeMethods } from "./Api.js"

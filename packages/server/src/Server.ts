@@ -1,5 +1,6 @@
 import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+// Modules, not the package index (which loads @effect/cluster and @effect/rpc): see bin.ts.
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
 import type { RescueReport } from "@vigil/runtime"
 import type { ProviderConfig } from "@vigil/provider"

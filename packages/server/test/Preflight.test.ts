@@ -15,7 +15,8 @@ import type { ChildOptions } from "./support.js"
 /**
  * Odd configs and operations (issue 15 §9): each is one clear line on stderr and a non-zero
  * exit, before the database is opened or startup recovery runs (so nothing is written). Real
- * `vigil` processes; generous timeouts, as tsx is slow on a loaded machine.
+ * `vigil` processes (the built CLI under node); generous timeouts, as a process start is slow on a
+ * loaded machine.
  */
 
 const dirs: Array<string> = []

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { PartId } from "@vigil/domain"
 import { InstanceRepo, PartRepo } from "@vigil/store"
 import { Effect, Option } from "effect"
-import { existsSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, afterEach } from "vitest"
 import {
@@ -11,6 +11,7 @@ import {
   killChildren,
   openEvents,
   removeDirs,
+  repoRoot,
   request,
   serveProcess,
   tempDir,
@@ -219,5 +220,19 @@ describe("vigil serve, as a process", () => {
     assert.strictEqual(status.code, 0)
     assert.include(status.stdout, "no database")
     assert.isFalse(existsSync(db))
+  })
+})
+
+describe("the built server", () => {
+  it("serves the dashboard's script and stylesheet from dist, bundled by the build (no esbuild at run time)", async () => {
+    const dir = tempDir(dirs)
+    const server = await serveProcess(["--db", join(dir, "vigil.db")], { cwd: dir })
+    const built = join(repoRoot, "packages/server/dist/dashboard")
+    for (const [path, file, type] of [["/dashboard/app.js", "app.js", "text/javascript"], ["/dashboard/app.css", "app.css", "text/css"]] as const) {
+      const response = await fetch(`${server.url}${path}`)
+      assert.strictEqual(response.status, 200, path)
+      assert.include(response.headers.get("content-type") ?? "", type)
+      assert.strictEqual(await response.text(), readFileSync(join(built, file), "utf8"), path)
+    }
   })
 })

@@ -10,14 +10,16 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
-import { fileURLToPath, pathToFileURL } from "node:url"
+import { fileURLToPath } from "node:url"
 import { ServerLive, urlOf } from "../src/Server.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 export const repoRoot = resolve(here, "../../..")
-export const binPath = join(repoRoot, "packages/server/src/bin.ts")
-/** tsx's loader by path, so a child can run from a temp folder (where `--import tsx` would not resolve). */
-const tsxLoader = pathToFileURL(join(repoRoot, "node_modules/tsx/dist/loader.mjs")).href
+/**
+ * The built CLI, run with plain `node` as an installed package runs: the suite's global setup
+ * (vitest.build.ts) built what was stale, so this is never an old build.
+ */
+export const binPath = join(repoRoot, "packages/server/dist/bin.js")
 
 /** A fresh temp folder; removed by `cleanup` (call it in afterAll/afterEach). */
 export const tempDir = (dirs: Array<string>): string => {
@@ -197,14 +199,14 @@ export interface ChildOptions {
   readonly env?: Record<string, string | undefined>
 }
 
-/** Runs `vigil …` (bin.ts under tsx) as a real process. */
+/** Runs `vigil …` (the built bin.js under plain node) as a real process. */
 export const vigil = (args: ReadonlyArray<string>, options: ChildOptions): Child => {
   const env = options.env ?? {}
   // Hermetic: a VIGIL_* variable in the developer's shell (a password, a port) must not leak in.
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("VIGIL_")))
   const childEnv: Record<string, string | undefined> = { ...inherited, ...env }
   for (const key of Object.keys(childEnv)) if (childEnv[key] === undefined) delete childEnv[key]
-  const child = spawn(process.execPath, ["--import", tsxLoader, binPath, ...args], {
+  const child = spawn(process.execPath, [binPath, ...args], {
     cwd: options.cwd,
     env: childEnv as NodeJS.ProcessEnv,
     stdio: ["ignore", "pipe", "pipe"]
@@ -238,7 +240,8 @@ export const serveProcess = async (args: ReadonlyArray<string>, options: ChildOp
       if (run.child.exitCode !== null) throw new Error(`vigil serve exited ${run.child.exitCode}:\n${run.stdout()}\n${run.stderr()}`)
       return /vigil listening on (http:\/\/\S+)/.exec(run.stdout())?.[1]
     },
-    20_000,
+    // A poll, so only a slow start waits this long: a loaded 2-core machine stretches one start a lot.
+    60_000,
     "vigil serve to listen"
   )
   return { ...run, url }

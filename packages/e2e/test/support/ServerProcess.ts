@@ -4,15 +4,14 @@ import { randomUUID } from "node:crypto"
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
-import { fileURLToPath, pathToFileURL } from "node:url"
+import { fileURLToPath } from "node:url"
 import { send } from "./Http.js"
 import { killQuietly, partMarker, processesWithEnv } from "./Processes.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 export const repoRoot = resolve(here, "../../../..")
-const binPath = join(repoRoot, "packages/server/src/bin.ts")
-/** tsx's loader by path: the server runs from a temp folder, where `--import tsx` would not resolve. */
-const tsxLoader = pathToFileURL(join(repoRoot, "node_modules/tsx/dist/loader.mjs")).href
+/** The built CLI under plain `node`; the suite's global setup (vitest.build.ts) built what was stale. */
+const binPath = join(repoRoot, "packages/server/dist/bin.js")
 
 /**
  * Every process a test file starts inherits this (`VIGIL_E2E_RUN=<uuid>`), the servers and, through
@@ -77,8 +76,8 @@ export const makeWorkspace = (prefix: string, experimental: Record<string, unkno
 /**
  * `vigil serve` as a real child process on one SQLite file. The first start takes a free port
  * (`--port 0`); every restart reuses it, as an operator restarting a crashed server would.
- * The process is node itself with tsx's loader (not the `tsx` wrapper, which would put a second
- * process between the signal and the server).
+ * The process is node itself running the built CLI (no wrapper that would put a second process
+ * between the signal and the server).
  */
 export class ServerProcess {
   private child: ChildProcess | undefined
@@ -114,7 +113,7 @@ export class ServerProcess {
     const log = openSync(this.workspace.log, "a")
     const child = spawn(
       process.execPath,
-      ["--import", tsxLoader, binPath, "serve", "--host", "127.0.0.1", "--port", String(this.port), "--db", this.workspace.db, "--config", this.workspace.config],
+      [binPath, "serve", "--host", "127.0.0.1", "--port", String(this.port), "--db", this.workspace.db, "--config", this.workspace.config],
       {
         cwd: this.workspace.dir,
         env: { ...inherited, ...this.env, [runMarker.name]: runMarker.value },

@@ -1,39 +1,39 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Data, Effect } from "effect"
-import { build } from "esbuild"
+import { existsSync } from "node:fs"
 import { readFile } from "node:fs/promises"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { clientBundleOptions } from "./Bundle.js"
 
 /**
  * The live dashboard at `/`: one HTML page, its stylesheet and its script, all served from this
  * package (no CDN: it works offline). The script is `client.ts` and the pure view modules it
- * imports, bundled by esbuild once, on the first request for it, and kept: starting a server
- * that nobody opens the page of costs nothing.
+ * imports. Built (`dist/dashboard`), `pnpm build` bundled it into `app.js` beside this module and
+ * copied the stylesheet to `app.css`: the installed package needs no esbuild. Run from source
+ * (tests, tsx) there is no `app.js`, and esbuild (a dev dependency) bundles it once, on the first
+ * request for it, and keeps it: starting a server that nobody opens the page of costs nothing.
  */
 
 const here = dirname(fileURLToPath(import.meta.url))
-export const clientEntry = join(here, "client.ts")
-export const stylesheet = join(here, "dashboard.css")
+/** `src/dashboard` from either folder: both sit two levels under the package root. */
+const sources = join(here, "../../src/dashboard")
+const prebuilt = join(here, "app.js")
+export const clientEntry = join(sources, "client.ts")
+export const stylesheet = existsSync(join(here, "app.css")) ? join(here, "app.css") : join(sources, "dashboard.css")
 
 export class DashboardBuildError extends Data.TaggedError("DashboardBuildError")<{ readonly cause: unknown }> {}
 
-/** The browser script: ES2022, one file, minified. */
+/** The browser script: the build's bundle when there is one, else bundled from source now. */
 export const bundleClient = Effect.tryPromise({
-  try: () =>
-    build({
-      entryPoints: [clientEntry],
-      bundle: true,
-      write: false,
-      format: "esm",
-      platform: "browser",
-      target: "es2022",
-      minify: true,
-      legalComments: "none",
-      logLevel: "silent"
-    }),
+  try: async () => {
+    if (existsSync(prebuilt)) return readFile(prebuilt, "utf8")
+    const { build } = await import("esbuild")
+    const result = await build({ ...clientBundleOptions, entryPoints: [clientEntry], write: false })
+    return result.outputFiles[0]!.text
+  },
   catch: (cause) => new DashboardBuildError({ cause })
-}).pipe(Effect.map((result) => result.outputFiles[0]!.text))
+})
 
 export const page = `<!doctype html>
 <html lang="en">
