@@ -15,3 +15,8 @@ export * from "./ToolRunner.js"
 export * from "./Tools.js"
 export * as Vigil from "./Vigil.js"
 export * from "./Watchdog.js"
+// Services the composition builds and provides but an embedder does not call: their types are
+// named here so an app's inferred layer types stay nameable (declaration emit), nothing more.
+export type { Activity } from "./Activity.js"
+export type { IdleMonitor } from "./internal/IdleMonitor.js"
+export type { InstanceLocks } from "./internal/InstanceLocks.js"
