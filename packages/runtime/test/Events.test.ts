@@ -27,7 +27,9 @@ describe("Events", () => {
       assert.deepStrictEqual(kept.at(-1), {
         type: "stream.overflow",
         limit: subscriberBuffer.events,
-        message: `this stream fell behind by more than ${subscriberBuffer.events} events or 8 MiB and was ended; reconnect to resume`
+        message: `this stream fell behind by more than ${subscriberBuffer.events} events or 8 MiB and was ended; reconnect to resume`,
+        // The last it delivered is the 4,096th: the rest is in the log, after that id.
+        lastId: subscriberBuffer.events
       })
       assert.deepStrictEqual(kept[0], report(0))
     }).pipe(Effect.provide(layer())))
