@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
+import { makeInstanceId, makeSessionId, newPart, Part } from "@vigil/domain"
 import { SqliteStoreLive } from "@vigil/store"
-import { Chunk, Effect, Fiber, Layer, Stream } from "effect"
-import { Events, subscriberBuffer } from "../src/Events.js"
+import { Chunk, Duration, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect"
+import type { LiveEvent } from "../src/Events.js"
+import { deltaLimits, Events, subscriberBuffer } from "../src/Events.js"
 import { tempDb } from "./support.js"
 
 const layer = () => Events.Default.pipe(Layer.provide(SqliteStoreLive(tempDb())))
@@ -43,5 +45,72 @@ describe("Events", () => {
       // 1 MiB and a few bytes each: 7 fit in 8 MiB, the 8th does not.
       assert.strictEqual(kept.length, 8)
       assert.strictEqual(kept.at(-1)?.type, "stream.overflow")
+    }).pipe(Effect.provide(layer())))
+
+  it.scoped("deltas are batched for 50 ms, at most 16 KiB each (the offset says what was skipped), and a part's last ones go out before its end", () =>
+    Effect.gen(function*() {
+      const events = yield* Events
+      const live = yield* events.subscribe
+      const got: Array<LiveEvent> = []
+      yield* Effect.fork(Stream.runForEach(live, (event) => Effect.sync(() => got.push(event))))
+      const part = newPart({ sessionId: makeSessionId(), kind: "tool", tool: "bash", input: {}, status: "running", ownerId: makeInstanceId(), createdAt: 0 })
+      yield* events.delta(part.id, part.sessionId, "a")
+      yield* events.delta(part.id, part.sessionId, "b")
+      yield* TestClock.adjust(Duration.millis(49))
+      assert.deepStrictEqual(got, [])
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => got.length > 0 }))
+      assert.deepStrictEqual(got, [{ type: "part.delta", partId: part.id, sessionId: part.sessionId, offset: 0, text: "ab" }])
+      // 40 KiB within one batch: the newest 16 KiB go, at the offset where they start.
+      yield* events.delta(part.id, part.sessionId, "x".repeat(24 * 1024) + "y".repeat(deltaLimits.chars))
+      yield* TestClock.adjust(deltaLimits.interval)
+      yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => got.length > 1 }))
+      assert.deepStrictEqual(got[1], { type: "part.delta", partId: part.id, sessionId: part.sessionId, offset: 2 + 24 * 1024, text: "y".repeat(deltaLimits.chars) })
+      // The end flushes what is pending at once, before the final state; later chunks go nowhere.
+      yield* events.delta(part.id, part.sessionId, "last")
+      yield* events.publish({ type: "part.updated", part: new Part({ ...part, status: "completed", output: "done", endedAt: 1 }, true) })
+      yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => got.length > 3 }))
+      assert.deepStrictEqual(got[2], { type: "part.delta", partId: part.id, sessionId: part.sessionId, offset: 2 + 40 * 1024, text: "last" })
+      assert.strictEqual(got[3]!.type, "part.updated")
+      yield* events.delta(part.id, part.sessionId, "late")
+      yield* TestClock.adjust(Duration.seconds(1))
+      yield* events.flush
+      assert.strictEqual(got.length, 4)
+    }).pipe(Effect.provide(layer())))
+
+  it.scoped("a subscriber already 256 events behind gets no deltas, so output never pushes it into overflow", () =>
+    Effect.gen(function*() {
+      const events = yield* Events
+      const stalled = yield* events.subscribe
+      for (let i = 0; i < deltaLimits.skipBehind; i++) yield* events.publish(report(i))
+      yield* events.flush
+      const part = newPart({ sessionId: makeSessionId(), kind: "tool", tool: "bash", input: {}, status: "running", ownerId: makeInstanceId(), createdAt: 0 })
+      for (let i = 0; i < 100; i++) {
+        yield* events.delta(part.id, part.sessionId, `line ${i}\n`)
+        yield* TestClock.adjust(deltaLimits.interval)
+      }
+      yield* events.endStreams
+      const kept = Chunk.toReadonlyArray(yield* Stream.runCollect(stalled))
+      assert.strictEqual(kept.length, deltaLimits.skipBehind)
+      assert.isTrue(kept.every((event) => event.type === "recovery.completed"))
+    }).pipe(Effect.provide(layer())))
+
+  it.scoped("the Stream API: a late subscriber gets the last recovery report first; since(id) replays the log after id, then goes on live", () =>
+    Effect.gen(function*() {
+      const events = yield* Events
+      yield* events.publish(report(1))
+      const first = yield* events.record({ type: "watchdog.stuck_part", data: { n: 1 } })
+      const second = yield* events.record({ type: "idle.cancelled", data: { n: 2 } })
+      // Published before anyone subscribed, and still the first thing a subscriber hears.
+      const head = yield* Stream.runHead(events.stream)
+      assert.deepStrictEqual(Option.map(head, (item) => item.event), Option.some(report(1)))
+      assert.strictEqual(Option.getOrThrow(head).id, second.id, "at the current position")
+
+      const resumed = yield* Effect.fork(Stream.runCollect(Stream.take(events.since(first.id), 2)))
+      yield* Effect.yieldNow()
+      const third = yield* events.record({ type: "part.timeout", data: { n: 3 } })
+      const items = Chunk.toReadonlyArray(yield* Fiber.join(resumed))
+      assert.deepStrictEqual(items.map((item) => item.id), [second.id, third.id])
+      assert.deepStrictEqual(items.map((item) => item.event.type), ["idle.cancelled", "supervision"])
     }).pipe(Effect.provide(layer())))
 })
