@@ -87,8 +87,8 @@ const resumeFrom = (request: HttpServerRequest.HttpServerRequest): number | unde
 }
 
 /**
- * `GET /event`. The subscription is taken before the first byte (`retry:`, the position as `id:`,
- * a `: connected` comment) is sent, so a client that saw it misses nothing published afterwards.
+ * `GET /event`. The subscription is taken before the first byte (a `: connected` comment, `retry:`,
+ * the position as `id:`) is sent, so a client that saw it misses nothing published afterwards.
  * With `Last-Event-ID` or `?since=`, what the log holds after that id comes first, then the live
  * events, each once.
  */
@@ -105,7 +105,8 @@ export const eventStreamResponse = Effect.gen(function*() {
   }
   const body = Stream.unwrapScoped(
     Effect.map(events.open({ since }), ({ events: live, position }) =>
-      Stream.make(`retry: ${retryMillis}\n${since === undefined && position > 0 ? `id: ${position}\n` : ""}: connected\n\n`).pipe(
+      // The comment first: a reader that takes a block starting with `:` as a comment sees it so.
+      Stream.make(`: connected\nretry: ${retryMillis}\n${since === undefined && position > 0 ? `id: ${position}\n` : ""}\n`).pipe(
         Stream.concat(
           Stream.merge(
             live.pipe(Stream.map(({ event, id }) => sseMessage(event, id))),

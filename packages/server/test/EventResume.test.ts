@@ -211,7 +211,7 @@ describe("/event: ids, replay and resume", () => {
     const since = before[Math.floor(before.length / 2)]!.id
     const expected = before.filter((event) => event.id > since).map((event) => event.id)
     const replay = await readRaw(`${server.url}/event?since=${since}`, {}, (seen) => seen.some((s) => s.id === expected.at(-1)))
-    assert.match(replay.preamble, /^retry: 1000\n: connected\n\n/)
+    assert.match(replay.preamble, /^: connected\nretry: 1000\n\n/)
     assert.deepStrictEqual(replay.seen.map((seen) => seen.id), expected)
     const replayedPart = replay.seen.find((seen) => seen.type === "part.updated")
     assert.strictEqual(replayedPart?.data.part.status, "completed")
