@@ -254,7 +254,7 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
       Effect.gen(function*() {
         closed = true
         yield* Queue.offer(writes, { _tag: "Stop" })
-        yield* Fiber.await(writerFiber).pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)
+        yield* Fiber.await(writerFiber).pipe(Effect.timeout(Duration.seconds(5)), Effect.withClock(wallClock), Effect.ignore)
         endAll()
       })
     )
