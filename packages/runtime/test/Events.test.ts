@@ -113,4 +113,16 @@ describe("Events", () => {
       assert.deepStrictEqual(items.map((item) => item.id), [second.id, third.id])
       assert.deepStrictEqual(items.map((item) => item.event.type), ["idle.cancelled", "supervision"])
     }).pipe(Effect.provide(layer())))
+
+  it.scoped("a replay reads the log a page at a time: 1,200 events after an id come back each once, in order, then the live ones", () =>
+    Effect.gen(function*() {
+      const events = yield* Events
+      const ids: Array<number> = []
+      for (let i = 0; i < 1_200; i++) ids.push((yield* events.record({ type: "test.event", data: { i } })).id)
+      const resumed = yield* Effect.fork(Stream.runCollect(Stream.take(events.since(ids[0]! - 1), 1_201)))
+      yield* Effect.yieldNow()
+      const live = yield* events.record({ type: "test.event", data: { i: "live" } })
+      const got = Chunk.toReadonlyArray(yield* Fiber.join(resumed)).map((item) => item.id)
+      assert.deepStrictEqual(got, [...ids, live.id])
+    }).pipe(Effect.provide(layer())))
 })
