@@ -322,4 +322,23 @@ describe("/event: ids, replay and resume", () => {
     assert.strictEqual(mine.at(-1)!.type, "part.updated")
     assert.strictEqual(mine.at(-1)!.data.part.output, "first\nsecond\nthird\n")
   })
+
+  it("a model step's text streams as part.delta while the step still runs", { timeout: 60_000 }, async () => {
+    const server = await start()
+    const session = (await request(`${server.url}/session`, { body: {} })).body
+    const client = follow(server.url)
+    await eventually(async () => (client.seen.length > 0 ? true : undefined), 10_000, "the first event")
+    const script = JSON.stringify([{ text: "thinking" }, { sleep: 1500 }, { text: "done thinking" }])
+    const prompted = await request(`${server.url}/session/${session.id}/prompt`, { body: { text: script } })
+    assert.strictEqual(prompted.status, 202, JSON.stringify(prompted.body))
+    const first = await eventually(async () => client.seen.find((seen) => seen.type === "part.delta" && seen.data.sessionId === session.id), 10_000, "the model's first delta")
+    assert.strictEqual(first.data.text, "thinking")
+    const step = (await request(`${server.url}/part/${first.data.partId}`)).body
+    assert.strictEqual(step.kind, "model")
+    assert.strictEqual(step.status, "running")
+    await atRest(server.url, session.id)
+    await eventually(async () => (client.seen.some((seen) => seen.type === "part.updated" && seen.data.part.id === step.id && seen.data.part.status === "completed") ? true : undefined))
+    const texts = client.seen.filter((seen) => seen.type === "part.delta" && seen.data.partId === step.id).map((seen) => seen.data.text)
+    assert.strictEqual(texts.join(""), "thinkingdone thinking")
+  })
 })
