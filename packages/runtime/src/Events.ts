@@ -70,8 +70,11 @@ const wallClock = Clock.make()
 const maxBatch = 500
 /** How many writes may wait for the log before a publisher waits: memory stays bounded on a slow store. */
 const maxQueuedWrites = 16_384
-/** Rows a resumed stream reads from the log at a time. */
-const replayPage = 500
+/**
+ * Rows a resumed stream reads from the log at a time. Small: a replayed marker carries its part as
+ * it is now (a `write` part up to its 1 MiB input), and a page is held until the client takes it.
+ */
+const replayPage = 64
 /** Markers pruned per statement (better-sqlite3 blocks while it runs), and how often it is tried. */
 const pruneBatch = 5_000
 const pruneEvery = 2_000

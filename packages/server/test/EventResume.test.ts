@@ -255,10 +255,11 @@ describe("/event: ids, replay and resume", () => {
     const client = follow(server.url, control.fetchFn)
     await eventually(async () => (client.seen.length > 0 ? true : undefined), 10_000, "the first event")
     control.connection().hold()
-    // 40 MB of logged events while it reads nothing: past the socket's buffers and the 8 MiB bound.
+    // 70 MB of logged events while it reads nothing: past the socket's buffers (Linux lets a
+    // loopback receive buffer grow to 32 MiB) and the 8 MiB bound.
     const big = "x".repeat(100_000)
     const recorded: Array<number> = []
-    for (let i = 0; i < 400; i++) {
+    for (let i = 0; i < 700; i++) {
       recorded.push((await Effect.runPromise(events.record({ type: "test.flood", data: { i, big } }))).id)
     }
     control.connection().release()
