@@ -1,12 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { makeInstanceId, makeSessionId, newPart, Part } from "@vigil/domain"
-import { SqliteStoreLive } from "@vigil/store"
+import { makeInstanceId, makeSessionId, newPart, Part, Session } from "@vigil/domain"
+import { EventLog, SqliteStoreLive } from "@vigil/store"
 import { Chunk, Duration, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect"
 import type { LiveEvent } from "../src/Events.js"
-import { deltaLimits, Events, subscriberBuffer } from "../src/Events.js"
+import { deltaLimits, Events, stateRetention, subscriberBuffer } from "../src/Events.js"
 import { tempDb } from "./support.js"
 
-const layer = () => Events.Default.pipe(Layer.provide(SqliteStoreLive(tempDb())))
+const layer = () => Events.Default.pipe(Layer.provideMerge(SqliteStoreLive(tempDb())))
 
 const report = (n: number) => ({ type: "recovery.completed", report: { n } }) as const
 
@@ -125,4 +125,30 @@ describe("Events", () => {
       const got = Chunk.toReadonlyArray(yield* Fiber.join(resumed)).map((item) => item.id)
       assert.deepStrictEqual(got, [...ids, live.id])
     }).pipe(Effect.provide(layer())))
+
+  it.scoped("state markers older than the newest 100,000 ids are pruned, and a stream resumed from before them starts with stream.truncated", () =>
+    Effect.gen(function*() {
+      const events = yield* Events
+      const log = yield* EventLog
+      const kept = yield* events.record({ type: "watchdog.stuck_part", data: { kept: true } })
+      const session = new Session({
+        id: makeSessionId(),
+        parentId: null,
+        parentPartId: null,
+        title: "",
+        status: "idle",
+        cancelReason: null,
+        lastActivityAt: 0,
+        ownerId: makeInstanceId(),
+        createdAt: 0
+      })
+      for (let i = 0; i < stateRetention + 12_000; i++) yield* events.publish({ type: "session.updated", session })
+      yield* events.flush
+      const oldest = yield* log.after(0, 2)
+      // The supervision event stays; the markers before the window went.
+      assert.strictEqual(oldest[0]!.id, kept.id)
+      assert.isAbove(oldest[1]!.id, 10_000)
+      const first = yield* Stream.runHead(events.since(0))
+      assert.strictEqual(Option.getOrThrow(first).event.type, "stream.truncated")
+    }).pipe(Effect.provide(layer())), 60_000)
 })
