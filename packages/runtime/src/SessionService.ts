@@ -19,7 +19,7 @@ import {
 import { capOutput, PartRepo, SessionRepo } from "@vigil/store"
 import type { AnyTool, ToolContext, ToolDefinition } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
-import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
+import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, Fiber, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
@@ -820,7 +820,19 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       abort,
       reply,
       toolNames: () => [...tools.keys()],
-      isTurnRunningHere: (id: SessionId) => Effect.sync(() => turns.has(id))
+      isTurnRunningHere: (id: SessionId) => Effect.sync(() => turns.has(id)),
+      /**
+       * Ends every turn this instance runs, as the close of its scope would (`SessionCancelled` by
+       * `shutdown`, each ending its own parts): a server runs it first when it stops, so the final
+       * states are published while its event streams are still open.
+       */
+      shutdown: Effect.suspend(() => {
+        for (const turn of turns.values()) {
+          turn.cancelReason ??= new SessionCancelled({ by: "shutdown" })
+          turn.treeEnded = true
+        }
+        return Fiber.interruptAll(Array.from(turnFibers, ([, fiber]) => fiber))
+      })
     } as const
   })
 }) {}

@@ -123,7 +123,12 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       partId: part.id,
       sessionId: part.sessionId,
       root: toolRoot ?? process.cwd(),
-      output: (chunk) => outputSoFar.add(chunk).pipe(Effect.zipRight(activity.touch(part.sessionId))),
+      output: (chunk) =>
+        outputSoFar.add(chunk).pipe(
+          Effect.zipRight(activity.touch(part.sessionId)),
+          // Live to whoever follows `/event` (batched there; never waits on a reader).
+          Effect.zipRight(events.delta(part.id, part.sessionId, chunk))
+        ),
       fullOutput: outputSoFar.fullOutput,
       recordProcess: (proc) =>
         parts.recordProcess(part.id, proc).pipe(

@@ -118,6 +118,23 @@ describe.skipIf(!chromiumAvailable && !inCi)("the dashboard in headless chromium
     assert.isBelow(second, 100)
   })
 
+  it("clicking a running part shows its live output as it prints, then its recorded output", async () => {
+    const session = await createSession({ title: "prints slowly" })
+    const partId = await runTool(session.id, { tool: "bash", input: { command: "echo tick 1; sleep 1.5; echo tick 2; sleep 1.5; echo tick 3" } })
+    const row = page.locator(`#parts tr[data-part="${partId}"]`)
+    await row.locator(".pill.st-running").waitFor({ timeout: 5_000 })
+    await row.locator("td").nth(2).click()
+    await page.locator("#tail pre:has-text('tick 1')").waitFor({ timeout: 5_000 })
+    assert.notInclude(await text("#tail pre"), "tick 3")
+    assert.include(await text("#tail"), "running")
+    await page.locator("#tail pre:has-text('tick 2')").waitFor({ timeout: 5_000 })
+    await page.locator("#tail .pill.st-completed").waitFor({ timeout: 10_000 })
+    assert.strictEqual((await text("#tail pre")).trim(), "tick 1\ntick 2\ntick 3")
+    // A second click hides it.
+    await row.locator("td").nth(2).click()
+    await page.locator("#tail").waitFor({ state: "hidden", timeout: 5_000 })
+  })
+
   it("the part turns to a timeout error, with ToolTimeout as its reason in the event log, filterable by session", async () => {
     const other = await createSession({ title: "quick one" })
     await runTool(other.id, { tool: "bash", input: { command: "sleep 2" }, timeout: 300 })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { liveBar, panelHtml, renderBar, renderEvents, renderParts, renderRecovery, renderSessions } from "../src/dashboard/Render.js"
+import { liveBar, panelHtml, renderBar, renderEvents, renderParts, renderRecovery, renderSessions, renderTail } from "../src/dashboard/Render.js"
 import type { EventJson, PartJson, SessionJson } from "../src/dashboard/View.js"
 import {
   applyEvent,
@@ -15,7 +15,8 @@ import {
   maxEvents,
   putEvents,
   reasonText,
-  selectParts
+  selectParts,
+  tailChars
 } from "../src/dashboard/View.js"
 
 /** The dashboard's view logic: pure functions over plain JSON, as the page gets it. */
@@ -362,5 +363,31 @@ describe("rendering", () => {
     const perRender = (performance.now() - started) / runs
     console.log(`view logic, 1,000 sessions / 10,000 parts / 1,000 events: ${perRender.toFixed(2)} ms per render of every panel`)
     assert.isBelow(perRender, 100)
+  })
+})
+
+describe("the live tail of a part", () => {
+  const delta = (offset: number, text: string) => ({ type: "part.delta", partId: "prt_1", sessionId: "ses_a", offset, text }) as const
+
+  it("appends deltas in order, skips what it already holds, marks a gap, and keeps the newest 8 KiB", () => {
+    const state = emptyState()
+    applyEvent(state, { type: "part.updated", part: part("prt_1") })
+    assert.isTrue(applyEvent(state, delta(0, "one\n")))
+    assert.isTrue(applyEvent(state, delta(4, "two\n")))
+    // A repeat (a reconnect) adds nothing; an overlap adds only its new end.
+    assert.isFalse(applyEvent(state, delta(0, "one\n")))
+    assert.isTrue(applyEvent(state, delta(6, "o\nthree\n")))
+    assert.strictEqual(state.tails.get("prt_1")!.text, "one\ntwo\nthree\n")
+    applyEvent(state, delta(100, "later\n"))
+    assert.strictEqual(state.tails.get("prt_1")!.text, "one\ntwo\nthree\n\n… 86 characters not shown …\nlater\n")
+    applyEvent(state, delta(106, "z".repeat(20_000)))
+    assert.strictEqual(state.tails.get("prt_1")!.text.length, tailChars + 1)
+    assert.include(renderTail(state, "prt_1"), "zzzz")
+    // Ended: the tail goes, and the part's recorded output is shown instead.
+    applyEvent(state, { type: "part.updated", part: part("prt_1", { status: "completed", output: "final output", endedAt: 2_000 }) })
+    assert.isFalse(state.tails.has("prt_1"))
+    assert.isFalse(applyEvent(state, delta(20_106, "late")))
+    assert.include(renderTail(state, "prt_1"), "final output")
+    assert.strictEqual(renderTail(state, null), "")
   })
 })

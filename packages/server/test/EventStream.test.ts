@@ -1,16 +1,20 @@
 import type { HttpBody } from "@effect/platform"
+import { HttpServerRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Events } from "@vigil/runtime"
-import { EventLog } from "@vigil/store"
-import { Deferred, Duration, Effect, Fiber, Layer, Ref, Stream, TestClock } from "effect"
+import { SqliteStoreLive } from "@vigil/store/sqlite"
+import { Duration, Effect, Fiber, Layer, Ref, Stream, TestClock } from "effect"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { eventStreamResponse, StreamsClosing } from "../src/EventStream.js"
 
-const NoEventLog = Layer.succeed(
-  EventLog,
-  EventLog.make({ append: () => Effect.succeed(1), list: () => Effect.succeed([]) })
-)
-
-const TestLayer = Layer.mergeAll(Events.Default, StreamsClosing.layer).pipe(Layer.provide(NoEventLog))
+const TestLayer = () =>
+  StreamsClosing.layer.pipe(
+    Layer.provideMerge(Events.Default),
+    Layer.provideMerge(SqliteStoreLive(join(mkdtempSync(join(tmpdir(), "vigil-sse-")), "vigil.db"))),
+    Layer.merge(Layer.succeed(HttpServerRequest.HttpServerRequest, HttpServerRequest.fromWeb(new Request("http://localhost/event"))))
+  )
 
 const report = {
   deadOwners: [],
@@ -38,11 +42,12 @@ describe("GET /event", () => {
       const waitFor = (needle: string) =>
         text.pipe(Effect.tap(() => Effect.yieldNow()), Effect.repeat({ until: (all) => all.includes(needle) }))
 
-      yield* waitFor(": connected\n\n")
+      yield* waitFor(": connected\n")
       const events = yield* Events
       yield* events.publish({ type: "recovery.completed", report })
       const framed = yield* waitFor("event: recovery.completed")
-      assert.include(framed, `event: recovery.completed\ndata: ${JSON.stringify({ type: "recovery.completed", report })}\n\n`)
+      assert.match(framed, /^: connected\nretry: 1000\n\n/)
+      assert.match(framed, new RegExp(`id: \\d+\nevent: recovery.completed\ndata: ${JSON.stringify({ type: "recovery.completed", report }).replace(/[[\]{}]/g, "\\$&")}\n\n`))
 
       assert.notInclude(yield* text, "keep-alive")
       yield* TestClock.adjust(Duration.seconds(14))
@@ -55,7 +60,7 @@ describe("GET /event", () => {
       yield* text.pipe(Effect.tap(() => Effect.yieldNow()), Effect.repeat({ until: (all) => all.split(": keep-alive").length - 1 === 2 }))
 
       // The server stopping ends the stream, so its connection can close.
-      yield* Deferred.succeed(yield* StreamsClosing, undefined)
+      yield* events.endStreams
       yield* Fiber.join(reader)
-    }).pipe(Effect.provide(TestLayer)))
+    }).pipe(Effect.provide(TestLayer())))
 })

@@ -44,6 +44,8 @@ export interface RunningServer {
   readonly db: string
   readonly port: number
   readonly close: () => Promise<void>
+  /** The server's services, for a test that drives one directly (the event stream's publisher, say). */
+  readonly context: Context.Context<Layer.Layer.Success<ReturnType<typeof ServerLive>>>
 }
 
 /** The real server layer, in-process, on a loopback port (the OS picks one by default), over a temp SQLite file. */
@@ -72,6 +74,7 @@ export const startServer = async (options: {
     url: urlOf(address),
     db: options.db,
     port: address._tag === "TcpAddress" ? address.port : 0,
+    context,
     close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

@@ -14,6 +14,12 @@ export interface EventInput {
   readonly data?: unknown
 }
 
+/**
+ * The event types that are state markers: a row that says "this part (session) changed here", so
+ * a resumed stream can replay the change (from the row as it now is) at its place in the log.
+ */
+export const stateMarkerTypes = ["part.updated", "session.updated"] as const
+
 /** The append-only log of every state change the supervision layer made on its own, with why. */
 export class EventLog extends Effect.Service<EventLog>()("vigil/EventLog", {
   effect: Effect.gen(function*() {
@@ -40,14 +46,58 @@ export class EventLog extends Effect.Service<EventLog>()("vigil/EventLog", {
       options: { readonly sessionId?: SessionId; readonly type?: string; readonly limit?: number } = {}
     ) {
       const limit = options.limit ?? 500
+      // State markers (see `appendMany`) are positions of the live stream, not supervision actions.
       const rows = options.sessionId !== undefined
-        ? yield* sql`SELECT * FROM ${events} WHERE session_id = ${options.sessionId} ORDER BY id DESC LIMIT ${limit}`
+        ? yield* sql`SELECT * FROM ${events} WHERE session_id = ${options.sessionId} AND type NOT IN ${sql.in(stateMarkerTypes)} ORDER BY id DESC LIMIT ${limit}`
         : options.type !== undefined
         ? yield* sql`SELECT * FROM ${events} WHERE type = ${options.type} ORDER BY id DESC LIMIT ${limit}`
-        : yield* sql`SELECT * FROM ${events} ORDER BY id DESC LIMIT ${limit}`
+        : yield* sql`SELECT * FROM ${events} WHERE type NOT IN ${sql.in(stateMarkerTypes)} ORDER BY id DESC LIMIT ${limit}`
       return yield* decodeEvents(rows)
     }, Effect.orDie)
 
-    return { append, list } as const
+    // --- the live stream's positions (see runtime `Events`) -------------------------------------
+    // Column names are spelled out (snake_case), so these run on a client with or without name transforms.
+
+    /**
+     * Appends several events in one statement; their ids, in the order given. One statement for a
+     * batch is what keeps a state marker per `part.updated` cheap (see runtime `Events`).
+     */
+    const appendMany = Effect.fn("EventLog.appendMany")(function*(inputs: ReadonlyArray<EventInput>) {
+      if (inputs.length === 0) return [] as Array<number>
+      const rows = yield* sql<{ id: number | string }>`INSERT INTO ${events} ${
+        sql.insert(inputs.map((event) => ({
+          type: event.type,
+          at: event.at,
+          instance_id: event.instanceId ?? null,
+          session_id: event.sessionId ?? null,
+          part_id: event.partId ?? null,
+          reason: reasonJson(event.reason ?? null),
+          data: event.data === undefined ? null : JSON.stringify(event.data)
+        })))
+      } RETURNING id`
+      // Rows are numbered in the order of VALUES (one writer's batch); RETURNING's order is not promised.
+      return rows.map((row) => Number(row.id)).sort((a, b) => a - b)
+    }, Effect.orDie)
+
+    /** Up to `limit` events after `id`, oldest first: what a resuming stream replays. */
+    const after = Effect.fn("EventLog.after")(function*(id: number, limit: number) {
+      return yield* decodeEvents(yield* sql`SELECT * FROM ${events} WHERE id > ${id} ORDER BY id LIMIT ${limit}`)
+    }, Effect.orDie)
+
+    /** The newest id (0 on an empty log). */
+    const head = sql<{ id: number | string | null }>`SELECT MAX(id) AS id FROM ${events}`.pipe(
+      Effect.map((rows) => Number(rows[0]?.id ?? 0)),
+      Effect.orDie
+    )
+
+    /** Deletes up to `batch` state markers older than `belowId`; how many went. Supervision events stay. */
+    const pruneMarkers = Effect.fn("EventLog.pruneMarkers")(function*(belowId: number, batch: number) {
+      const rows = yield* sql<{ id: number | string }>`DELETE FROM ${events} WHERE id IN (
+        SELECT id FROM ${events} WHERE id < ${belowId} AND type IN ${sql.in(stateMarkerTypes)} ORDER BY id LIMIT ${batch}
+      ) RETURNING id`
+      return rows.length
+    }, Effect.orDie)
+
+    return { append, list, appendMany, after, head, pruneMarkers } as const
   })
 }) {}

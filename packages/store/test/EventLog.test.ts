@@ -74,4 +74,34 @@ describeBackends("EventLog", ({ withStore }) => {
       assert.instanceOf(cancelled!.reason, IdleCancelled)
       assert.deepStrictEqual(cancelled!.reason, idle)
     })))
+
+  it.effect("appendMany numbers a batch in order; after/head read positions; markers stay out of list and are pruned alone", () =>
+    withStore(Effect.gen(function*() {
+      const log = yield* EventLog
+      const sessionId = makeSessionId()
+      const partId = makePartId()
+      const supervision = yield* log.append({ type: "watchdog.action", at: 1, sessionId })
+      const ids = yield* log.appendMany([
+        { type: "part.updated", at: 2, sessionId, partId },
+        { type: "session.updated", at: 3, sessionId },
+        { type: "idle.cancelled", at: 4, sessionId, reason: new IdleCancelled({ idleFor: 2, threshold: 1 }) }
+      ])
+      assert.strictEqual(ids.length, 3)
+      assert.isAbove(ids[0]!, supervision)
+      assert.isAbove(ids[1]!, ids[0]!)
+      assert.isAbove(ids[2]!, ids[1]!)
+      assert.strictEqual(yield* log.head, ids[2]!)
+      assert.deepStrictEqual((yield* log.after(supervision, 10)).map((event) => [event.id, event.type, event.at]), [
+        [ids[0], "part.updated", 2],
+        [ids[1], "session.updated", 3],
+        [ids[2], "idle.cancelled", 4]
+      ])
+      assert.deepStrictEqual((yield* log.after(ids[0]!, 1)).map((event) => event.id), [ids[1]])
+      // The supervision log leaves the markers out.
+      assert.deepStrictEqual((yield* log.list({ sessionId })).map((event) => event.type), ["idle.cancelled", "watchdog.action"])
+      assert.deepStrictEqual((yield* log.list()).map((event) => event.type), ["idle.cancelled", "watchdog.action"])
+      // Pruning below the last id takes the two markers and nothing else.
+      assert.strictEqual(yield* log.pruneMarkers(ids[2]!, 1_000), 2)
+      assert.deepStrictEqual((yield* log.after(0, 10)).map((event) => event.type), ["watchdog.action", "idle.cancelled"])
+    })))
 })

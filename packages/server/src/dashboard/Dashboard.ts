@@ -53,7 +53,8 @@ export const page = `<!doctype html>
 <div id="flash" hidden></div>
 <main>
   <section class="p-sessions"><h2>Sessions</h2><div class="scroll"><table id="sessions"></table></div></section>
-  <section class="p-parts"><h2>Running parts</h2><div class="scroll"><table id="parts"></table></div></section>
+  <section class="p-parts"><h2>Running parts <small>click a part for its live output</small></h2><div class="scroll"><table id="parts"></table></div>
+    <div id="tail" hidden></div></section>
   <section class="p-events"><h2>Supervision log <small>newest first · click a session to filter</small></h2><div class="scroll"><table id="events"></table></div></section>
   <section class="p-instances"><h2>Instances</h2><div class="scroll"><table id="instances"></table></div>
     <h3>Last startup recovery</h3><div id="recovery"></div></section>

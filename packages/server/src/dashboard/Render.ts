@@ -179,3 +179,18 @@ export const renderRecovery = (report: RecoveryJson | null): string => {
     `took ${report.tookMs} ms${report.dryRun ? " (dry run)" : ""}</p>` +
     `<p class="owners">${owners.length === 0 ? "no dead owners" : `dead owners: ${owners.join(", ")}`}</p>`
 }
+
+/**
+ * The live tail of the selected part: what it printed so far (`part.delta`, the newest 8 KiB),
+ * then, once it ended, its recorded output. Empty when no part is selected.
+ */
+export const renderTail = (state: State, partId: string | null): string => {
+  if (partId === null) return ""
+  const part = state.parts.get(partId)
+  const tail = state.tails.get(partId)
+  const title = `<b>${escapeHtml(part?.tool ?? "part")}</b> ${idCode(partId)} ${part === undefined ? "" : pill(`st-${part.status}`, part.status)}`
+  const text = part !== undefined && part.status !== "pending" && part.status !== "running"
+    ? part.output ?? (part.error === null ? "" : reasonText(part.error))
+    : tail?.text ?? ""
+  return `<p>${title}</p><pre class="tail">${escapeHtml(text === "" ? "(no output yet)" : text)}</pre>`
+}

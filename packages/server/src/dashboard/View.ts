@@ -23,8 +23,19 @@ export type LiveMessage =
   | { readonly type: "part.updated"; readonly part: PartJson }
   | { readonly type: "recovery.completed"; readonly report: RecoveryJson }
   | { readonly type: "watchdog.action" | "idle.cancelled" | "supervision"; readonly event: EventJson }
+  | { readonly type: "part.delta"; readonly partId: string; readonly sessionId: string; readonly offset: number; readonly text: string }
 
-export const liveTypes = ["session.updated", "part.updated", "recovery.completed", "watchdog.action", "idle.cancelled", "supervision"] as const
+export const liveTypes = ["session.updated", "part.updated", "recovery.completed", "watchdog.action", "idle.cancelled", "supervision", "part.delta"] as const
+
+/** The live output of a running part: the newest `tailChars` of it, and where it ends in the part's output. */
+export interface Tail {
+  text: string
+  end: number
+}
+
+/** How much of a part's live output the page keeps, and for how many parts at most. */
+export const tailChars = 8 * 1024
+export const keptTails = 100
 
 export interface State {
   readonly sessions: Map<string, SessionJson>
@@ -37,6 +48,8 @@ export interface State {
   recovery: RecoveryJson | null
   /** Server clock minus this clock: deadlines and ages are the server's times. */
   skew: number
+  /** Live output of running parts (`part.delta`), by part id; dropped when the part ends. */
+  readonly tails: Map<string, Tail>
 }
 
 export const maxEvents = 1_000
@@ -49,7 +62,8 @@ export const emptyState = (): State => ({
   eventIds: new Set(),
   instances: [],
   recovery: null,
-  skew: 0
+  skew: 0,
+  tails: new Map()
 })
 
 const isActive = (status: SessionJson["status"]) => status === "busy" || status === "waiting"
@@ -75,7 +89,34 @@ export const putPart = (state: State, part: PartJson): boolean => {
     ? { ...part, pid: held.pid, pgid: held.pgid, procStart: held.procStart }
     : part
   state.parts.set(part.id, merged)
-  if (!isPartLive(merged)) pruneEnded(state)
+  if (!isPartLive(merged)) {
+    // Its final output is the part's own now.
+    state.tails.delete(part.id)
+    pruneEnded(state)
+  }
+  return true
+}
+
+/**
+ * A chunk of a running part's output. A delta that overlaps what is held adds only what is new; one
+ * that starts past it (deltas skipped for a slow reader, or a part printing faster than the server
+ * sends) is marked as a gap. Only the newest `tailChars` are kept, for at most `keptTails` parts.
+ */
+export const putDelta = (state: State, delta: { readonly partId: string; readonly offset: number; readonly text: string }): boolean => {
+  const held = state.parts.get(delta.partId)
+  if (held !== undefined && !isPartLive(held)) return false
+  let tail = state.tails.get(delta.partId)
+  if (tail === undefined) {
+    if (state.tails.size >= keptTails) state.tails.delete(state.tails.keys().next().value!)
+    tail = { text: delta.offset > 0 ? "…" : "", end: delta.offset }
+    state.tails.set(delta.partId, tail)
+  }
+  const deltaEnd = delta.offset + delta.text.length
+  if (deltaEnd <= tail.end) return false
+  if (delta.offset > tail.end) tail.text += `\n… ${delta.offset - tail.end} characters not shown …\n${delta.text}`
+  else tail.text += delta.text.slice(tail.end - delta.offset)
+  tail.end = deltaEnd
+  if (tail.text.length > tailChars) tail.text = `…${tail.text.slice(tail.text.length - tailChars)}`
   return true
 }
 
@@ -117,6 +158,8 @@ export const applyEvent = (state: State, message: LiveMessage): boolean => {
     case "idle.cancelled":
     case "supervision":
       return putEvents(state, [message.event])
+    case "part.delta":
+      return putDelta(state, message)
   }
 }
 

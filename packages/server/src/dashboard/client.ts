@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
 import type { Panel } from "./Render.js"
-import { clockText, liveBar, renderEvents, renderInstances, renderParts, renderRecovery, renderSessions } from "./Render.js"
+import { clockText, liveBar, renderEvents, renderInstances, renderParts, renderRecovery, renderSessions, renderTail } from "./Render.js"
 import type { EventJson, InstanceJson, LiveMessage, PartJson, RecoveryJson, SessionJson } from "./View.js"
 import { applyEvent, emptyState, liveTypes, loadSnapshot, putEvents, putSession } from "./View.js"
 
@@ -13,6 +13,8 @@ import { applyEvent, emptyState, liveTypes, loadSnapshot, putEvents, putSession 
 
 const state = emptyState()
 let selected: string | null = null
+/** The part whose live output the tail shows. */
+let selectedPart: string | null = null
 const element = (id: string) => document.getElementById(id)!
 const serverNow = () => Date.now() + state.skew
 
@@ -111,12 +113,22 @@ const patch = (table: HTMLTableElement, panel: Panel, now: number) => {
 
 const timings = { renders: 0, lastMs: 0, maxMs: 0 }
 let shownRecovery = ""
+let shownTail = ""
 
 const renderNow = () => {
   const started = performance.now()
   const view = { selected }
   const now = serverNow()
   for (const [id, render] of panels) patch(element(id) as HTMLTableElement, render(state, view), now)
+  const tail = renderTail(state, selectedPart)
+  const tailNode = element("tail")
+  if (shownTail !== tail) {
+    tailNode.innerHTML = tail
+    tailNode.hidden = tail === ""
+    const pre = tailNode.querySelector("pre")
+    if (pre !== null) pre.scrollTop = pre.scrollHeight
+  }
+  shownTail = tail
   const recovery = renderRecovery(state.recovery)
   if (shownRecovery !== recovery) element("recovery").innerHTML = recovery
   shownRecovery = recovery
@@ -276,6 +288,12 @@ document.addEventListener("click", (event) => {
     select(null)
     return
   }
+  const partRow = target.closest<HTMLElement>("tr[data-part]")
+  if (partRow !== null && target.closest("code") === null) {
+    selectedPart = selectedPart === partRow.dataset["part"] ? null : partRow.dataset["part"]!
+    schedule()
+    return
+  }
   const row = target.closest<HTMLElement>("tr[data-session]")
   if (row !== null && target.closest("code") === null) select(row.dataset["session"]!)
 })
@@ -283,7 +301,7 @@ document.addEventListener("click", (event) => {
 connect()
 setInterval(tick, 1_000)
 setInterval(() => void pollInstances(), 5_000)
-// Activity that is not a state change (tool output, model chunks) is not streamed: read it again.
+// Activity that is not a state change nor output (a part's last activity) is not streamed: read it again.
 setInterval(() => void refresh(), 20_000)
 
 /** For the end-to-end test and the responsiveness measurement. */
