@@ -11,8 +11,6 @@
 import type { AiError } from "@effect/ai"
 import type { Toolkit } from "@effect/ai"
 import { LanguageModel, Prompt, Tool } from "@effect/ai"
-import { AnthropicClient, AnthropicLanguageModel } from "@effect/ai-anthropic"
-import { OpenAiClient, OpenAiLanguageModel } from "@effect/ai-openai"
 import type { HttpClient } from "@effect/platform"
 import { HttpClientRequest } from "@effect/platform"
 import { HttpClient as Client } from "@effect/platform"
@@ -91,7 +89,12 @@ const offered = (tools: ReadonlyArray<ToolSpec>): Toolkit.WithHandler<Record<str
   handle: (name) => Effect.dieMessage(`@effect/ai asked to run tool ${String(name)}: vigil runs tools itself`)
 })
 
-/** The layer of one model of one provider, on vigil's HTTP client (undici: aborted on interruption). */
+/**
+ * The layer of one model of one provider, on vigil's HTTP client (undici: aborted on interruption).
+ * The provider's package is imported when its first model is built, not when vigil loads:
+ * `@effect/ai-openai` alone holds 46 MB of heap (its generated schemas) and `@effect/ai-anthropic`
+ * 24 MB, which a server with no such provider (or a 96 MB heap) must not pay, nor its start-up.
+ */
 const modelLayer = (
   api: Exclude<ProviderApi, "chat-completions">,
   provider: ProviderSettings,
@@ -102,16 +105,22 @@ const modelLayer = (
   const transformClient = (inner: HttpClient.HttpClient) =>
     Object.keys(provider.headers).length === 0 ? inner : Client.mapRequest(inner, HttpClientRequest.setHeaders(provider.headers))
   const apiKey = Option.getOrUndefined(provider.apiKey)
-  if (api === "anthropic") {
-    return AnthropicLanguageModel.layer({ model }).pipe(
-      Layer.provide(AnthropicClient.layer({ apiKey, apiUrl: provider.baseURL, transformClient })),
-      Layer.provide(http)
+  const load = api === "anthropic"
+    ? Effect.promise(() => import("@effect/ai-anthropic")).pipe(
+      Effect.map(({ AnthropicClient, AnthropicLanguageModel }) =>
+        AnthropicLanguageModel.layer({ model }).pipe(
+          Layer.provide(AnthropicClient.layer({ apiKey, apiUrl: provider.baseURL, transformClient }))
+        )
+      )
     )
-  }
-  return OpenAiLanguageModel.layer({ model }).pipe(
-    Layer.provide(OpenAiClient.layer({ apiKey, apiUrl: provider.baseURL, transformClient })),
-    Layer.provide(http)
-  )
+    : Effect.promise(() => import("@effect/ai-openai")).pipe(
+      Effect.map(({ OpenAiClient, OpenAiLanguageModel }) =>
+        OpenAiLanguageModel.layer({ model }).pipe(
+          Layer.provide(OpenAiClient.layer({ apiKey, apiUrl: provider.baseURL, transformClient }))
+        )
+      )
+    )
+  return Layer.unwrapEffect(load).pipe(Layer.provide(http))
 }
 
 /** An `@effect/ai` error in the provider's own words: "HTTP 529: Overloaded", "cannot reach …". */
