@@ -2,9 +2,9 @@ import { HttpClient } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { describeReason } from "@vigil/domain"
 import type { ModelRequest, ModelRetry } from "@vigil/runtime"
-import { SessionService } from "@vigil/runtime"
+import { Metrics, SessionService } from "@vigil/runtime"
 import { EventLog } from "@vigil/store"
-import { Clock, Context, Effect, Fiber, Layer, TestClock } from "effect"
+import { Clock, Context, Effect, Fiber, Layer, Metric, TestClock } from "effect"
 import { makeOpenAiCompatibleModel } from "../src/OpenAiCompatible.js"
 import { ProviderHttpClient } from "../src/Providers.js"
 import { retryDelayMillis } from "../src/Retry.js"
@@ -149,6 +149,7 @@ describe("retries", () => {
       yield* Effect.gen(function*() {
         const sessions = yield* SessionService
         const session = yield* sessions.create({})
+        const counted = (yield* Metric.value(Metrics.modelRetries)).count
         const turn = yield* Effect.fork(sessions.runTurn(session.id, { text: "hello", model: "openai/fake" }))
         yield* waitFor(() => fake.requests.length === 1, "the first request")
         yield* realWait(200)
@@ -165,6 +166,8 @@ describe("retries", () => {
         assert.strictEqual(logged.length, 1)
         assert.strictEqual(logged[0]!.partId, part.id)
         assert.deepInclude(logged[0]!.data as object, { attempt: 1, reason: "provider openai: HTTP 429: rate limited", delayMs: 1000 })
+        // And counted for `/metrics` (vigil_model_retries_total).
+        assert.strictEqual((yield* Metric.value(Metrics.modelRetries)).count - counted, 1)
       }).pipe(Effect.provide(providerRuntime({ config: providerConfig(fake.baseURL, { maxRetries: 1 }) })))
     }))
 })

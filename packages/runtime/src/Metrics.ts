@@ -34,6 +34,11 @@ export const retries = Metric.counter("vigil_store_write_retries_total", {
   description: "held writes tried again after the store refused them"
 })
 
+/** A model call tried again by its provider (429, 5xx, a connection lost before the first byte). */
+export const modelRetries = Metric.counter("vigil_model_retries_total", {
+  description: "model calls retried by their provider before any output"
+})
+
 /** A tool's result that arrived after someone else ended its part: logged, never written. */
 export const lateCompletions = Metric.counter("vigil_late_completions_total", {
   description: "tool results that arrived after the part was ended by someone else"

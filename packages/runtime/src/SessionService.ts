@@ -19,7 +19,7 @@ import {
 import { capOutput, PartRepo, SessionRepo } from "@vigil/store"
 import type { AnyTool, ToolContext, ToolDefinition } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
-import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, Fiber, FiberMap, JSONSchema, Option, ParseResult, Schema } from "effect"
+import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, Fiber, FiberMap, JSONSchema, Metric, Option, ParseResult, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import { Activity } from "./Activity.js"
 import { Events } from "./Events.js"
@@ -31,6 +31,7 @@ import { LanguageModels } from "./LanguageModel.js"
 import { historyOf, messagesOfPart, stepCallMessages, toolCallMessages } from "./History.js"
 import { Rescue } from "./Rescue.js"
 import { RecoveryComplete } from "./StartupRecovery.js"
+import * as Metrics from "./Metrics.js"
 import { Settings } from "./Settings.js"
 import { PartEnded, ToolRunner } from "./ToolRunner.js"
 import { Tools } from "./Tools.js"
@@ -69,7 +70,9 @@ const ownerCheckEvery = Duration.seconds(1)
  * and when the next attempt starts, and on the step's part, as opencode's `retry` status shows it.
  */
 const noteRetry = (context: ToolContext, retry: ModelRetry) =>
-  context.event("model.retry", { attempt: retry.attempt, reason: retry.reason, delayMs: retry.delayMillis, nextAt: retry.nextAt }).pipe(
+  // Logged by the provider's retry loop, with its reason; counted here for `/metrics`.
+  Metric.increment(Metrics.modelRetries).pipe(
+    Effect.zipRight(context.event("model.retry", { attempt: retry.attempt, reason: retry.reason, delayMs: retry.delayMillis, nextAt: retry.nextAt })),
     Effect.zipRight(context.output(`[retry ${retry.attempt} in ${Duration.format(Duration.millis(retry.delayMillis))}: ${retry.reason}]\n`)),
     Effect.catchAllCause((cause) => Effect.logWarning("could not record a model call's retry", cause))
   )

@@ -1,21 +1,29 @@
 import { Command, Options, ValidationError } from "@effect/cli"
-import { HttpServerError } from "@effect/platform"
-import { SettingsError } from "@vigil/domain"
-import { loadProviders } from "@vigil/provider"
-import { loadSettings } from "@vigil/runtime"
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import type { StoreLocation } from "@vigil/store"
-import { RepositoriesLive, StoreMigrationFailed, StoreUpgradeRequired, StoreUrlError } from "@vigil/store"
-import { StoreConnectError } from "@vigil/store/pg"
 import type { Redacted } from "effect"
 import { Cause, Config, Console, Effect, Layer, Option } from "effect"
 import { existsSync, statSync } from "node:fs"
-import { ServerPassword } from "./Auth.js"
-import { StoreClientLive } from "./Database.js"
-import { checkDatabasePath, checkPortFree, describeListenFailure, StartupCheckError } from "./Preflight.js"
-import { formatRescue, recover, RecoverLive } from "./Recover.js"
-import { defaultConfig, defaultDb, defaultHost, defaultPort, ServerLive } from "./Server.js"
-import { allowedFromEnv } from "./RequestGuard.js"
-import { formatStatus, readStatus } from "./Status.js"
+import { defaultConfig, defaultDb, defaultHost, defaultPort } from "./Defaults.js"
+import type { StartupCheckError } from "./Preflight.js"
+import { checkDatabasePath, checkPortFree, describeListenFailure } from "./Preflight.js"
+
+/**
+ * What each command needs, imported when it runs, not when the CLI loads: the server's graph (the
+ * HTTP API, the dashboard, the providers and their SDKs), the store's drivers and recovery are
+ * most of the module graph, and `vigil --help` or a bad config must not wait for them (issue 17:
+ * `--help` under 0.5 s, a bad config reported under 1 s).
+ */
+const lazy = <A>(load: () => Promise<A>): Effect.Effect<A> => Effect.promise(load)
+const Server = lazy(() => import("./Server.js"))
+const Recover = lazy(() => import("./Recover.js"))
+const Status = lazy(() => import("./Status.js"))
+const Database = lazy(() => import("./Database.js"))
+const Auth = lazy(() => import("./Auth.js"))
+const RequestGuard = lazy(() => import("./RequestGuard.js"))
+const Runtime = lazy(() => import("@vigil/runtime"))
+const Provider = lazy(() => import("@vigil/provider"))
+const Store = lazy(() => import("@vigil/store"))
 
 const db = Options.text("db").pipe(
   Options.withFallbackConfig(Config.string("VIGIL_DB")),
@@ -92,10 +100,10 @@ export const chooseConfig = (named: Option.Option<string>): ConfigChoice => {
     : { path: found, explicit: false, found: true, note: `config: ${found}` }
 }
 
-const settingsFrom = (choice: ConfigChoice) => loadSettings(choice)
+const settingsFrom = (choice: ConfigChoice) => Effect.flatMap(Runtime, ({ loadSettings }) => loadSettings(choice))
 
 /** `provider` and `model` from the same file; `{env:NAME}` in them is read from the environment. */
-const providersFrom = (choice: ConfigChoice) => loadProviders(choice)
+const providersFrom = (choice: ConfigChoice) => Effect.flatMap(Provider, ({ loadProviders }) => loadProviders(choice))
 
 /** Settings for the commands that have no `--config`: `VIGIL_CONFIG`, else the first config file found. */
 const settingsFromEnv = Config.option(Config.string("VIGIL_CONFIG")).pipe(
@@ -122,19 +130,20 @@ const serve = Command.make(
   },
   (options) =>
     Effect.gen(function*() {
-      const password = yield* ServerPassword
+      const password = yield* Effect.flatMap(Auth, ({ ServerPassword }) => ServerPassword)
       // Everything that can be wrong is found here, one line each, before the database is opened
       // or startup recovery runs: the config, then the database path, then the port.
       const choice = chooseConfig(options.config)
       const settings = yield* settingsFrom(choice)
       const providers = yield* providersFrom(choice)
-      const allowed = yield* allowedFromEnv
+      const allowed = yield* Effect.flatMap(RequestGuard, ({ allowedFromEnv }) => allowedFromEnv)
       const databaseUrl = Option.getOrUndefined(options.databaseUrl)
       if (databaseUrl === undefined) yield* checkDatabasePath(options.db, "write")
       if (options.port !== 0) yield* checkPortFree(options.host, options.port)
       // After the checks: a start-up that cannot go on says so in its one line alone (and with no
       // file there is nothing to say but at debug level: a failing database then stays one line).
       yield* (choice.found ? Effect.logInfo(choice.note) : Effect.logDebug(choice.note))
+      const { ServerLive } = yield* Server
       return yield* Layer.launch(
         ServerLive({
           port: options.port,
@@ -159,11 +168,14 @@ const status = Command.make(
     withExistingStore(
       storeOf(options),
       "read",
-      readStatus.pipe(
-        Effect.map(formatStatus),
-        Effect.flatMap(Console.log),
-        Effect.provide(RepositoriesLive.pipe(Layer.provide(StoreClientLive(storeOf(options)))))
-      )
+      Effect.gen(function*() {
+        const [{ formatStatus, readStatus }, { StoreClientLive }, { RepositoriesLive }] = yield* Effect.all([Status, Database, Store])
+        return yield* readStatus.pipe(
+          Effect.map(formatStatus),
+          Effect.flatMap(Console.log),
+          Effect.provide(RepositoriesLive.pipe(Layer.provide(StoreClientLive(storeOf(options)))))
+        )
+      })
     )
 ).pipe(Command.withDescription("sessions and running parts, with age and owner"))
 
@@ -178,11 +190,12 @@ const recoverCommand = Command.make(
     withExistingStore(
       storeOf(options),
       options.dryRun ? "read" : "write",
-      recover({ dryRun: options.dryRun }).pipe(
-        Effect.map(formatRescue),
-        Effect.flatMap(Console.log),
-        Effect.provide(RecoverLive({ store: storeOf(options), dryRun: options.dryRun, settings: settingsFromEnv }))
-      )
+      Effect.flatMap(Recover, ({ formatRescue, recover, RecoverLive }) =>
+        recover({ dryRun: options.dryRun }).pipe(
+          Effect.map(formatRescue),
+          Effect.flatMap(Console.log),
+          Effect.provide(RecoverLive({ store: storeOf(options), dryRun: options.dryRun, settings: settingsFromEnv }))
+        ))
     )
 ).pipe(Command.withDescription("end what dead server instances left running (the startup recovery, on demand)"))
 
@@ -198,15 +211,28 @@ export const cli = Command.run(vigil, { name: "vigil", version: "0.1.0" })
  * stack, no cause), and so is an unusable database path or port; the CLI already printed its own
  * usage errors; anything else in full.
  */
+/**
+ * The failures said in their one line, known by their tag: the classes live in modules the CLI
+ * loads only for the command that can fail so (the PostgreSQL driver behind `StoreConnectError`).
+ */
+const oneLineTags = new Set([
+  "SettingsError",
+  "StoreUrlError",
+  "StoreConnectError",
+  "StoreMigrationFailed",
+  "StoreUpgradeRequired",
+  "StartupCheckError"
+])
+const isOneLine = (error: unknown): error is { readonly message: string } =>
+  typeof error === "object" && error !== null && oneLineTags.has((error as { readonly _tag?: unknown })._tag as string) &&
+  typeof (error as { readonly message?: unknown }).message === "string"
+
 export const reportFailure = <E>(cause: Cause.Cause<E>): Effect.Effect<void> => {
   if (Cause.isInterruptedOnly(cause)) return Effect.void
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error: unknown = failure.value
-    if (
-      error instanceof SettingsError || error instanceof StoreUrlError || error instanceof StoreConnectError ||
-      error instanceof StoreMigrationFailed || error instanceof StoreUpgradeRequired || error instanceof StartupCheckError
-    ) return Console.error(error.message)
+    if (isOneLine(error)) return Console.error(error.message)
     // The port was free when checked, and taken by the time the server listened.
     if (HttpServerError.isServerError(error) && error._tag === "ServeError") {
       const cause = error.cause as { readonly address?: string; readonly port?: number } | undefined

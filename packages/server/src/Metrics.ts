@@ -67,6 +67,7 @@ const counters = [
   Metrics.timeouts,
   Metrics.idleCancels,
   Metrics.retries,
+  Metrics.modelRetries,
   Metrics.lateCompletions,
   Metrics.leakedFibers,
   Metric.tagged(Metrics.watchdogActions, "action", "stuck_part"),

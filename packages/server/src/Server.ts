@@ -19,6 +19,7 @@ import { ApiLive } from "./Handlers.js"
 import { MetricsLive } from "./Metrics.js"
 import { protectedStateOf } from "./ProtectedState.js"
 import { requestGuard } from "./RequestGuard.js"
+import { defaultConfig } from "./Defaults.js"
 import { TracingLive } from "./Tracing.js"
 
 export interface ServerOptions {
@@ -45,11 +46,7 @@ export interface ServerOptions {
   readonly announce?: boolean
 }
 
-export const defaultPort = 4096
-/** Loopback only unless asked otherwise: the server runs shell commands for whoever reaches it. */
-export const defaultHost = "127.0.0.1"
-export const defaultDb = ".vigil/vigil.db"
-export const defaultConfig = "vigil.json"
+export { defaultConfig, defaultDb, defaultHost, defaultPort } from "./Defaults.js"
 
 /** After this long, connections still open at shutdown are cut. */
 const forceCloseAfterMillis = 2_000

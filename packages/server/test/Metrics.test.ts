@@ -74,6 +74,7 @@ describe("GET /metrics", () => {
         ["vigil_watchdog_actions_total", "counter"],
         ["vigil_idle_cancels_total", "counter"],
         ["vigil_store_write_retries_total", "counter"],
+        ["vigil_model_retries_total", "counter"],
         ["vigil_late_completions_total", "counter"],
         ["vigil_leaked_fibers_total", "counter"],
         ["vigil_running_parts", "gauge"],
