@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url"
 
 /**
  * Global setup of the suites that start real `vigil` processes (server, e2e): they run the built
- * CLI (`node packages/server/dist/bin.js`, as an installed package does), so this builds what is
+ * CLI (`node packages/server/dist/vigil.mjs`, as an installed package does), so this builds what is
  * stale first (`tsc -b` is incremental: a fraction of a second when nothing changed) and a
  * targeted `vitest run` never tests an old build. Synchronous, and once per vitest process: the
  * projects that list it share it.

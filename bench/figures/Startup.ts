@@ -9,7 +9,7 @@ import { median, row, show } from "../Report.js"
 const runs = 5
 const root = fileURLToPath(new URL("../..", import.meta.url))
 /** The built CLI, as `pnpm vigil` and an installed package run it (`pnpm bench` builds first). */
-const bin = join(root, "packages/server/dist/bin.js")
+const bin = join(root, "packages/server/dist/vigil.mjs")
 
 interface Ran {
   readonly ms: number

@@ -19,7 +19,7 @@ export const repoRoot = resolve(here, "../../..")
  * The built CLI, run with plain `node` as an installed package runs: the suite's global setup
  * (vitest.build.ts) built what was stale, so this is never an old build.
  */
-export const binPath = join(repoRoot, "packages/server/dist/bin.js")
+export const binPath = join(repoRoot, "packages/server/dist/vigil.mjs")
 
 /** A fresh temp folder; removed by `cleanup` (call it in afterAll/afterEach). */
 export const tempDir = (dirs: Array<string>): string => {

@@ -11,7 +11,7 @@ import { killQuietly, partMarker, processesWithEnv } from "./Processes.js"
 const here = dirname(fileURLToPath(import.meta.url))
 export const repoRoot = resolve(here, "../../../..")
 /** The built CLI under plain `node`; the suite's global setup (vitest.build.ts) built what was stale. */
-const binPath = join(repoRoot, "packages/server/dist/bin.js")
+const binPath = join(repoRoot, "packages/server/dist/vigil.mjs")
 
 /**
  * Every process a test file starts inherits this (`VIGIL_E2E_RUN=<uuid>`), the servers and, through

@@ -16,18 +16,25 @@ import { clientBundleOptions } from "./Bundle.js"
  */
 
 const here = dirname(fileURLToPath(import.meta.url))
-/** `src/dashboard` from either folder: both sit two levels under the package root. */
-const sources = join(here, "../../src/dashboard")
-const prebuilt = join(here, "app.js")
+/**
+ * This module runs from `src/dashboard` or `dist/dashboard`, or inlined into the CLI's bundle
+ * (`dist/vigil.mjs`, one level up): the build's files sit beside it or in `dashboard/` under it,
+ * the sources two (or one) levels under the package root.
+ */
+const built = [here, join(here, "dashboard")].find((dir) => existsSync(join(dir, "app.js")))
+const sources = [join(here, "../../src/dashboard"), join(here, "../src/dashboard")].find((dir) =>
+  existsSync(join(dir, "client.ts"))
+) ?? join(here, "../../src/dashboard")
+const prebuilt = built === undefined ? undefined : join(built, "app.js")
 export const clientEntry = join(sources, "client.ts")
-export const stylesheet = existsSync(join(here, "app.css")) ? join(here, "app.css") : join(sources, "dashboard.css")
+export const stylesheet = built !== undefined && existsSync(join(built, "app.css")) ? join(built, "app.css") : join(sources, "dashboard.css")
 
 export class DashboardBuildError extends Data.TaggedError("DashboardBuildError")<{ readonly cause: unknown }> {}
 
 /** The browser script: the build's bundle when there is one, else bundled from source now. */
 export const bundleClient = Effect.tryPromise({
   try: async () => {
-    if (existsSync(prebuilt)) return readFile(prebuilt, "utf8")
+    if (prebuilt !== undefined) return readFile(prebuilt, "utf8")
     const { build } = await import("esbuild")
     const result = await build({ ...clientBundleOptions, entryPoints: [clientEntry], write: false })
     return result.outputFiles[0]!.text
