@@ -6,6 +6,10 @@ import { execFile, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import console from "node:console"
+import process from "node:process"
+import { setTimeout } from "node:timers"
+import { URL } from "node:url"
 import { promisify } from "node:util"
 
 const main = new URL("../dist/main.js", import.meta.url).pathname
