@@ -109,8 +109,15 @@ const encodeCursorSync = <A>(cursor: Schema.Schema<A, string>) => {
   const encode = Schema.encodeEither(cursor)
   return (key: A): string => Either.getOrThrow(encode(key))
 }
+/** The supervision log is paged on its event ids, newest first. */
+export const EventCursor = cursorOf<number>("event", (text) => {
+  const id = Number(text)
+  return /^[1-9][0-9]*$/.test(text) && Number.isSafeInteger(id) ? id : undefined
+}, (id) => String(id))
+
 export const sessionCursor = encodeCursorSync(SessionCursor)
 export const partCursor = encodeCursorSync(PartCursor)
+export const eventCursor = encodeCursorSync(EventCursor)
 
 const PageQuery = <A>(cursor: Schema.Schema<A, string>) =>
   Schema.Struct({
@@ -286,15 +293,20 @@ export class PartsGroup extends HttpApiGroup.make("parts")
   .add(HttpApiEndpoint.get("active", "/part/active").setUrlParams(PartPageQuery).addSuccess(PartPage))
 {}
 
-/** `GET /event/log`: the newest supervision events first, of one session when `sessionId` is given. */
+/**
+ * `GET /event/log`: the supervision events, newest first, of one session when `sessionId` is given,
+ * in pages like every list (`cursor`: the `next` of the previous page, toward older events).
+ */
 export const EventLogQuery = Schema.Struct({
   sessionId: Schema.optional(Schema.String),
-  limit: Schema.optional(integerParam(1, 1000, "events (default 200)"))
+  limit: Schema.optional(integerParam(1, 1000, "events on the page (default 200, at most 1000)")),
+  cursor: Schema.optional(EventCursor)
 })
+export const EventPage = pageOf(SupervisionEvent, "EventPage")
 
 export class EventsGroup extends HttpApiGroup.make("events")
   .add(HttpApiEndpoint.get("events", "/event").addSuccess(EventStream))
-  .add(HttpApiEndpoint.get("log", "/event/log").setUrlParams(EventLogQuery).addSuccess(Schema.Array(SupervisionEvent)))
+  .add(HttpApiEndpoint.get("log", "/event/log").setUrlParams(EventLogQuery).addSuccess(EventPage))
 {}
 
 /** An instance row with what this server makes of it now: alive or dead (and why), heartbeat age. */

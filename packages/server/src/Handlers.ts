@@ -3,7 +3,7 @@ import { PartId, PartNotFound, SessionCancelled, SessionId } from "@vigil/domain
 import { InstanceLease, PendingWrites, ProcessControl, RecoveryComplete, SessionService, ToolRunner, Watchdog } from "@vigil/runtime"
 import { EventLog, PartRepo, SessionRepo } from "@vigil/store"
 import { Duration, Effect, Layer, Option } from "effect"
-import { defaultPageLimit, partCursor, sessionCursor, VigilApi } from "./Api.js"
+import { defaultPageLimit, eventCursor, partCursor, sessionCursor, VigilApi } from "./Api.js"
 import { eventStreamResponse } from "./EventStream.js"
 import { listInstances } from "./Instances.js"
 
@@ -98,10 +98,11 @@ export const EventsLive = HttpApiBuilder.group(VigilApi, "events", (handlers) =>
     return handlers
       .handleRaw("events", () => eventStreamResponse)
       .handle("log", ({ urlParams }) =>
-        log.list({
-          ...(urlParams.sessionId === undefined ? {} : { sessionId: SessionId.make(urlParams.sessionId) }),
-          limit: urlParams.limit ?? 200
-        }))
+        log.page({
+          sessionId: urlParams.sessionId === undefined ? undefined : SessionId.make(urlParams.sessionId),
+          limit: urlParams.limit ?? 200,
+          before: urlParams.cursor
+        }).pipe(Effect.map((page) => nextOf(page, (event) => eventCursor(event.id)))))
   }))
 
 export const InstancesLive = HttpApiBuilder.group(VigilApi, "instances", (handlers) =>

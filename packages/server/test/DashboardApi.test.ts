@@ -106,7 +106,7 @@ describe("the dashboard's read-only routes", () => {
     const elsewhere = await runTool(other.id, { tool: "bash", input: { command: "sleep 30" }, timeout: 200 })
     await partEnded(elsewhere)
 
-    const log = (await request(`${url}/event/log?sessionId=${slow.id}`)).body as Array<{
+    const log = (await request(`${url}/event/log?sessionId=${slow.id}`)).body.items as Array<{
       id: number
       type: string
       sessionId: string
@@ -120,17 +120,33 @@ describe("the dashboard's read-only routes", () => {
     const ids = log.map((event) => event.id)
     assert.deepStrictEqual(ids, [...ids].sort((x, y) => y - x))
 
-    const all = (await request(`${url}/event/log`)).body as Array<{ partId: string }>
-    assert.include(all.map((event) => event.partId), elsewhere)
-    const one = (await request(`${url}/event/log?limit=1`)).body as Array<{ partId: string }>
-    assert.strictEqual(one.length, 1)
-    assert.strictEqual(one[0]!.partId, all[0]!.partId)
+    const whole = (await request(`${url}/event/log`)).body as { items: Array<{ id: number; partId: string }>; next: string | null }
+    assert.include(whole.items.map((event) => event.partId), elsewhere)
+    assert.isNull(whole.next, "every event fits the default page: no next")
+    // Page by page, one event each: the same events in the same order, each once, then no next.
+    const paged: Array<number> = []
+    for (let cursor: string | null = "", pages = 0; cursor !== null; pages++) {
+      assert.isBelow(pages, whole.items.length + 1, "the pages end")
+      const page = (await request(`${url}/event/log?limit=1${cursor === "" ? "" : `&cursor=${encodeURIComponent(cursor)}`}`)).body as {
+        items: Array<{ id: number }>
+        next: string | null
+      }
+      assert.isAtMost(page.items.length, 1)
+      paged.push(...page.items.map((event) => event.id))
+      cursor = page.next
+    }
+    assert.deepStrictEqual(paged, whole.items.map((event) => event.id))
     for (const bad of ["0", "1001", "two", "1.5"]) {
       const response = await request(`${url}/event/log?limit=${bad}`)
       assert.strictEqual(response.status, 400, bad)
       assert.include(JSON.stringify(response.body), "limit")
     }
-    assert.deepStrictEqual((await request(`${url}/event/log?sessionId=ses_none`)).body, [])
+    for (const bad of ["x", "-1", "0"]) {
+      const response = await request(`${url}/event/log?cursor=${bad}`)
+      assert.strictEqual(response.status, 400, bad)
+      assert.include(JSON.stringify(response.body), "cursor")
+    }
+    assert.deepStrictEqual((await request(`${url}/event/log?sessionId=ses_none`)).body, { items: [], next: null })
   })
 
   it("GET /instance: this server alive with its heartbeat age; a peer whose lease ran out is dead, and says why", async () => {

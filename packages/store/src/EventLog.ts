@@ -55,6 +55,24 @@ export class EventLog extends Effect.Service<EventLog>()("vigil/EventLog", {
       return yield* decodeEvents(rows)
     }, Effect.orDie)
 
+    /**
+     * One page of the supervision log, newest first, before the event id `before` (the last of the
+     * previous page): keyset on the id, so a page costs its rows and an event logged while a client
+     * pages is never skipped or repeated. `limit + 1` rows are read to know whether more follow.
+     */
+    const page = Effect.fn("EventLog.page")(function*(options: {
+      readonly limit: number
+      readonly sessionId?: SessionId | undefined
+      readonly before?: number | undefined
+    }) {
+      const before = options.before === undefined ? sql`` : sql`AND id < ${options.before}`
+      const session = options.sessionId === undefined ? sql`` : sql`AND session_id = ${options.sessionId}`
+      const rows = yield* sql`SELECT * FROM ${events} WHERE type NOT IN ${sql.in(stateMarkerTypes)} ${session} ${before}
+        ORDER BY id DESC LIMIT ${options.limit + 1}`
+      const items = yield* decodeEvents(rows.slice(0, options.limit))
+      return { items, more: rows.length > options.limit }
+    }, Effect.orDie)
+
     // --- the live stream's positions (see runtime `Events`) -------------------------------------
     // Column names are spelled out (snake_case), so these run on a client with or without name transforms.
 
@@ -98,6 +116,6 @@ export class EventLog extends Effect.Service<EventLog>()("vigil/EventLog", {
       return rows.length
     }, Effect.orDie)
 
-    return { append, list, appendMany, after, head, pruneMarkers } as const
+    return { append, list, page, appendMany, after, head, pruneMarkers } as const
   })
 }) {}

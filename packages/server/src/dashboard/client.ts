@@ -172,10 +172,10 @@ const refresh = () =>
       const [sessions, activeParts, events] = await Promise.all([
         getPages<SessionJson>("/session", 1_000),
         getPages<PartJson>("/part/active", 100_000),
-        getJson<Array<EventJson>>(`/event/log?limit=300`)
+        getJson<{ items: Array<EventJson> }>(`/event/log?limit=300`).then((page) => page.items)
       ])
       loadSnapshot(state, { sessions, activeParts, events })
-      if (selected !== null) putEvents(state, await getJson<Array<EventJson>>(sessionLog(selected)))
+      if (selected !== null) putEvents(state, (await getJson<{ items: Array<EventJson> }>(sessionLog(selected))).items)
       flash("")
     } catch (error) {
       flash(`could not read the state: ${String(error)}`)
@@ -251,7 +251,7 @@ const connect = () => {
 const select = (id: string | null) => {
   selected = selected === id ? null : id
   if (selected !== null) {
-    void getJson<Array<EventJson>>(sessionLog(selected)).then((events) => putEvents(state, events) && schedule(), () => undefined)
+    void getJson<{ items: Array<EventJson> }>(sessionLog(selected)).then((page) => putEvents(state, page.items) && schedule(), () => undefined)
   }
   schedule()
 }
