@@ -305,7 +305,22 @@ export const EventLogQuery = Schema.Struct({
 export const EventPage = pageOf(SupervisionEvent, "EventPage")
 
 export class EventsGroup extends HttpApiGroup.make("events")
-  .add(HttpApiEndpoint.get("events", "/event").addSuccess(EventStream))
+  .add(
+    HttpApiEndpoint.get("events", "/event")
+      // Read by the stream itself (EventStream.ts: a bad id is a 400 there), declared here so a
+      // client generated from the spec knows how to resume.
+      .setUrlParams(Schema.Struct({
+        since: Schema.optional(Schema.String.annotations({
+          jsonSchema: { type: "integer", minimum: 0, description: "replay what the log holds after this event id (for curl; EventSource clients send Last-Event-ID)" }
+        }))
+      }))
+      .setHeaders(Schema.Struct({
+        "last-event-id": Schema.optional(Schema.String.annotations({
+          description: "the id of the last event received: what the log holds after it is replayed, then the live stream"
+        }))
+      }))
+      .addSuccess(EventStream)
+  )
   .add(HttpApiEndpoint.get("log", "/event/log").setUrlParams(EventLogQuery).addSuccess(EventPage))
 {}
 

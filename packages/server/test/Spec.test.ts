@@ -131,7 +131,12 @@ describe("the spec as served", () => {
     for (const path of ["/session", "/session/{id}/part", "/part/active", "/event/log"]) {
       const limit = spec.paths[path].get.parameters.find((parameter: Json) => parameter.name === "limit")
       assert.strictEqual(limit.schema.type, "integer", path)
+      const cursor = spec.paths[path].get.parameters.find((parameter: Json) => parameter.name === "cursor")
+      assert.isDefined(cursor, `${path} takes a cursor`)
     }
+    // How to resume /event: ?since= and the Last-Event-ID header.
+    const resume = spec.paths["/event"].get.parameters.map((parameter: Json) => `${parameter.in}:${parameter.name}`)
+    assert.includeMembers(resume, ["query:since", "header:last-event-id"])
   })
 
   it("declares the error bodies the server really sends", async () => {
