@@ -10,23 +10,29 @@ import { Settings } from "./Settings.js"
  * third of the lease, marked stopped when its scope closes (a clean shutdown). A crash leaves the
  * heartbeat to expire, or, on this host, a pid that is gone.
  */
+/** This process as an instance: a fresh id, its pid and start time, its lease. One record, whether registered or not. */
+export const thisInstance = Effect.gen(function*() {
+  const settings = yield* Settings
+  const processes = yield* ProcessControl
+  const now = yield* Clock.currentTimeMillis
+  return new Instance({
+    id: makeInstanceId(),
+    pid: processes.pid,
+    host: processes.host,
+    procStart: yield* processes.selfStartTime,
+    startedAt: now,
+    heartbeatAt: now,
+    leaseMillis: Duration.toMillis(settings.instanceLease),
+    stoppedAt: null
+  })
+})
+
 export class InstanceLease extends Effect.Service<InstanceLease>()("vigil/InstanceLease", {
   scoped: Effect.gen(function*() {
     const repo = yield* InstanceRepo
     const settings = yield* Settings
-    const processes = yield* ProcessControl
     const locks = yield* InstanceLocks
-    const now = yield* Clock.currentTimeMillis
-    const instance = new Instance({
-      id: makeInstanceId(),
-      pid: processes.pid,
-      host: processes.host,
-      procStart: yield* processes.selfStartTime,
-      startedAt: now,
-      heartbeatAt: now,
-      leaseMillis: Duration.toMillis(settings.instanceLease),
-      stoppedAt: null
-    })
+    const instance = yield* thisInstance
     // Taken before the row exists and released after it is marked stopped (scope order), so every
     // registered, running instance holds its lock (PostgreSQL; a no-op on SQLite).
     yield* locks.hold(instance.id).pipe(Effect.orDie)

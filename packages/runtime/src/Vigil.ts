@@ -18,12 +18,11 @@
  */
 import { SqlClient } from "@effect/sql"
 import type { Settings as SettingsShape } from "@vigil/domain"
-import { Instance, makeInstanceId } from "@vigil/domain"
 import type { Store } from "@vigil/store"
 import { SqlStoreLive } from "@vigil/store"
-import { Clock, Duration, Effect, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { Events } from "./Events.js"
-import { InstanceLease } from "./InstanceLease.js"
+import { InstanceLease, thisInstance } from "./InstanceLease.js"
 import { InstanceLocks } from "./internal/InstanceLocks.js"
 import type { LanguageModels } from "./LanguageModel.js"
 import { Liveness } from "./Liveness.js"
@@ -121,22 +120,7 @@ export const layerTest = <ET = never, RT = never, EM = never, RM = never>(
  */
 const UnregisteredLease = Layer.effect(
   InstanceLease,
-  Effect.gen(function*() {
-    const settings = yield* Settings
-    const processes = yield* ProcessControl
-    const now = yield* Clock.currentTimeMillis
-    const instance = new Instance({
-      id: makeInstanceId(),
-      pid: processes.pid,
-      host: processes.host,
-      procStart: yield* processes.selfStartTime,
-      startedAt: now,
-      heartbeatAt: now,
-      leaseMillis: Duration.toMillis(settings.instanceLease),
-      stoppedAt: null
-    })
-    return InstanceLease.make({ id: instance.id, instance })
-  })
+  Effect.map(thisInstance, (instance) => InstanceLease.make({ id: instance.id, instance }))
 )
 
 /**

@@ -21,6 +21,17 @@ export interface EventInput {
 export const stateMarkerTypes = ["part.updated", "session.updated"] as const
 
 /** The append-only log of every state change the supervision layer made on its own, with why. */
+/** An event as its row: columns spelled as the table has them (no name transform needed). */
+const rowOf = (event: EventInput) => ({
+  type: event.type,
+  at: event.at,
+  instance_id: event.instanceId ?? null,
+  session_id: event.sessionId ?? null,
+  part_id: event.partId ?? null,
+  reason: reasonJson(event.reason ?? null),
+  data: event.data === undefined ? null : JSON.stringify(event.data)
+})
+
 export class EventLog extends Effect.Service<EventLog>()("vigil/EventLog", {
   effect: Effect.gen(function*() {
     // The raw client: columns as the database spells them, whatever transforms the app's client has.
@@ -28,17 +39,7 @@ export class EventLog extends Effect.Service<EventLog>()("vigil/EventLog", {
     const events = sql.literal((yield* StoreTables).events)
 
     const append = Effect.fn("EventLog.append")(function*(event: EventInput) {
-      const rows = yield* sql<{ id: number | string }>`INSERT INTO ${events} ${
-        sql.insert({
-          type: event.type,
-          at: event.at,
-          instance_id: event.instanceId ?? null,
-          session_id: event.sessionId ?? null,
-          part_id: event.partId ?? null,
-          reason: reasonJson(event.reason ?? null),
-          data: event.data === undefined ? null : JSON.stringify(event.data)
-        })
-      } RETURNING id`
+      const rows = yield* sql<{ id: number | string }>`INSERT INTO ${events} ${sql.insert(rowOf(event))} RETURNING id`
       return Number(rows[0]!.id)
     }, Effect.orDie)
 
@@ -82,17 +83,7 @@ export class EventLog extends Effect.Service<EventLog>()("vigil/EventLog", {
      */
     const appendMany = Effect.fn("EventLog.appendMany")(function*(inputs: ReadonlyArray<EventInput>) {
       if (inputs.length === 0) return [] as Array<number>
-      const rows = yield* sql<{ id: number | string }>`INSERT INTO ${events} ${
-        sql.insert(inputs.map((event) => ({
-          type: event.type,
-          at: event.at,
-          instance_id: event.instanceId ?? null,
-          session_id: event.sessionId ?? null,
-          part_id: event.partId ?? null,
-          reason: reasonJson(event.reason ?? null),
-          data: event.data === undefined ? null : JSON.stringify(event.data)
-        })))
-      } RETURNING id`
+      const rows = yield* sql<{ id: number | string }>`INSERT INTO ${events} ${sql.insert(inputs.map(rowOf))} RETURNING id`
       // Rows are numbered in the order of VALUES (one writer's batch); RETURNING's order is not promised.
       return rows.map((row) => Number(row.id)).sort((a, b) => a - b)
     }, Effect.orDie)
