@@ -75,6 +75,28 @@ describeBackends("EventLog", ({ withStore }) => {
       assert.deepStrictEqual(cancelled!.reason, idle)
     })))
 
+  it.effect("page: newest first before a cursor id, of one session or all, state markers left out, `more` while older ones remain", () =>
+    withStore(Effect.gen(function*() {
+      const log = yield* EventLog
+      const sessionId = makeSessionId()
+      const mine: Array<number> = []
+      for (let i = 0; i < 5; i++) {
+        mine.push(yield* log.append({ type: "part.timeout", at: 1_000 + i, sessionId }))
+        yield* log.append({ type: "watchdog.action", at: 1_000 + i })
+      }
+      yield* log.appendMany([{ type: "part.updated", at: 2_000, sessionId }])
+      const newestFirst = [...mine].reverse()
+      const first = yield* log.page({ sessionId, limit: 2 })
+      assert.deepStrictEqual(first.items.map((event) => event.id), newestFirst.slice(0, 2))
+      assert.isTrue(first.more)
+      const rest = yield* log.page({ sessionId, limit: 10, before: first.items[1]!.id })
+      assert.deepStrictEqual(rest.items.map((event) => event.id), newestFirst.slice(2))
+      assert.isFalse(rest.more)
+      const all = yield* log.page({ limit: 100 })
+      assert.strictEqual(all.items.length, 10, "every supervision event, no marker")
+      assert.isTrue(all.items.every((event) => event.type !== "part.updated"))
+    })))
+
   it.effect("appendMany numbers a batch in order; after/head read positions; markers stay out of list and are pruned alone", () =>
     withStore(Effect.gen(function*() {
       const log = yield* EventLog
