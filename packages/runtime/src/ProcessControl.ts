@@ -1,4 +1,4 @@
-import { Containment, HardStop, ProcessTable } from "@vigil/tools"
+import { Containment, HardStop, partMarkerName, ProcessTable } from "@vigil/tools"
 import { Config, Context, Duration, Effect, Layer, Option } from "effect"
 import { hostname } from "node:os"
 import { Settings } from "./Settings.js"
@@ -40,8 +40,6 @@ export interface ProcessOwner {
   readonly procStart: string | null
 }
 
-export const partMarker = "VIGIL_PART_ID"
-
 export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessControl, ProcessControlShape>() {
   static readonly Live = Layer.effect(
     ProcessControl,
@@ -61,7 +59,7 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
         pid: process.pid,
         containment: containment.mechanism,
         leftoverPartIds: Effect.gen(function*() {
-          const holders = yield* ProcessTable.markerHolders(partMarker)
+          const holders = yield* ProcessTable.markerHolders(partMarkerName)
           const ids = new Set(holders.keys())
           for (const group of Containment.listGroups(containment)) ids.add(group.key)
           return ids
@@ -74,7 +72,7 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
             const ended = new Map<string, ReadonlyArray<number>>()
             if (parts.length === 0) return ended
             // One pass over /proc for all parts, however many a crash left.
-            const marked = yield* ProcessTable.withEnvMarkers(partMarker, new Set(parts.map((part) => part.id)))
+            const marked = yield* ProcessTable.withEnvMarkers(partMarkerName, new Set(parts.map((part) => part.id)))
             yield* Effect.forEach(parts, (part) =>
               Effect.gen(function*() {
                 const sameProcess = part.pid !== null && part.procStart !== null &&
@@ -90,7 +88,7 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
                 const report = yield* HardStop.hardStop({
                   ...(sameProcess && part.pgid !== null ? { pgid: part.pgid } : {}),
                   pids: [...(sameProcess ? [part.pid!] : []), ...(holders ?? []), ...members],
-                  marker: { name: partMarker, value: part.id },
+                  marker: { name: partMarkerName, value: part.id },
                   group,
                   termGrace: settings.killGrace
                 })

@@ -17,6 +17,7 @@ import { checkDatabasePath, checkPortFree, describeListenFailure } from "./Prefl
 const lazy = <A>(load: () => Promise<A>): Effect.Effect<A> => Effect.promise(load)
 const Server = lazy(() => import("./Server.js"))
 const Recover = lazy(() => import("./Recover.js"))
+const RecoveryReport = lazy(() => import("./RecoveryReport.js"))
 const Status = lazy(() => import("./Status.js"))
 const Database = lazy(() => import("./Database.js"))
 const Auth = lazy(() => import("./Auth.js"))
@@ -190,9 +191,9 @@ const recoverCommand = Command.make(
     withExistingStore(
       storeOf(options),
       options.dryRun ? "read" : "write",
-      Effect.flatMap(Recover, ({ formatRescue, recover, RecoverLive }) =>
+      Effect.flatMap(Effect.all([Recover, RecoveryReport]), ([{ recover, RecoverLive }, { formatRecoveryReport }]) =>
         recover({ dryRun: options.dryRun }).pipe(
-          Effect.map(formatRescue),
+          Effect.map(formatRecoveryReport),
           Effect.flatMap(Console.log),
           Effect.provide(RecoverLive({ store: storeOf(options), dryRun: options.dryRun, settings: settingsFromEnv }))
         ))

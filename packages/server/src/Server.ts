@@ -2,7 +2,6 @@ import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
 // Modules, not the package index (which loads @effect/cluster and @effect/rpc): see bin.ts.
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
-import type { RescueReport } from "@vigil/runtime"
 import type { ProviderConfig } from "@vigil/provider"
 import { configuredKeys, noProviders, ProvidersLive } from "@vigil/provider"
 import { FairSchedulerLive, RecoveryComplete, Tools, Vigil } from "@vigil/runtime"
@@ -18,6 +17,7 @@ import { StreamsClosing } from "./EventStream.js"
 import { ApiLive } from "./Handlers.js"
 import { MetricsLive } from "./Metrics.js"
 import { protectedStateOf } from "./ProtectedState.js"
+import { formatRecoverySummary } from "./RecoveryReport.js"
 import { requestGuard } from "./RequestGuard.js"
 import { defaultConfig } from "./Defaults.js"
 import { TracingLive } from "./Tracing.js"
@@ -55,21 +55,6 @@ export const urlOf = (address: HttpServer.Address): string =>
   address._tag === "UnixAddress"
     ? `unix://${address.path}`
     : `http://${address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname}:${address.port}`
-
-const plural = (count: number, one: string, many = `${one}s`) => `${count} ${count === 1 ? one : many}`
-
-/**
- * The recovery report in one line: counts, and how long it took. A dry run only counts the parts
- * it would end (it frees no session and looks for no process).
- */
-export const formatRecovery = (report: RescueReport): string =>
-  report.dryRun
-    ? `recovery (dry run): ${plural(report.orphanedParts, "orphaned part")} to end, ${
-      plural(report.deadOwners.length, "dead owner")
-    } (took ${report.tookMs} ms)`
-    : `recovery: ${plural(report.orphanedParts, "orphaned part")}, ${plural(report.sessionsFreed, "session")} freed, ${
-      plural(report.processesKilled, "process", "processes")
-    } killed, ${plural(report.deadOwners.length, "dead owner")} (took ${report.tookMs} ms)`
 
 /**
  * The node server, answering every request from the moment it listens. The platform's server
@@ -115,7 +100,7 @@ const Announce = Layer.scopedDiscard(
     const { report } = yield* RecoveryComplete
     // One write: whoever reads the URL line finds the report beside it (fibers may yield between
     // two writes, see FairScheduler).
-    yield* Console.log(`vigil listening on ${urlOf(server.address)}\n${formatRecovery(report)}`)
+    yield* Console.log(`vigil listening on ${urlOf(server.address)}\n${formatRecoverySummary(report)}`)
     yield* Effect.addFinalizer(() => Console.log("vigil stopping: interrupting turns and tools, releasing the lease"))
   })
 )

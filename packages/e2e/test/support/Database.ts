@@ -22,6 +22,7 @@ export interface PartRow {
   readonly childSessionId: string | null
   readonly pid: number | null
   readonly procStart: string | null
+  readonly endedAt: number | null
 }
 
 export interface SessionRow {
@@ -63,7 +64,7 @@ export const openDatabase = (filename: string) => {
     parts: () =>
       run((sql) =>
         sql<PartRow>`SELECT id, session_id, kind, tool, input, call_id, status, output, error, owner_id,
-          child_session_id, pid, proc_start FROM vigil_parts ORDER BY id`
+          child_session_id, pid, proc_start, ended_at FROM vigil_parts ORDER BY id`
       ),
     sessions: () => run((sql) => sql<SessionRow>`SELECT id, parent_id, status, cancel_reason, owner_id FROM vigil_sessions ORDER BY id`),
     events: (types: ReadonlyArray<string>) =>
