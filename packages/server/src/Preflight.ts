@@ -1,7 +1,7 @@
 import { Data, Effect } from "effect"
 import { accessSync, closeSync, constants, openSync, readSync, statfsSync, statSync } from "node:fs"
 import type { Stats } from "node:fs"
-import { createServer } from "node:net"
+import { connect } from "node:net"
 import { dirname, resolve } from "node:path"
 
 /**
@@ -158,15 +158,29 @@ const listenProblem = (host: string, port: number, error: unknown): string => {
 }
 
 /**
- * Whether the server will be able to listen: bound once and let go at once. A program that takes
- * the port in the moment between is still caught when the server listens, and said the same way.
+ * Whether the port is taken, asked without taking it: by connecting to it. Binding it to find out
+ * (as this did) reset whatever connected in that moment: a client reconnecting to a server being
+ * restarted got ECONNRESET from the probe's backlog (server/test/Restarts.test.ts, on a loaded
+ * machine). A refused connection means free; nobody answering within a second, too. What else can
+ * keep the server from listening (an address not this machine's, a port it may not bind, a program
+ * that takes the port meanwhile) is said in the same one line when it listens (`describeListenFailure`).
  */
 export const checkPortFree = (host: string, port: number) =>
   Effect.async<void, StartupCheckError>((resume) => {
-    const probe = createServer()
-    probe.once("error", (error) => resume(Effect.fail(new StartupCheckError({ message: listenProblem(host, port, error) }))))
-    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resume(Effect.void)))
-    return Effect.sync(() => probe.close())
+    // A server on every address is reached on loopback.
+    const target = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "::1" : host
+    const socket = connect({ host: target, port })
+    const settle = (result: Effect.Effect<void, StartupCheckError>) => {
+      socket.destroy()
+      resume(result)
+    }
+    socket.setTimeout(1_000, () => settle(Effect.void))
+    socket.once("connect", () => {
+      const inUse = Object.assign(new Error(`port ${port} is in use`), { code: "EADDRINUSE" })
+      settle(Effect.fail(new StartupCheckError({ message: listenProblem(host, port, inUse) })))
+    })
+    socket.once("error", () => settle(Effect.void))
+    return Effect.sync(() => socket.destroy())
   })
 
 /** The line for a listen that failed after all (a `ServeError`'s cause). */
