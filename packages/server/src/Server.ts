@@ -67,6 +67,12 @@ export const urlOf = (address: HttpServer.Address): string =>
  */
 const makeNodeServer = (): NodeServer => {
   const server = createServer()
+  // An idle keep-alive connection is closed by its client, not by the server: with node's 5 s a
+  // client that reused one as the server closed it got ECONNRESET (an openapi-fetch client after a
+  // 5 s pause, on a loaded machine). Clients keep theirs ~4 s (undici) to a minute; headers must
+  // be allowed longer than the idle time (node's rule).
+  server.keepAliveTimeout = 65_000
+  server.headersTimeout = 66_000
   server.on("request", (_request: IncomingMessage, response: ServerResponse) => {
     if (server.listenerCount("request") > 1) return
     response.writeHead(503, { "content-type": "application/json", "retry-after": "1", connection: "close" })
