@@ -400,9 +400,16 @@ describe("chaos: two instances on one file, one SIGKILLed under load", () => {
       if (isLive(stat) && stat.startTime === shell.procStart) violations.push(`[after the rescue] A's shell ${shell.pid} still runs`)
       const parts = await db.parts()
       checkLeaks("after the rescue", leakedProcesses(parts, { mayRun: (part) => part.ownerId === idB }))
-      const rescues = (await db.events(["watchdog.orphans_rescued"])).filter((event) =>
-        event.data !== null && (JSON.parse(event.data) as { ownerId?: string }).ownerId === idA
-      )
+      // The rescue's event is appended after the parts and processes it ended: polled, as a loaded
+      // machine can put seconds between the two.
+      const rescuesOfA = async () =>
+        (await db.events(["watchdog.orphans_rescued"])).filter((event) =>
+          event.data !== null && (JSON.parse(event.data) as { ownerId?: string }).ownerId === idA
+        )
+      const rescues = await eventually("B's rescue event", 20_000, async () => {
+        const found = await rescuesOfA()
+        return found.length > 0 ? found : undefined
+      }).catch(() => rescuesOfA())
       if (rescues.length === 0 || rescues.some((event) => event.instanceId !== idB)) {
         violations.push(`[after the rescue] A's work was not rescued by B alone: ${JSON.stringify(rescues.map((event) => event.instanceId))}`)
       }
