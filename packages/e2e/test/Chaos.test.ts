@@ -496,7 +496,7 @@ describe("chaos, known findings reproduced on their own", () => {
     return { server, db, partId, ended }
   }
 
-  // runtime/src/Tools.ts offers tools/src/Bash.ts `BashTool`, made once with the shell's default
+  // runtime/src/agent/Tools.ts offers tools/src/Bash.ts `BashTool`, made once with the shell's default
   // kill grace (2 s): `experimental.kill_grace` only reaches recovery and the watchdog. With
   // `abort_grace` 500 ms, a TERM-ignoring tool's hard stop cannot finish within the abort grace:
   // it ends AbortIncomplete, and its SIGKILL comes 2 s after SIGTERM, from an abandoned fiber.
@@ -511,8 +511,8 @@ describe("chaos, known findings reproduced on their own", () => {
     assert.strictEqual(reasonOf(JSON.stringify(ended.error))?._tag, "ToolTimeout", `the part ended ${JSON.stringify(ended.error)}`)
   }, 60_000)
 
-  // runtime/src/ToolRunner.ts makes a part terminal (AbortIncomplete) while its hard stop still
-  // runs in an abandoned fiber; runtime/src/Rescue.ts only ends the processes of pending/running
+  // runtime/src/supervision/ToolRunner.ts makes a part terminal (AbortIncomplete) while its hard stop still
+  // runs in an abandoned fiber; runtime/src/recovery/Rescue.ts only ends the processes of pending/running
   // parts. A server that dies (crash or clean stop) before that hard stop finished leaves the
   // process tree running, and no later start ever looks at it (guarantee 5).
   it("found by chaos: a crash during an abandoned hard stop leaves no process behind after the restart", async () => {

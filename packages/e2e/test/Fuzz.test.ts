@@ -585,7 +585,7 @@ describe("fuzz: HTTP routes of a real server", () => {
   // Found by hand while writing the generators: a tool input nested a few thousand levels deep is
   // valid (`input` is Schema.Unknown, the tool ignores extra keys), but store/src/PartRepo.ts
   // `insert` overflows the stack in JSON.stringify: the request answers 500, and the session that
-  // runtime/src/SessionService.ts `runTool` had already claimed stays `busy` with no part and no
+  // runtime/src/agent/SessionService.ts `runTool` had already claimed stays `busy` with no part and no
   // turn (every prompt answers 409) until an abort or the idle monitor frees it.
   it("found by hand: a deeply nested tool input is refused with 4xx and leaves the session at rest", async () => {
     const id = seeds[2]!

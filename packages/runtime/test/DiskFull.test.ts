@@ -3,8 +3,8 @@ import { Effect } from "effect"
 import { rmSync } from "node:fs"
 import { join } from "node:path"
 import { fillDisk, mountFullDiskFolder } from "./fullDisk.js"
-import { PendingWrites } from "../src/PendingWrites.js"
-import { SessionService } from "../src/SessionService.js"
+import { PendingWrites } from "../src/supervision/PendingWrites.js"
+import { SessionService } from "../src/agent/SessionService.js"
 import { allTestTools, getPart, testRuntime } from "./support.js"
 
 const mountPoint = mountFullDiskFolder()

@@ -3,8 +3,8 @@ import { makeInstanceId, makeSessionId, newPart, Part, Session } from "@vigil/do
 import { EventLog } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Chunk, Duration, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect"
-import type { LiveEvent } from "../src/Events.js"
-import { deltaLimits, Events, stateRetention, subscriberBuffer } from "../src/Events.js"
+import type { LiveEvent } from "../src/events/Events.js"
+import { deltaLimits, Events, stateRetention, subscriberBuffer } from "../src/events/Events.js"
 import { tempDb } from "./support.js"
 
 const layer = () => Events.Default.pipe(Layer.provideMerge(SqliteStoreLive(tempDb())))

@@ -3,9 +3,9 @@ import type { SessionId } from "@vigil/domain"
 import { ToolTimeout } from "@vigil/domain"
 import type { Scheduler } from "effect"
 import { Duration, Effect, FiberRef, Schema } from "effect"
-import { fairScheduler, FairSchedulerLive } from "../src/FairScheduler.js"
-import { SessionService } from "../src/SessionService.js"
-import { ToolRunner } from "../src/ToolRunner.js"
+import { fairScheduler, FairSchedulerLive } from "../src/scheduler/FairScheduler.js"
+import { SessionService } from "../src/agent/SessionService.js"
+import { ToolRunner } from "../src/supervision/ToolRunner.js"
 import { getPart, testRuntime, testTools } from "./support.js"
 
 const noop = { name: "noop", description: "does nothing", input: Schema.Struct({}), run: () => Effect.succeed("") }

@@ -3,7 +3,7 @@ import type { Settings as SettingsShape } from "@vigil/domain"
 import { IdleCancelled } from "@vigil/domain"
 import { EventLog } from "@vigil/store"
 import { Duration, Effect, Fiber, Option, TestClock } from "effect"
-import { SessionService } from "../src/SessionService.js"
+import { SessionService } from "../src/agent/SessionService.js"
 import { allTestTools, testRuntime } from "./support.js"
 
 const script = (...steps: ReadonlyArray<unknown>) => JSON.stringify(steps)

@@ -1,10 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { expectTypeOf } from "vitest"
-import type { RescueReport } from "../src/Rescue.js"
-import { SupervisionLive } from "../src/internal/Runtime.js"
-import { SessionService } from "../src/SessionService.js"
-import { Recovered, RecoveryComplete } from "../src/StartupRecovery.js"
+import type { RescueReport } from "../src/recovery/Rescue.js"
+import { SupervisionLive } from "../src/SupervisionLayer.js"
+import { SessionService } from "../src/agent/SessionService.js"
+import { Recovered, RecoveryComplete } from "../src/recovery/StartupRecovery.js"
 import * as Vigil from "../src/Vigil.js"
 
 /**

@@ -7,8 +7,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSy
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll } from "vitest"
-import { OutputFiles } from "../src/internal/OutputFiles.js"
-import { SessionService } from "../src/SessionService.js"
+import { OutputFiles } from "../src/supervision/OutputFiles.js"
+import { SessionService } from "../src/agent/SessionService.js"
 import { getPart, testRuntime } from "./support.js"
 
 const dirs: Array<string> = []

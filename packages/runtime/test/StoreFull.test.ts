@@ -3,9 +3,9 @@ import { PartId } from "@vigil/domain"
 import { EventLog, PartRepo, SessionRepo } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
-import { PendingWrites } from "../src/PendingWrites.js"
-import { RecoveryComplete } from "../src/StartupRecovery.js"
-import { SessionService } from "../src/SessionService.js"
+import { PendingWrites } from "../src/supervision/PendingWrites.js"
+import { RecoveryComplete } from "../src/recovery/StartupRecovery.js"
+import { SessionService } from "../src/agent/SessionService.js"
 import { allTestTools, getPart, tempDb, testRuntime } from "./support.js"
 
 /** What better-sqlite3 throws on a full disk. */

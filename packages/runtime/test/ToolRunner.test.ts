@@ -2,8 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { AbortIncomplete, SessionCancelled, ToolFailed, ToolTimeout, WatchdogStuck } from "@vigil/domain"
 import { EventLog, PartRepo } from "@vigil/store"
 import { Duration, Effect, Option, TestClock } from "effect"
-import { SessionService } from "../src/SessionService.js"
-import { ToolRunner } from "../src/ToolRunner.js"
+import { SessionService } from "../src/agent/SessionService.js"
+import { ToolRunner } from "../src/supervision/ToolRunner.js"
 import { allTestTools, getPart, testRuntime } from "./support.js"
 
 const runtime = (settings: Parameters<typeof testRuntime>[0] = {}) => testRuntime({ tools: allTestTools, ...settings })

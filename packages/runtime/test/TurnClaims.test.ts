@@ -4,9 +4,9 @@ import { makeInstanceId, makePartId, makeSessionId, OrphanedByCrash, Part, Sessi
 import { EventLog, InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
 import type { Context } from "effect"
 import { Clock, Effect, Fiber, Layer, Option, TestClock } from "effect"
-import { InstanceLease } from "../src/InstanceLease.js"
-import { ProcessControl } from "../src/ProcessControl.js"
-import { SessionService } from "../src/SessionService.js"
+import { InstanceLease } from "../src/recovery/InstanceLease.js"
+import { ProcessControl } from "../src/supervision/ProcessControl.js"
+import { SessionService } from "../src/agent/SessionService.js"
 import { allTestTools, deadInstance, tempDb, testRuntime } from "./support.js"
 
 const script = (...steps: ReadonlyArray<unknown>) => JSON.stringify(steps)

@@ -5,9 +5,9 @@ import { SqlClient } from "@effect/sql"
 import { EventLog, InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Clock, Duration, Effect, Fiber, Layer, Option, TestClock } from "effect"
-import { InstanceLease } from "../src/InstanceLease.js"
-import { SessionService } from "../src/SessionService.js"
-import { Watchdog } from "../src/Watchdog.js"
+import { InstanceLease } from "../src/recovery/InstanceLease.js"
+import { SessionService } from "../src/agent/SessionService.js"
+import { Watchdog } from "../src/supervision/Watchdog.js"
 import { allTestTools, getPart, testRuntime } from "./support.js"
 
 const script = (...steps: ReadonlyArray<unknown>) => JSON.stringify(steps)

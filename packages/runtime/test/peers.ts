@@ -2,7 +2,7 @@ import type { Store } from "@vigil/store"
 import type { Context } from "effect"
 import type { Layer } from "effect"
 import { Effect } from "effect"
-import { ProcessControl } from "../src/ProcessControl.js"
+import { ProcessControl } from "../src/supervision/ProcessControl.js"
 import * as Vigil from "../src/Vigil.js"
 import { testSettings } from "./support.js"
 

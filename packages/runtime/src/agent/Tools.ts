@@ -1,7 +1,7 @@
 import type { AnyTool, ProtectedPaths, ToolDefinition } from "@vigil/tools"
 import { fileToolThreads, makeBashTool, makeReadTool, makeWriteTool, ThreadBudget } from "@vigil/tools"
 import { Context, Effect, Layer } from "effect"
-import { Settings } from "./Settings.js"
+import { Settings } from "../Settings.js"
 
 /** What the server hands its tools of its own state: what they must not reach or pass on. */
 export interface ToolsOptions {

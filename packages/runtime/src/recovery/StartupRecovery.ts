@@ -1,5 +1,5 @@
 import { Context, Effect, Layer } from "effect"
-import { Events } from "./Events.js"
+import { Events } from "../events/Events.js"
 import type { RescueReport } from "./Rescue.js"
 import { Rescue } from "./Rescue.js"
 

@@ -1,9 +1,9 @@
 import { Instance, makeInstanceId } from "@vigil/domain"
 import { InstanceRepo } from "@vigil/store"
 import { Clock, Duration, Effect, Schedule } from "effect"
-import { InstanceLocks } from "./internal/InstanceLocks.js"
-import { ProcessControl } from "./ProcessControl.js"
-import { Settings } from "./Settings.js"
+import { InstanceLocks } from "./InstanceLocks.js"
+import { ProcessControl } from "../supervision/ProcessControl.js"
+import { Settings } from "../Settings.js"
 
 /**
  * This process as an instance: registered with a new id at every boot, its heartbeat renewed at a

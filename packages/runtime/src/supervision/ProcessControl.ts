@@ -1,7 +1,7 @@
 import { Containment, HardStop, partMarkerName, ProcessTable } from "@vigil/tools"
 import { Config, Context, Duration, Effect, Layer, Option } from "effect"
 import { hostname } from "node:os"
-import { Settings } from "./Settings.js"
+import { Settings } from "../Settings.js"
 
 /** What recovery and liveness need from the operating system, as a port so time tests never touch it. */
 export interface ProcessControlShape {

@@ -2,10 +2,10 @@ import type { Session } from "@vigil/domain"
 import { IdleCancelled } from "@vigil/domain"
 import { SessionRepo } from "@vigil/store"
 import { Clock, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
-import { Events } from "../Events.js"
-import { InstanceLease } from "../InstanceLease.js"
+import { Events } from "../events/Events.js"
+import { InstanceLease } from "../recovery/InstanceLease.js"
 import * as Metrics from "../Metrics.js"
-import { SessionService } from "../SessionService.js"
+import { SessionService } from "../agent/SessionService.js"
 import { Settings } from "../Settings.js"
 
 /**

@@ -3,8 +3,8 @@ import { leaseExpired } from "@vigil/domain"
 import { InstanceRepo } from "@vigil/store"
 import { Clock, Effect, Option } from "effect"
 import { InstanceLease } from "./InstanceLease.js"
-import { InstanceLocks, lockConfirmAfter } from "./internal/InstanceLocks.js"
-import { ProcessControl } from "./ProcessControl.js"
+import { InstanceLocks, lockConfirmAfter } from "./InstanceLocks.js"
+import { ProcessControl } from "../supervision/ProcessControl.js"
 
 export type DeathCause = "stopped" | "lease-expired" | "process-gone" | "lock-released" | "unknown-instance"
 

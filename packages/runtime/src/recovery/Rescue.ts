@@ -2,11 +2,11 @@ import type { InstanceId, Part, SessionId } from "@vigil/domain"
 import { isPartTerminal, OrphanedByCrash, PartId } from "@vigil/domain"
 import { PartRepo, SessionRepo } from "@vigil/store"
 import { Clock, Effect, Metric, Option } from "effect"
-import { Events } from "./Events.js"
+import { Events } from "../events/Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
-import * as Metrics from "./Metrics.js"
-import { ProcessControl } from "./ProcessControl.js"
+import * as Metrics from "../Metrics.js"
+import { ProcessControl } from "../supervision/ProcessControl.js"
 
 export interface RescueReport {
   readonly deadOwners: ReadonlyArray<{ readonly id: InstanceId; readonly cause: string }>

@@ -1,8 +1,8 @@
 import type { PartId, SessionId } from "@vigil/domain"
 import { Cause, Clock, Data, Duration, Effect, Metric, Queue } from "effect"
-import { Events } from "./Events.js"
-import { InstanceLease } from "./InstanceLease.js"
-import * as Metrics from "./Metrics.js"
+import { Events } from "../events/Events.js"
+import { InstanceLease } from "../recovery/InstanceLease.js"
+import * as Metrics from "../Metrics.js"
 
 /**
  * A write the store refused (a full disk, a read-only file, a lost connection). The repositories

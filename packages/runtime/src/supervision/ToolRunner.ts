@@ -29,16 +29,16 @@ import {
   Schema
 } from "effect"
 import { Activity } from "./Activity.js"
-import { Events } from "./Events.js"
-import { InstanceLease } from "./InstanceLease.js"
-import * as Metrics from "./Metrics.js"
-import type { PartOutput } from "./internal/OutputFiles.js"
-import { OutputFiles } from "./internal/OutputFiles.js"
+import { Events } from "../events/Events.js"
+import { InstanceLease } from "../recovery/InstanceLease.js"
+import * as Metrics from "../Metrics.js"
+import type { PartOutput } from "./OutputFiles.js"
+import { OutputFiles } from "./OutputFiles.js"
 import { PendingWrites } from "./PendingWrites.js"
 import type { StoreWriteFailed } from "./PendingWrites.js"
 import { ProcessControl } from "./ProcessControl.js"
-import { Settings } from "./Settings.js"
-import { ToolRoot } from "./Tools.js"
+import { Settings } from "../Settings.js"
+import { ToolRoot } from "../agent/Tools.js"
 
 /** A body that ends its part with a given reason (a `task` whose child was cancelled, say). */
 export class PartEnded extends Data.TaggedError("PartEnded")<{ readonly reason: ErrorReason }> {}
