@@ -1,4 +1,4 @@
-import type { Settings as SettingsShape } from "@vigil/domain"
+import type { RecoveryReport, Settings as SettingsShape } from "@vigil/domain"
 import { Instance, makeInstanceId, PartId } from "@vigil/domain"
 import type { AnyTool } from "@vigil/tools"
 import type { ToolContext } from "@vigil/tools"
@@ -111,6 +111,19 @@ export const testTools = {
 } satisfies Record<string, AnyTool>
 
 export const allTestTools: ReadonlyArray<AnyTool> = Object.values(testTools)
+
+/** A recovery report that found nothing, but for `fields`. */
+export const recoveryReport = (fields: Partial<RecoveryReport> = {}): RecoveryReport => ({
+  deadOwners: [],
+  orphanedParts: 0,
+  sessionsFreed: 0,
+  processesKilled: 0,
+  partIds: [],
+  sessionIds: [],
+  tookMs: 0,
+  dryRun: false,
+  ...fields
+})
 
 export const getPart = (id: string) =>
   PartRepo.pipe(Effect.flatMap((parts) => parts.get(PartId.make(id))), Effect.map(Option.getOrThrow))
