@@ -1,7 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import type { SessionId } from "@vigil/domain"
-import { makeInstanceId, makePartId, makeSessionId, Part, Session, WatchdogStuck } from "@vigil/domain"
-import { PartRepo, SessionRepo } from "@vigil/store"
+import { makeInstanceId, makeSessionId, Session, WatchdogStuck } from "@vigil/domain"
+import { SessionRepo } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
 import type { AnyTool } from "@vigil/tools"
 import { partMarkerName, ProcessTable } from "@vigil/tools"
@@ -14,7 +13,7 @@ import { Recovery } from "../src/recovery/Recovery.js"
 import { SessionService } from "../src/agent/SessionService.js"
 import { Tools } from "../src/agent/Tools.js"
 import * as Vigil from "../src/Vigil.js"
-import { getPart, tempDb, testRuntime, testSettings } from "./support.js"
+import { getPart, runningPart, tempDb, testRuntime, testSettings } from "./support.js"
 
 /**
  * A tool is supervised by what its definition says, never by its name: tools of names nothing
@@ -42,40 +41,6 @@ afterEach(() => {
   for (const child of children) child.kill("SIGKILL")
   children.clear()
 })
-
-/** A running part of `tool` that lost its fiber (the watchdog's and recovery's case). */
-const runningPart = (fields: {
-  readonly sessionId: SessionId
-  readonly tool: string
-  readonly ownerId: Part["ownerId"]
-  readonly deadlineIn: number
-  readonly childSessionId?: SessionId
-}) =>
-  Effect.gen(function*() {
-    const now = yield* Clock.currentTimeMillis
-    const part = new Part({
-      id: makePartId(),
-      sessionId: fields.sessionId,
-      kind: "tool",
-      tool: fields.tool,
-      input: {},
-      callId: null,
-      status: "running",
-      output: null,
-      error: null,
-      createdAt: now,
-      startedAt: now,
-      endedAt: null,
-      deadlineAt: now + fields.deadlineIn,
-      ownerId: fields.ownerId,
-      childSessionId: fields.childSessionId ?? null,
-      pid: null,
-      pgid: null,
-      procStart: null
-    })
-    yield* (yield* PartRepo).insert(part)
-    return part.id
-  })
 
 describe("tool kinds from the definition", () => {
   it.effect("a new tool that waits on a child session is left alone while the child lives, and is stuck once it ended", () =>
