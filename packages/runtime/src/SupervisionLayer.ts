@@ -5,7 +5,7 @@ import { IdleMonitor, IdleMonitorLoop } from "./supervision/IdleMonitor.js"
 import { InstanceLease } from "./recovery/InstanceLease.js"
 import { Liveness } from "./recovery/Liveness.js"
 import { PendingWrites } from "./supervision/PendingWrites.js"
-import { Rescue } from "./recovery/Rescue.js"
+import { Recovery } from "./recovery/Recovery.js"
 import { SessionService } from "./agent/SessionService.js"
 import { StartupRecoveryLive } from "./recovery/StartupRecovery.js"
 import { ToolRunner } from "./supervision/ToolRunner.js"
@@ -23,7 +23,7 @@ export const SupervisionLive = Layer.mergeAll(WatchdogLoop, IdleMonitorLoop).pip
   Layer.provideMerge(PendingWrites.Default),
   Layer.provideMerge(Activity.Default),
   Layer.provideMerge(StartupRecoveryLive),
-  Layer.provideMerge(Rescue.Default),
+  Layer.provideMerge(Recovery.Default),
   Layer.provideMerge(Liveness.Default),
   Layer.provideMerge(InstanceLease.Default),
   Layer.provideMerge(Events.Default)

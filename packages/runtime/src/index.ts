@@ -20,7 +20,7 @@ export * from "./supervision/Watchdog.js"
 
 export * from "./recovery/InstanceLease.js"
 export * from "./recovery/Liveness.js"
-export * from "./recovery/Rescue.js"
+export * from "./recovery/Recovery.js"
 export * from "./recovery/StartupRecovery.js"
 
 export * from "./agent/LanguageModel.js"

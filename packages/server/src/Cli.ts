@@ -174,7 +174,7 @@ const status = Command.make(
         return yield* readStatus.pipe(
           Effect.map(formatStatus),
           Effect.flatMap(Console.log),
-          Effect.provide(RepositoriesLive.pipe(Layer.provide(StoreClientLive(storeOf(options)))))
+          Effect.provide(RepositoriesLive.pipe(Layer.provideMerge(StoreClientLive(storeOf(options)))))
         )
       })
     )

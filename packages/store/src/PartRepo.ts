@@ -265,8 +265,9 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     }, Effect.orDie)
 
     /**
-     * The watchdog's candidates among one owner's running parts: every `task` (its rule looks at
-     * the child's subtree), and the leaves whose deadline is at or before `deadlineBefore`. Healthy
+     * The watchdog's candidates among one owner's running parts: every `task` (a part of one of
+     * `waitingTools`, the tools that wait on a child session: its rule looks at the child's
+     * subtree), and the leaves whose deadline is at or before `deadlineBefore`. Healthy
      * leaves are filtered out in SQL, so a scan decodes nothing when nothing is late. The status
      * term repeats the partial index's own (`vigil_parts_active_owner`), so the planner may use it.
      */
@@ -274,6 +275,8 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       ownerId: InstanceId,
       options: {
         readonly deadlineBefore: number
+        /** The tools whose parts wait on a child session (`task`), as their definitions say. */
+        readonly waitingTools: ReadonlyArray<string>
         /**
          * With it, only the tasks that could be stuck: started at or before it (silent long
          * enough to break the silence rule), or whose child session has ended. Without it, every task.
@@ -283,15 +286,16 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
         readonly leavesOnly?: boolean
       }
     ) {
+      const waiting = sql.in("tool", options.waitingTools)
       const tasks = options.leavesOnly
         ? sql`1 = 0`
         : options.taskStartedBefore === undefined
-        ? sql`tool = 'task'`
-        : sql`tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL AND NOT EXISTS (
+        ? waiting
+        : sql`${waiting} AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM ${sessions} WHERE ${sessions}.id = ${parts}.child_session_id AND ${sessions}.status IN ('busy', 'waiting'))))`
       const rows = yield* sql`SELECT * FROM ${parts} WHERE owner_id = ${ownerId} AND status IN ('pending', 'running')
         AND status = 'running' AND kind IN ('tool', 'model') AND started_at IS NOT NULL
-        AND ((${tasks}) OR (deadline_at <= ${options.deadlineBefore}${options.leavesOnly ? sql` AND tool <> 'task'` : sql``}))`
+        AND ((${tasks}) OR (deadline_at <= ${options.deadlineBefore}${options.leavesOnly ? sql` AND NOT (${waiting})` : sql``}))`
       return yield* Effect.try(() => rows.map(partOfRow))
     }, Effect.orDie)
 
@@ -302,11 +306,11 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
      */
     const taskCandidates = Effect.fn("PartRepo.taskCandidates")(function*(
       ownerId: InstanceId,
-      options: { readonly taskStartedBefore: number }
+      options: { readonly taskStartedBefore: number; readonly waitingTools: ReadonlyArray<string> }
     ) {
       const rows = yield* sql`SELECT id, session_id, started_at, child_session_id FROM ${parts}
         WHERE owner_id = ${ownerId} AND status IN ('pending', 'running') AND status = 'running' AND kind IN ('tool', 'model')
-        AND started_at IS NOT NULL AND tool = 'task' AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL
+        AND started_at IS NOT NULL AND ${sql.in("tool", options.waitingTools)} AND (started_at <= ${options.taskStartedBefore} OR (child_session_id IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM ${sessions} WHERE ${sessions}.id = ${parts}.child_session_id AND ${sessions}.status IN ('busy', 'waiting'))))`
       return rows.map((row): TaskCandidate => ({
         id: PartId.make(String(row["id"])),

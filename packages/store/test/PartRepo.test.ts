@@ -384,14 +384,14 @@ describeBackends("PartRepo", ({ withStore }) => {
           { ...runningFields, ownerId: ownerB, deadlineAt: 1_000 }
         )
         const ids = (parts: ReadonlyArray<Part>) => parts.map((p) => p.id).sort()
-        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 5_000 })
+        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 5_000, waitingTools: ["task"] })
         assert.deepStrictEqual(ids(candidates), [late!.id, due!.id, task!.id, model!.id].sort())
         // whole rows, decoded as any read decodes them
         assert.deepStrictEqual(candidates.find((p) => p.id === late!.id), late)
         for (const part of [healthy, noDeadline, pending, completed, step, otherOwner]) {
           assert.isFalse(candidates.some((p) => p.id === part!.id))
         }
-        assert.deepStrictEqual(ids(yield* repo.stuckCandidates(ownerB, { deadlineBefore: 0 })), [])
+        assert.deepStrictEqual(ids(yield* repo.stuckCandidates(ownerB, { deadlineBefore: 0, waitingTools: ["task"] })), [])
       })))
 
     it.effect("stuckCandidates with taskStartedBefore: only the tasks started by then, or whose child has ended", () =>
@@ -411,16 +411,37 @@ describeBackends("PartRepo", ({ withStore }) => {
         yield* repo.setChildSession(fresh!.id, activeChild.id)
         yield* repo.setChildSession(old!.id, activeChild.id)
         yield* repo.setChildSession(endedChild!.id, doneChild.id)
-        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 0, taskStartedBefore: 10_000 })
+        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 0, taskStartedBefore: 10_000, waitingTools: ["task"] })
         assert.deepStrictEqual(candidates.map((p) => p.id).sort(), [old!.id, endedChild!.id].sort())
         assert.isFalse(candidates.some((p) => p.id === freshNoChild!.id || p.id === fresh!.id))
         // The same tasks, narrow; and the leaves alone never include a task, even one past its deadline.
-        const narrow = yield* repo.taskCandidates(ownerA, { taskStartedBefore: 10_000 })
+        const narrow = yield* repo.taskCandidates(ownerA, { taskStartedBefore: 10_000, waitingTools: ["task"] })
         assert.deepStrictEqual(
           narrow.map((t) => [t.id, t.sessionId, t.startedAt, t.childSessionId]).sort(),
           [[old!.id, old!.sessionId, 1_000, activeChild.id], [endedChild!.id, endedChild!.sessionId, 50_000, doneChild.id]].sort()
         )
-        assert.deepStrictEqual(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 1_000_000, leavesOnly: true }), [])
+        assert.deepStrictEqual(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 1_000_000, leavesOnly: true, waitingTools: ["task"] }), [])
+      })))
+
+    it.effect("which tools wait on a child session is the caller's list, not a name in the query", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [task, delegate, leaf] = yield* seed(
+          { ...runningFields, tool: "task", startedAt: 1_000, deadlineAt: 2_000 },
+          { ...runningFields, tool: "delegate", startedAt: 1_000, deadlineAt: 2_000 },
+          { ...runningFields, tool: "bash", startedAt: 1_000, deadlineAt: 2_000 }
+        )
+        const ids = (parts: ReadonlyArray<{ readonly id: string }>) => parts.map((p) => p.id).sort()
+        const waitingTools = ["task", "delegate"]
+        // Past their deadline: as leaves, only the one that waits on nothing; as tasks, the two that wait.
+        assert.deepStrictEqual(ids(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 5_000, leavesOnly: true, waitingTools })), [leaf!.id])
+        assert.deepStrictEqual(ids(yield* repo.taskCandidates(ownerA, { taskStartedBefore: 5_000, waitingTools })), [task!.id, delegate!.id].sort())
+        // With no waiting tools, every part is a leaf and none is a task.
+        assert.deepStrictEqual(
+          ids(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 5_000, leavesOnly: true, waitingTools: [] })),
+          [task!.id, delegate!.id, leaf!.id].sort()
+        )
+        assert.deepStrictEqual(yield* repo.taskCandidates(ownerA, { taskStartedBefore: 5_000, waitingTools: [] }), [])
       })))
 
     it.effect("failMany, activeIdsOfSessions and activeActivity: the bulk and narrow reads of a tree's end and the watchdog", () =>

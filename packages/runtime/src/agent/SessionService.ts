@@ -29,7 +29,7 @@ import type { LanguageModelShape, Message, ModelResponse, ModelRetry } from "./L
 import { PendingWrites } from "../supervision/PendingWrites.js"
 import { LanguageModels } from "./LanguageModel.js"
 import { historyOf, messagesOfPart, stepCallMessages, toolCallMessages } from "./History.js"
-import { Rescue } from "../recovery/Rescue.js"
+import { Recovery } from "../recovery/Recovery.js"
 import { RecoveryComplete } from "../recovery/StartupRecovery.js"
 import * as Metrics from "../Metrics.js"
 import { Settings } from "../Settings.js"
@@ -104,7 +104,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const activity = yield* Activity
     const lease = yield* InstanceLease
     const liveness = yield* Liveness
-    const rescue = yield* Rescue
+    const recovery = yield* Recovery
     const settings = yield* Settings
     const pending = yield* PendingWrites
     const { defaultModel, models } = yield* LanguageModels
@@ -360,7 +360,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
               owner: holder.ownerId,
               cause: dead.get(holder.ownerId)?.cause
             })
-            yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
+            yield* recovery.recoverDeadOwners({ trigger: "watchdog" })
             continue
           }
         }
@@ -534,7 +534,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           session: id,
           owner: session.ownerId
         })
-        yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
+        yield* recovery.recoverDeadOwners({ trigger: "watchdog" })
         if (!(yield* tryClaim)) return yield* busy(yield* get(id))
       }
       claims.set(id, turnId)
@@ -735,6 +735,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       name: "task",
       description: "Run a sub-agent: a child session whose turn runs the prompt; its final text is the result.",
       input: TaskInput,
+      waitsOn: "child-session",
       run: (input, context) => {
         let childId: SessionId | undefined
         return Effect.gen(function*() {
@@ -787,6 +788,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       name: "ask",
       description: "Ask the user a question and wait for the answer (a permission or a question).",
       input: AskInput,
+      waitsOn: "reply",
       run: (_input, context) => {
         const sessionId = SessionId.make(context.sessionId)
         return Effect.gen(function*() {
@@ -822,7 +824,8 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       runTool,
       abort,
       reply,
-      toolNames: () => [...tools.keys()],
+      /** Every tool sessions offer, `task` and `ask` with the contributed ones: what the watchdog reads their kinds from. */
+      tools: (): ReadonlyArray<AnyTool> => [...tools.values()],
       isTurnRunningHere: (id: SessionId) => Effect.sync(() => turns.has(id)),
       /**
        * Ends every turn this instance runs, as the close of its scope would (`SessionCancelled` by

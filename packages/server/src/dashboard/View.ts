@@ -1,5 +1,5 @@
-import type { Part, Session, SupervisionEvent } from "@vigil/domain"
-import type { InstanceStatus, RecoveryReport } from "../Api.js"
+import type { Part, RecoveryReport, Session, SupervisionEvent } from "@vigil/domain"
+import type { InstanceStatus } from "../Api.js"
 
 /**
  * The dashboard's view logic: the state the page holds, how a live event or a REST snapshot
