@@ -299,39 +299,18 @@ const nearKey = (key: string): string | undefined => {
 }
 
 /**
- * The top-level keys of an opencode config that vigil reads no rule from: accepted as they are
- * (a user's `opencode.json` works unchanged), and noted once at start.
- */
-export const opencodeKeys: ReadonlySet<string> = new Set([
-  "$schema", "agent", "mcp", "permission", "theme", "keybinds", "tui", "share", "autoshare", "autoupdate", "instructions",
-  "lsp", "formatter", "small_model", "username", "tools", "mode", "plugin", "snapshot", "disabled_providers",
-  "enabled_providers", "layout", "command", "watcher", "server", "enterprise", "compaction"
-])
-
-/** The keys of the file vigil reads: `experimental` (its rules), `provider` and `model`. */
-const vigilKeys: ReadonlySet<string> = new Set(["experimental", "provider", "model"])
-
-/**
- * What start-up says about a config file it accepted but does not take whole: opencode's own
- * `experimental.*` keys, opencode keys vigil has no use for, and keys it does not know at all.
+ * What start-up says about an `experimental` section it accepted but does not take whole:
+ * opencode's own `experimental.*` keys, and keys vigil does not know (the file's other keys are
+ * the config file's to note: server/src/ConfigFile.ts).
  */
 export const settingsNotes = (file: unknown): ReadonlyArray<string> => {
   if (!isRecord(file)) return []
-  const notes: Array<string> = []
   const experimental = file["experimental"]
-  if (isRecord(experimental)) {
-    const foreign = Object.keys(experimental).filter((key) => !Object.hasOwn(settingsKeys, key) && key !== shellEnvKey)
-    if (foreign.length > 0) {
-      notes.push(
-        `experimental.${foreign.join(", experimental.")}: not vigil's (opencode's, or unknown); ignored. vigil's keys: ${
-          vigilExperimentalKeys().join(", ")
-        }`
-      )
-    }
-  }
-  const ignored = Object.keys(file).filter((key) => opencodeKeys.has(key) && key !== "$schema")
-  if (ignored.length > 0) notes.push(`${ignored.join(", ")}: opencode settings vigil does not use; ignored`)
-  const unknown = Object.keys(file).filter((key) => !opencodeKeys.has(key) && !vigilKeys.has(key))
-  if (unknown.length > 0) notes.push(`${unknown.join(", ")}: unknown keys; ignored`)
-  return notes
+  if (!isRecord(experimental)) return []
+  const foreign = Object.keys(experimental).filter((key) => !Object.hasOwn(settingsKeys, key) && key !== shellEnvKey)
+  return foreign.length === 0 ? [] : [
+    `experimental.${foreign.join(", experimental.")}: not vigil's (opencode's, or unknown); ignored. vigil's keys: ${
+      vigilExperimentalKeys().join(", ")
+    }`
+  ]
 }
