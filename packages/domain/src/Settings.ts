@@ -88,7 +88,7 @@ interface KeySpec {
  * loaded machine is enough to miss three renewals and look dead while alive. At 2 s it renews
  * every ~667 ms, a few cheap writes a second, and the chaos suite runs at exactly this lease.
  */
-export const minInstanceLeaseMillis = 2_000
+const minInstanceLeaseMillis = 2_000
 
 /** The keys under `experimental`, named as opencode names them, with their environment overrides. */
 export const settingsKeys: Readonly<Record<string, KeySpec>> = {
@@ -114,7 +114,7 @@ export const settingsKeys: Readonly<Record<string, KeySpec>> = {
  * A count setting: a positive whole number (or such a string, as the environment gives it). It
  * cannot be off: a bound on sub-agent nesting that can be lifted is what let a model recurse forever.
  */
-export const parseCount = (value: unknown): Either.Either<number, string> => {
+const parseCount = (value: unknown): Either.Either<number, string> => {
   const number = typeof value === "number" ? value : typeof value === "string" && /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN
   if (typeof value !== "number" && typeof value !== "string") {
     return Either.left(`expected a positive whole number (got ${value === null ? "null" : Array.isArray(value) ? "an array" : typeof value})`)
@@ -128,7 +128,7 @@ const shellEnvKey = "shell_env"
 const shellEnvFields: Readonly<Record<string, keyof ShellEnvPolicy>> = { include: "include", exclude: "exclude", include_only: "includeOnly" }
 
 /** `experimental.shell_env`: `{ include?, exclude?, include_only? }`, each a list of name globs. */
-export const parseShellEnv = (value: unknown): Either.Either<ShellEnvPolicy, SettingsError> => {
+const parseShellEnv = (value: unknown): Either.Either<ShellEnvPolicy, SettingsError> => {
   const key = `experimental.${shellEnvKey}`
   if (!isRecord(value)) {
     return Either.left(new SettingsError({ key, value, problem: `must be an object such as { "include": ["GITHUB_TOKEN"], "exclude": ["AWS_*"] }` }))

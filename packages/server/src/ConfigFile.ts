@@ -129,7 +129,7 @@ export const providersOf = (file: ConfigFile): Effect.Effect<ProviderConfig, Set
  * The top-level keys of an opencode config that vigil reads no rule from: accepted as they are
  * (a user's `opencode.json` works unchanged), and noted once at start.
  */
-export const opencodeKeys: ReadonlySet<string> = new Set([
+const opencodeKeys: ReadonlySet<string> = new Set([
   "$schema", "agent", "mcp", "permission", "theme", "keybinds", "tui", "share", "autoshare", "autoupdate", "instructions",
   "lsp", "formatter", "small_model", "username", "tools", "mode", "plugin", "snapshot", "disabled_providers",
   "enabled_providers", "layout", "command", "watcher", "server", "enterprise", "compaction"
