@@ -124,6 +124,7 @@ const serve = Command.make(
           db: options.db,
           databaseUrl,
           configFile: file.path,
+          configFiles: file.readAtNextStart,
           settings: Effect.succeed(settings),
           providers: Effect.succeed(providers),
           password,

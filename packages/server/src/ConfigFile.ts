@@ -24,6 +24,13 @@ export interface ConfigFile {
   readonly found: boolean
   /** The file's JSON; `undefined` when there is none. */
   readonly json: unknown
+  /**
+   * Every file the next start would read instead, were it there (or now, the one read): the one
+   * named, else the candidates up to the one found, or all of them when none was. The tools must
+   * not reach any of them: a tool that wrote a `vigil.json` beside the `opencode.json` in use chose
+   * the next start's providers and keys.
+   */
+  readonly readAtNextStart: ReadonlyArray<string>
 }
 
 /**
@@ -94,7 +101,8 @@ export const readConfigFile = (named: Option.Option<string>): Effect.Effect<Conf
           )
       )
     )
-    if (Option.isNone(text)) return { ...choice, found: false, json: undefined }
+    const readAtNextStart = choice.named ? [choice.path] : configCandidates.slice(0, configCandidates.indexOf(choice.path) + 1)
+    if (Option.isNone(text)) return { ...choice, found: false, json: undefined, readAtNextStart: configCandidates }
     const json = yield* Effect.try({
       try: () => JSON.parse(stripJsonc(text.value)) as unknown,
       catch: (error) =>
@@ -104,7 +112,7 @@ export const readConfigFile = (named: Option.Option<string>): Effect.Effect<Conf
           problem: `is not valid JSON (comments and trailing commas are fine): ${String(error)}`
         })
     })
-    return { ...choice, found: true, json }
+    return { ...choice, found: true, json, readAtNextStart }
   })
 
 /** The settings: `experimental`, then the environment overrides (`VIGIL_TOOL_TIMEOUT`, …), which win. */

@@ -28,6 +28,8 @@ export interface ServerOptions {
   readonly db: string
   /** The config file the settings come from (`vigil.json` by default), out of reach of the tools. */
   readonly configFile?: string | undefined
+  /** The files a restart would read its config from (ConfigFile's `readAtNextStart`), out of reach of the tools too. */
+  readonly configFiles?: ReadonlyArray<string> | undefined
   /** `VIGIL_DATABASE_URL`: a PostgreSQL database shared by several instances, instead of the file. */
   readonly databaseUrl?: Redacted.Redacted<string> | undefined
   /** Read before anything touches the database: a bad value stops start-up with nothing written. */
@@ -61,7 +63,11 @@ export const ServerLive = (options: ServerOptions) =>
       const Core = Vigil.layer({
         settings,
         tools: Tools.builtin({
-          protect: protectedStateOf({ db: options.db, configFile: options.configFile ?? defaultConfig, outputDir }),
+          protect: protectedStateOf({
+            db: options.db,
+            configFiles: [options.configFile ?? defaultConfig, ...(options.configFiles ?? [])],
+            outputDir
+          }),
           secretValues: [
             ...configuredKeys(providers),
             ...Option.toArray(Option.map(options.password, Redacted.value))

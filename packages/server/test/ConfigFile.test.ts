@@ -1,11 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Option } from "effect"
 import { execFileSync } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { existsSync, writeFileSync } from "node:fs"
 import { writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { afterAll, afterEach } from "vitest"
 import { configNotes, providersOf, readConfigFile, settingsOf, stripJsonc } from "../src/ConfigFile.js"
+import { configCandidates } from "../src/Defaults.js"
 import { eventually, killChildren, removeDirs, request, serveProcess, tempDir, vigilRun } from "./support.js"
 
 const dirs: Array<string> = []
@@ -26,17 +27,28 @@ describe("the config file: one reader", () => {
       const path = join(dir, "vigil.json")
       writeFileSync(path, JSON.stringify({ experimental: { tool_timeout: "5m" }, model: "script" }))
       const file = yield* readConfigFile(Option.some(path))
-      assert.deepStrictEqual(file, { path, named: true, found: true, json: { experimental: { tool_timeout: "5m" }, model: "script" } })
+      assert.deepStrictEqual(file, {
+        path,
+        named: true,
+        found: true,
+        json: { experimental: { tool_timeout: "5m" }, model: "script" },
+        readAtNextStart: [path]
+      })
       assert.deepStrictEqual((yield* settingsOf(file)).toolTimeout, Option.some(Duration.minutes(5)))
       assert.strictEqual((yield* providersOf(file)).defaultModel, "script")
 
       const cwd = process.cwd()
-      const none = yield* Effect.acquireUseRelease(
-        Effect.sync(() => process.chdir(tempDir(dirs))),
-        () => readConfigFile(Option.none()),
-        () => Effect.sync(() => process.chdir(cwd))
-      )
-      assert.deepStrictEqual(none, { path: "vigil.json", named: false, found: false, json: undefined })
+      const inFolder = (folder: string) =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => process.chdir(folder)),
+          () => readConfigFile(Option.none()),
+          () => Effect.sync(() => process.chdir(cwd))
+        )
+      const none = yield* inFolder(tempDir(dirs))
+      assert.deepStrictEqual(none, { path: "vigil.json", named: false, found: false, json: undefined, readAtNextStart: configCandidates })
+      const opencode = tempDir(dirs)
+      writeFileSync(join(opencode, "opencode.json"), "{}")
+      assert.deepStrictEqual((yield* inFolder(opencode)).readAtNextStart, ["vigil.json", "opencode.json"])
 
       const missing = yield* Effect.flip(readConfigFile(Option.some(join(dir, "absent.json"))))
       assert.strictEqual(missing.key, "(config file)")
@@ -143,5 +155,31 @@ describe("vigil serve and its config file, as a process", () => {
     assert.deepStrictEqual(badDb.stderr.trim().split("\n"), [
       "cannot use the database /proc/x/v.db: /proc is on proc, a kernel filesystem: no database can be made there"
     ])
+  })
+
+  it("a tool cannot write a config file the next start would read instead of the one in use", async () => {
+    const dir = tempDir(dirs)
+    writeFileSync(join(dir, "opencode.json"), JSON.stringify({ experimental: { tool_timeout: "5m" } }))
+    const server = await serveProcess(["--db", join(dir, "vigil.db")], { cwd: dir })
+    const runWrite = async (path: string) => {
+      const session = (await request(`${server.url}/session`, { body: {} })).body.id as string
+      const started = await request(`${server.url}/session/${session}/tool`, { body: { tool: "write", input: { path, content: "{}" } } })
+      assert.strictEqual(started.status, 202, JSON.stringify(started.body))
+      return eventually(async () => {
+        const part = (await request(`${server.url}/part/${started.body.partId}`)).body
+        return part.status === "completed" || part.status === "error" ? part : undefined
+      }, 20_000, `the write of ${path} to end`)
+    }
+    // vigil.json comes first: written, it would be the next start's config (its providers, its keys).
+    for (const path of ["vigil.json", "opencode.json"]) {
+      const write = await runWrite(path)
+      assert.strictEqual(write.status, "error", path)
+      assert.include(write.error.message, "part of the server's own state", path)
+    }
+    assert.isFalse(existsSync(join(dir, "vigil.json")))
+    // What comes after the one in use is never read while it is there: the agent may edit it.
+    assert.strictEqual((await runWrite("opencode.jsonc")).status, "completed")
+    server.child.kill("SIGTERM")
+    assert.strictEqual((await server.exited).code, 0, server.stderr())
   })
 })
