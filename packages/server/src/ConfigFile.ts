@@ -1,7 +1,6 @@
 import type { Settings } from "@vigil/domain"
 import { parseSettings, SettingsError, settingsKeys, settingsNotes } from "@vigil/domain"
 import type { ProviderConfig } from "@vigil/provider"
-import { parseProviders } from "@vigil/provider"
 import { Config, Effect, Either, Option } from "effect"
 import { existsSync, statSync } from "node:fs"
 import { readFile } from "node:fs/promises"
@@ -126,12 +125,17 @@ export const settingsOf = (file: ConfigFile): Effect.Effect<Settings, SettingsEr
     return yield* Either.match(parseSettings(file.json, env), { onLeft: Effect.fail, onRight: Effect.succeed })
   })
 
+/**
+ * The providers' package, loaded when they are read: a bad setting is reported before the models'
+ * modules (and the runtime behind them) load, as the CLI's `lazy` does for each command (issue 17:
+ * a bad config reported under 1 s).
+ */
+const Provider = Effect.promise(() => import("@vigil/provider"))
+
 /** The providers: `provider` and `model`; `{env:NAME}` from the environment, `{file:path}` beside the file. */
 export const providersOf = (file: ConfigFile): Effect.Effect<ProviderConfig, SettingsError> =>
-  Effect.flatMap(
-    Effect.sync(() => ({ ...process.env })),
-    (env) => Either.match(parseProviders(file.json, env, dirname(resolve(file.path))), { onLeft: Effect.fail, onRight: Effect.succeed })
-  )
+  Effect.flatMap(Effect.all([Provider, Effect.sync(() => ({ ...process.env }))]), ([{ parseProviders }, env]) =>
+    Either.match(parseProviders(file.json, env, dirname(resolve(file.path))), { onLeft: Effect.fail, onRight: Effect.succeed }))
 
 /**
  * The top-level keys of an opencode config that vigil reads no rule from: accepted as they are
