@@ -44,8 +44,6 @@ export const benchRuntime = (options: {
     tools: Layer.merge(Tools.builtin(), Tools.addAll(options.tools ?? []))
   })
 
-export type BenchRuntime = Layer.Layer.Success<ReturnType<typeof benchRuntime>>
-
 /**
  * Builds a layer in a scope of its own, so a figure can time its start and its shutdown
  * (`close`) separately.
@@ -134,8 +132,6 @@ export const benchTools = {
       }).pipe(Effect.as("busy"))
   }
 } satisfies Record<string, AnyTool>
-
-export const benchToolList: ReadonlyArray<AnyTool> = Object.values(benchTools)
 
 /**
  * A full collection, when the runtime allows one: `global.gc` under `node --expose-gc`, else the

@@ -12,7 +12,7 @@ import { ToolRunner } from "./supervision/ToolRunner.js"
 import { Watchdog, WatchdogLoop } from "./supervision/Watchdog.js"
 
 /**
- * The supervision layer as DESIGN.md draws it, each step provided to the next:
+ * The supervision layer as docs/design.md#the-layer-graph draws it, each step provided to the next:
  * lease → startup recovery (provides RecoveryComplete) → tool runner → sessions → watchdog and
  * idle monitor loops. It needs the settings, the store, the OS port and the language models.
  */

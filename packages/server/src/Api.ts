@@ -17,7 +17,7 @@ import {
 import { Either, ParseResult, Schema } from "effect"
 
 /**
- * The HTTP contract of DESIGN.md: JSON, camelCase fields. Every body, path parameter and response
+ * The HTTP contract (README, "HTTP API"): JSON, camelCase fields. Every body, path parameter and response
  * has a schema, so bad input is refused (400, naming the field) before a handler runs and writes
  * anything, and `/doc` documents exactly what is served.
  */

@@ -12,7 +12,8 @@ import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll } from "vitest"
-import { ServerLive, urlOf } from "../src/Server.js"
+import { urlOf } from "../src/Announce.js"
+import { ServerLive } from "../src/Server.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 export const repoRoot = resolve(here, "../../..")

@@ -1,5 +1,5 @@
 import { Containment, HardStop, partMarkerName, ProcessTable } from "@vigil/tools"
-import { Config, Context, Duration, Effect, Layer, Option } from "effect"
+import { Config, Context, Effect, Layer, Option } from "effect"
 import { hostname } from "node:os"
 import { Settings } from "../Settings.js"
 
@@ -134,5 +134,3 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
       removeStaleGroups: Effect.succeed(0)
     })
 }
-
-export const millis = (duration: Duration.Duration): number => Duration.toMillis(duration)
