@@ -1,5 +1,6 @@
 import type { Settings as SettingsShape } from "@vigil/domain"
-import { Instance, makeInstanceId, PartId } from "@vigil/domain"
+import type { PartId } from "@vigil/domain"
+import { Instance, makeInstanceId } from "@vigil/domain"
 import type { AnyTool } from "@vigil/tools"
 import type { ToolContext } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
@@ -112,8 +113,8 @@ export const testTools = {
 
 export const allTestTools: ReadonlyArray<AnyTool> = Object.values(testTools)
 
-export const getPart = (id: string) =>
-  PartRepo.pipe(Effect.flatMap((parts) => parts.get(PartId.make(id))), Effect.map(Option.getOrThrow))
+export const getPart = (id: PartId) =>
+  PartRepo.pipe(Effect.flatMap((parts) => parts.get(id)), Effect.map(Option.getOrThrow))
 
 /** An instance that died long ago (its lease ran out ten minutes before `now`), on a host that is gone. */
 export const deadInstance = (now: number) =>
