@@ -35,7 +35,7 @@ export interface TurnState {
   readonly isRunning: (id: SessionId) => boolean
   /** The turns running here now (a snapshot: ending them changes the map). */
   readonly running: () => ReadonlyArray<Turn>
-  /** Runs `work` as the session's turn fiber (replacing none: a session is claimed once). */
+  /** Runs `work` as the session's turn fiber (its claim in the database makes it the session's one turn). */
   readonly start: (id: SessionId, turn: Turn, work: Effect.Effect<unknown, unknown>) => Effect.Effect<void>
   /** Forgets the session's turn if it is still `turn`; false when a new turn already holds the session. */
   readonly finish: (id: SessionId, turn: Turn) => boolean
