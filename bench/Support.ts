@@ -3,7 +3,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { runInNewContext } from "node:vm"
 import { setFlagsFromString } from "node:v8"
-import type { Settings as SettingsShape, SessionId } from "../packages/domain/src/index.js"
+import type { Settings as SettingsShape } from "../packages/domain/src/index.js"
 import { makeSessionId, Session } from "../packages/domain/src/index.js"
 import { InstanceLease, Tools, Vigil } from "../packages/runtime/src/index.js"
 import { SessionRepo } from "../packages/store/src/index.js"
@@ -85,7 +85,7 @@ export const openSession = (title: string) =>
       createdAt: now
     })
     yield* sessions.insert(session)
-    return session.id as SessionId
+    return session.id
   })
 
 const spin = (millis: number) => {

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import type { PartId, SessionId } from "@vigil/domain"
+import type { SessionId } from "@vigil/domain"
 import { Instance, InstanceId, OrphanedByCrash, WatchdogStuck } from "@vigil/domain"
 import { SqlClient } from "@effect/sql"
 import { EventLog, InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
@@ -114,7 +114,7 @@ describe("Watchdog", () => {
       yield* TestClock.adjust(5_000)
       assert.strictEqual((yield* getPart(partId)).status, "running")
       yield* TestClock.adjust(500)
-      const part = Option.getOrThrow(yield* parts.get(partId as PartId))
+      const part = Option.getOrThrow(yield* parts.get(partId))
       assert.deepStrictEqual(part.error, new WatchdogStuck({ runningFor: 5_500, threshold: 5_000 }))
     }).pipe(Effect.provide(runtime())))
 

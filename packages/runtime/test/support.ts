@@ -1,5 +1,5 @@
-import type { InstanceId, RecoveryReport, SessionId, Settings as SettingsShape } from "@vigil/domain"
-import { Instance, makeInstanceId, makePartId, Part, PartId } from "@vigil/domain"
+import type { InstanceId, PartId, RecoveryReport, SessionId, Settings as SettingsShape } from "@vigil/domain"
+import { Instance, makeInstanceId, makePartId, Part } from "@vigil/domain"
 import type { AnyTool } from "@vigil/tools"
 import type { ToolContext } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
@@ -160,8 +160,8 @@ export const recoveryReport = (fields: Partial<RecoveryReport> = {}): RecoveryRe
   ...fields
 })
 
-export const getPart = (id: string) =>
-  PartRepo.pipe(Effect.flatMap((parts) => parts.get(PartId.make(id))), Effect.map(Option.getOrThrow))
+export const getPart = (id: PartId) =>
+  PartRepo.pipe(Effect.flatMap((parts) => parts.get(id)), Effect.map(Option.getOrThrow))
 
 /** An instance that died long ago (its lease ran out ten minutes before `now`), on a host that is gone. */
 export const deadInstance = (now: number) =>

@@ -1,3 +1,4 @@
+import type { PartId, SessionId } from "@vigil/domain"
 import type { Duration, Effect, Schema } from "effect"
 import { Data } from "effect"
 
@@ -17,8 +18,8 @@ export interface ProcessRecord {
  * sees: output counts as session activity, escalation steps go to the event log.
  */
 export interface ToolContext {
-  readonly partId: string
-  readonly sessionId: string
+  readonly partId: PartId
+  readonly sessionId: SessionId
   /** The directory file tools are confined to and shells start in. */
   readonly root: string
   /** Streamed output (a chunk of stdout/stderr, a progress line). */
