@@ -222,7 +222,7 @@ const bareRescue = (db: Database, extraSessions: number): number => {
   const ids = [...owners]
   const instances = db.prepare(`SELECT * FROM vigil_instances WHERE id IN (${ids.map(() => "?").join(", ")})`).all(...ids)
   const endParts = db.prepare(
-    `UPDATE vigil_parts SET status = 'error', error = ?, ended_at = ? WHERE owner_id = ? AND status IN ('pending', 'running')
+    `UPDATE vigil_parts SET status = 'error', error = ?, ended_at = ?, reserve = NULL WHERE owner_id = ? AND status IN ('pending', 'running')
      RETURNING id, session_id, tool, pid, pgid, proc_start`
   )
   const endSessions = db.prepare(

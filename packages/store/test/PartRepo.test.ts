@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Part } from "@vigil/domain"
 import { OrphanedByCrash, SessionCancelled, ToolFailed, ToolTimeout, WatchdogStuck } from "@vigil/domain"
-import { outputCapBytes, PartRepo, SessionRepo } from "@vigil/store"
+import { SqlClient } from "@effect/sql"
+import { outputCapBytes, PartRepo, reservedRoom, SessionRepo } from "@vigil/store"
 import { Effect, Option } from "effect"
 import { describeBackends, makePart, makeSession, ownerA, ownerB } from "./fixtures.js"
 
@@ -33,7 +34,7 @@ const runningFields = { status: "running", startedAt: 2_000, deadlineAt: 5_000 }
 const completedFields = { status: "completed", startedAt: 2_000, endedAt: 3_000, output: "done" } as const
 const errorFields = { status: "error", startedAt: 2_000, endedAt: 3_000, error: timeout } as const
 
-describeBackends("PartRepo", ({ withStore }) => {
+describeBackends("PartRepo", ({ name, withStore }) => {
   it.effect("insert and get round-trip every field", () =>
     withStore(Effect.gen(function*() {
       const part = yield* seedOne({
@@ -342,6 +343,63 @@ describeBackends("PartRepo", ({ withStore }) => {
         assert.deepStrictEqual(yield* read(done!), done)
         assert.deepStrictEqual(yield* read(other!), other)
         assert.deepStrictEqual(yield* repo.endActiveOfOwner(ownerA, reason, 9_000), [])
+      })))
+  })
+
+  describe("the room a live row reserves for its end", () => {
+    const reserveOf = (part: Pick<Part, "id">) =>
+      Effect.gen(function*() {
+        const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+        const rows = yield* sql<{ reserve: string | null }>`SELECT reserve FROM vigil_parts WHERE id = ${part.id}`
+        return rows[0]!.reserve
+      }).pipe(Effect.orDie)
+
+    it.effect("is written with a pending or running row and given back by every write that ends it", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [pending, completes, fails, failsMany, rescued, bornEnded] = yield* seed(
+          {},
+          runningFields,
+          runningFields,
+          runningFields,
+          runningFields,
+          completedFields
+        )
+        for (const part of [pending!, completes!, fails!, failsMany!, rescued!]) {
+          assert.strictEqual(yield* reserveOf(part), reservedRoom, part.id)
+        }
+        assert.isNull(yield* reserveOf(bornEnded!), "a row born terminal reserves nothing")
+        assert.isTrue(yield* repo.start(pending!.id, { ownerId: ownerA, at: 2_000, deadlineAt: null }))
+        assert.strictEqual(yield* reserveOf(pending!), reservedRoom, "kept while it runs")
+
+        assert.isTrue(yield* repo.complete(completes!.id, { ownerId: ownerA, output: "ok", at: 3_000 }))
+        assert.isTrue(yield* repo.fail(fails!.id, { reason: timeout, at: 3_000, ownerId: ownerA }))
+        assert.deepStrictEqual(yield* repo.failMany([failsMany!.id], { reason: stuck, at: 3_000 }), [failsMany!.id])
+        const ended = yield* repo.endActiveOfOwner(ownerA, new OrphanedByCrash({ ownerId: ownerA }), 3_000)
+        assert.deepStrictEqual(ended.map((part) => part.id).sort(), [pending!.id, rescued!.id].sort())
+        for (const part of [pending!, completes!, fails!, failsMany!, rescued!]) {
+          assert.isNull(yield* reserveOf(part), part.id)
+        }
+      })))
+
+    it.effect.skipIf(name !== "sqlite")("so a rescue of orphans scattered through full pages splits none: the file keeps its page count", () =>
+      withStore(Effect.gen(function*() {
+        const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+        const repo = yield* PartRepo
+        const session = makeSession()
+        yield* (yield* SessionRepo).insert(session)
+        // Appended in id order, as tool calls are, so each page is full before the next is begun;
+        // every sixth part was left running by a crash: a few on every page.
+        yield* sql.withTransaction(Effect.forEach(
+          Array.from({ length: 1_200 }, (_, i) => makePart(session.id, i % 6 === 0 ? runningFields : completedFields)),
+          (part) => repo.insert(part),
+          { discard: true }
+        ))
+        const pageCount = sql<{ page_count: number }>`PRAGMA page_count`.pipe(Effect.map((rows) => Number(rows[0]!.page_count)))
+        const before = yield* pageCount
+        const ended = yield* repo.endActiveOfOwner(ownerA, new OrphanedByCrash({ ownerId: ownerA }), 9_000)
+        assert.strictEqual(ended.length, 200)
+        assert.strictEqual(yield* pageCount, before)
       })))
   })
 
