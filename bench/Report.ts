@@ -50,7 +50,7 @@ export const show = (value: number): string => round(value).toLocaleString("en-U
 
 /** `3,472/s`, `236 ms`, `15.5 KiB`: a value in a unit, as a cell reads it. */
 export const withUnit = (value: number, unit: string): string =>
-  unit === "" ? show(value) : unit.startsWith("/") || unit === "×" ? `${show(value)}${unit}` : `${show(value)} ${unit}`
+  Number.isNaN(value) ? "—" : unit === "" ? show(value) : unit.startsWith("/") || unit === "×" ? `${show(value)}${unit}` : `${show(value)} ${unit}`
 
 /** A rate is better higher; everything else here (times, sizes, counts) lower. */
 const isRate = (unit: string) => unit.endsWith("/s")
