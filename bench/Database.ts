@@ -38,3 +38,25 @@ export const openDatabase = (filename: string): Database => {
   db.pragma("synchronous = NORMAL")
   return db
 }
+
+/** `pg` used directly, for the "bare `pg`" floors of the PostgreSQL figures (typed as the benchmark calls it). */
+export interface PgPool {
+  readonly query: (
+    text: string,
+    values?: ReadonlyArray<unknown>
+  ) => Promise<{ readonly rows: Array<Record<string, unknown>>; readonly rowCount: number | null }>
+  readonly end: () => Promise<void>
+}
+
+type PgModule = { readonly Pool: new (options: { readonly connectionString: string; readonly max: number }) => PgPool }
+
+/**
+ * A pool of `connections` to `url`. `pg` is the one `@effect/sql-pg` loads, from its real folder
+ * (the root does not depend on it); required when first used, so a run without PostgreSQL never
+ * loads it.
+ */
+export const openPg = (url: string, connections: number): PgPool => {
+  const folder = realpathSync(fileURLToPath(new URL("../packages/store/node_modules/@effect/sql-pg/package.json", import.meta.url)))
+  const pg = createRequire(folder)("pg") as PgModule
+  return new pg.Pool({ connectionString: url, max: connections })
+}

@@ -8,7 +8,9 @@ import { deadlineFigures } from "./figures/Deadlines.js"
 import { hardStopFigures } from "./figures/HardStop.js"
 import { historyFigures } from "./figures/History.js"
 import { modelStepFigures } from "./figures/ModelSteps.js"
+import { postgresLifecycleFigures, postgresRecoveryFigures } from "./figures/Postgres.js"
 import { recoveryFigures } from "./figures/Recovery.js"
+import { shellFigures } from "./figures/Shell.js"
 import { sleeperFigures } from "./figures/Sleepers.js"
 import { startupFigures } from "./figures/Startup.js"
 import { throughputFigures } from "./figures/Throughput.js"
@@ -19,7 +21,9 @@ import { collectGarbage, tempFolder } from "./Support.js"
 
 /**
  * `pnpm bench`: the performance figures of docs/design.md#performance-targets, each measured once
- * in this run with its bare-SQLite floor beside it where there is one. Prints a table and writes
+ * in this run beside its floor measured in the same run (bare better-sqlite3, bare `pg`, a bare
+ * `spawn`, `node -e 0`; or why it has none) and the ratio of the two, and beside a peer doing the
+ * same work where one runs here. Prints a table and writes
  * bench/results.json. Not a test: a missed target is reported (with by how much), not failed.
  * Run as `node --expose-gc --conditions=@vigil/source --import tsx bench/run.ts` for the steadiest
  * heap figure (plain `tsx --conditions=@vigil/source` works too: the benchmark turns the flag on
@@ -40,6 +44,9 @@ const figures: ReadonlyArray<{
   { numbers: [8], title: "a 200-step turn on a short and on a long session history", run: historyFigures },
   { numbers: [9], title: "a watchdog scan and an abort over a 100,000-deep session chain", run: treeFigures },
   { numbers: [10], title: "start-up of the built CLI: --help, a bad config, /health after serve", run: startupFigures },
+  { numbers: [11], title: "a supervised bash call of `true` and a bare spawn of it", run: shellFigures },
+  { numbers: [12], title: "no-op tool lifecycle on PostgreSQL, its bare-pg floor and pg-boss", run: postgresLifecycleFigures },
+  { numbers: [13], title: "startup recovery and watchdog scan on PostgreSQL", run: postgresRecoveryFigures },
   // Last: the longest (about 7 s a SIGKILL round).
   { numbers: [20], title: "crash loop, long form: 50 SIGKILLs under a hostile workload", run: crashLoopFigures }
 ]
@@ -58,7 +65,9 @@ const measure = (figure: (typeof figures)[number], dir: string) =>
           name: figure.title,
           value: Number.NaN,
           unit: "",
-          baseline: "",
+          floor: "—: the figure failed",
+          floorValue: null,
+          ratio: null,
           target: "",
           verdict: "FAILED",
           note: Cause.pretty(cause).split("\n").slice(0, 3).join(" ")

@@ -53,10 +53,27 @@ export const crashLoopFigures = (dir: string) =>
       `${summary.floods} floods, ${summary.stalledClients} stalled /event clients, ${summary.instantRequests} instant-provider requests; ` +
       `peak RSS ${show(summary.peakRssBytes / 2 ** 20)} MB; test exit ${exitCode}` +
       (summary.violations.length > 0 ? `; first: ${summary.violations[0]}` : "")
+    // Counts of broken guarantees: their floor is 0, not a bare way of doing the same work.
+    const none = { none: "a count of what went wrong: 0 is the target itself" }
     const rows: Array<Row> = [
-      row({ figure: 20, name: "crash loop: SIGKILLs survived", value: summary.kills, unit: "kills", target: { kind: "min", limit: 50 }, note }),
-      row({ figure: 20, name: "crash loop: violations (lost, stuck, rewritten, wrong output)", value: summary.violations.length, unit: "", target: { kind: "max", limit: 0 } }),
-      row({ figure: 20, name: "crash loop: processes leaked", value: summary.leaked, unit: "", target: { kind: "max", limit: 0 } })
+      row({
+        figure: 20,
+        name: "crash loop: SIGKILLs survived",
+        value: summary.kills,
+        unit: "kills",
+        floor: { none: "the number of kills is set by the run" },
+        target: { kind: "min", limit: 50 },
+        note
+      }),
+      row({
+        figure: 20,
+        name: "crash loop: violations (lost, stuck, rewritten, wrong output)",
+        value: summary.violations.length,
+        unit: "",
+        floor: none,
+        target: { kind: "max", limit: 0 }
+      }),
+      row({ figure: 20, name: "crash loop: processes leaked", value: summary.leaked, unit: "", floor: none, target: { kind: "max", limit: 0 } })
     ]
     return rows
   })

@@ -92,20 +92,20 @@ export const historyFigures = (dir: string) =>
     }).pipe(Effect.provide(runtime.context), Effect.onError(() => runtime.close))
     yield* runtime.close
     return [
-      row({ figure: 8, name: `200-step turn on a session of ${show(short)} parts`, value: times.short, unit: "ms" }),
+      row({
+        figure: 8,
+        name: `200-step turn on a session of ${show(short)} parts`,
+        value: times.short,
+        unit: "ms",
+        floor: { none: `the ${show(short)}-part turn is the floor of the ${show(long)}-part one` }
+      }),
       row({
         figure: 8,
         name: `200-step turn on a session of ${show(long)} parts`,
         value: times.long,
         unit: "ms",
-        baseline: `${show(times.short)} ms at ${show(short)} parts`
-      }),
-      row({
-        figure: 8,
-        name: `turn time at ${show(long)} ÷ at ${show(short)} parts`,
-        value: times.long / times.short,
-        unit: "×",
-        target: { kind: "max", limit: 1.5, text: "≤ 1.5×" }
+        floor: { value: times.short, what: `the same turn at ${show(short)} parts` },
+        ratioTarget: 1.5
       })
     ] satisfies ReadonlyArray<Row>
   })

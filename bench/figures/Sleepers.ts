@@ -2,9 +2,11 @@ import { join } from "node:path"
 import type { SessionId } from "../../packages/domain/src/index.js"
 import { ToolRunner, Watchdog } from "../../packages/runtime/src/index.js"
 import { openDatabase } from "../Database.js"
-import { Effect } from "../effect.js"
+import { Duration, Effect, Fiber } from "../effect.js"
+import { bareOwner, bareParts, bareScanTimings } from "../Floors.js"
 import type { Row } from "../Report.js"
 import { max, median, row, show } from "../Report.js"
+import { migrate } from "../Seed.js"
 import { benchRuntime, benchTools, buildOpen, openSession, settledHeap } from "../Support.js"
 
 const tools = 10_000
@@ -15,7 +17,7 @@ const scans = 5
  * Figure 4: ten thousand supervised tools sleeping 60 s on the real clock, in 100 busy sessions.
  * The heap they hold (after full collections), one watchdog scan over them, and the shutdown that
  * ends them all (closing the runtime's scope: each supervisor interrupts its body, then records
- * the part terminal).
+ * the part terminal). Each against the same done bare (`bareSleepers`).
  */
 export const sleeperFigures = (dir: string) =>
   Effect.gen(function*() {
@@ -62,6 +64,7 @@ export const sleeperFigures = (dir: string) =>
       }
     })
     if (ended !== tools) return yield* Effect.dieMessage(`shutdown left ${tools - ended} of ${tools} sleeping parts not terminal`)
+    const bare = yield* bareSleepers(join(dir, "sleepers-floor.db"))
 
     const { before, after, startMs, timings } = measured
     const perTool = (after.heapUsed - before.heapUsed) / tools
@@ -71,6 +74,7 @@ export const sleeperFigures = (dir: string) =>
         name: "heap per supervised sleeping tool (10k running)",
         value: perTool / 1024,
         unit: "KiB",
+        floor: { value: bare.heapPerFiber / 1024, what: "a bare forked fiber sleeping 60 s" },
         note: `heapUsed ${show(before.heapUsed / 1048576)} → ${show(after.heapUsed / 1048576)} MiB` +
           (before.collected ? " after full collections" : " (no gc available: run under node --expose-gc)")
       }),
@@ -79,6 +83,7 @@ export const sleeperFigures = (dir: string) =>
         name: "start of 10k sleeping tools, one after another",
         value: startMs,
         unit: "ms",
+        floor: { value: bare.startMs, what: "10k bare forks, each with its running row inserted bare" },
         note: `${show(tools / (startMs / 1000))} starts/s`
       }),
       row({
@@ -86,6 +91,7 @@ export const sleeperFigures = (dir: string) =>
         name: "watchdog scan with 10k running (median of 5)",
         value: median(timings),
         unit: "ms",
+        floor: { value: median(bare.scanMs), what: "bare SQL, the scan's reads over the same rows" },
         note: `max ${show(max(timings))} ms`
       }),
       row({
@@ -93,7 +99,43 @@ export const sleeperFigures = (dir: string) =>
         name: "shutdown with 10k running (close the runtime scope)",
         value: shutdownMs,
         unit: "ms",
+        floor: { value: bare.shutdownMs, what: "10k bare fibers interrupted, each row ended bare" },
         note: `all ${ended} parts recorded terminal (SessionCancelled by shutdown)`
       })
     ] satisfies ReadonlyArray<Row>
+  })
+
+/**
+ * The same ten thousand sleepers without supervision, on a file of the same schema: a fiber forked
+ * per tool sleeping 60 s, its running row inserted bare (one autocommit each), the scan's reads
+ * bare over those rows, then every fiber interrupted and each row ended bare.
+ */
+const bareSleepers = (file: string) =>
+  Effect.gen(function*() {
+    yield* migrate(file)
+    const db = openDatabase(file)
+    try {
+      const parts = bareParts(db)
+      const sleep = Effect.sleep(Duration.seconds(60))
+      yield* Effect.sleep("50 millis")
+      const before = settledHeap()
+      const started = performance.now()
+      const fibers: Array<Fiber.RuntimeFiber<void>> = []
+      const ids: Array<string> = []
+      for (let i = 0; i < tools; i++) {
+        ids.push(parts.insertRunning())
+        fibers.push(yield* Effect.fork(sleep))
+      }
+      const startMs = performance.now() - started
+      yield* Effect.sleep("200 millis")
+      const after = settledHeap()
+      const scanMs = bareScanTimings(db, bareOwner, { running: tools, rounds: scans })
+      const closing = performance.now()
+      yield* Fiber.interruptAll(fibers)
+      for (const id of ids) parts.end(id, "{\"_tag\":\"SessionCancelled\",\"by\":\"shutdown\"}")
+      const shutdownMs = performance.now() - closing
+      return { heapPerFiber: (after.heapUsed - before.heapUsed) / tools, startMs, scanMs, shutdownMs }
+    } finally {
+      db.close()
+    }
   })

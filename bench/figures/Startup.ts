@@ -97,7 +97,7 @@ export const startupFigures = (dir: string) =>
     }
     const health: Array<number> = []
     for (let run = 0; run < runs; run++) health.push(yield* healthAfterStart(mkdtempSync(join(cwd, "serve-"))))
-    const baseline = `node -e 0: ${show(floor)} ms`
+    const baseline = { value: floor, what: "node -e 0" }
     const figure = (name: string, values: ReadonlyArray<number>, limit: number): Row => {
       const value = median(values)
       return row({
@@ -105,7 +105,7 @@ export const startupFigures = (dir: string) =>
         name,
         value,
         unit: "ms",
-        baseline,
+        floor: baseline,
         target: { kind: "max", limit },
         note: `${show(value - floor)} ms above the floor; runs ${values.map((v) => show(v)).join(", ")} ms`
       })
