@@ -327,33 +327,32 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     ) => {
       const { body, output } = started
       const ending = control.verdict.claim(endingOf(waited))
-      if (ending === "body") {
-        // The body claimed as it exited: its exit is there.
-        return Fiber.await(body).pipe(
-          Effect.flatMap((exit) =>
-            finish(
-              part,
-              control,
-              Exit.isSuccess(exit)
-                ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
-                : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.text() },
-              output
-            )
-          ),
-          Effect.ensuring(Effect.sync(() => controls.delete(part.id)))
-        )
-      }
-      return stopBody(part, body, ending).pipe(
-        Effect.flatMap((ended) => finish(part, control, { _tag: "Failed", reason: ended, output: output.text() }, output)),
-        Effect.catchAllCause((cause) => Effect.logError("could not end a stopped part", cause)),
-        // Still decided: whoever awaits the part hears how it ended (a no-op once `finish` told them).
+      let decided: Outcome<A> | undefined
+      // The body claimed as it exited, so its exit is there; a stop waits at most the grace for it.
+      const outcome: Effect.Effect<Outcome<A>> = ending === "body"
+        ? Effect.map(Fiber.await(body), (exit) =>
+          Exit.isSuccess(exit)
+            ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
+            : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.text() })
+        : Effect.map(stopBody(part, body, ending), (ended) => ({ _tag: "Failed", reason: ended, output: output.text() }))
+      const ended = outcome.pipe(
+        Effect.flatMap((outcome) => {
+          decided = outcome
+          return finish(part, control, outcome, output)
+        }),
+        Effect.catchAllCause((cause) => Effect.logError("could not end a part", cause).pipe(Effect.annotateLogs({ part: part.id, tool: part.tool }))),
+        // Whatever failed above, the end is decided: whoever awaits the part hears how it ended
+        // (a no-op once `finish` told them).
         Effect.ensuring(Effect.suspend(() => {
           controls.delete(part.id)
-          return Deferred.succeed(control.done, { _tag: "Failed", reason: ending, output: output.text() })
-        })),
-        // Only a stop logs here, so only a stop pays for the annotations.
-        Effect.annotateLogs({ part: part.id, tool: part.tool })
+          return Deferred.succeed(
+            control.done,
+            decided ?? { _tag: "Failed", reason: ending === "body" ? new ToolFailed({ message: "the part's end could not be recorded" }) : ending, output: output.text() }
+          )
+        }))
       )
+      // Only a stop logs on its way, so only a stop pays for the annotations.
+      return ending === "body" ? ended : Effect.annotateLogs(ended, { part: part.id, tool: part.tool })
     }
 
     /**
