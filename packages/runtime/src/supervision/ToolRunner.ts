@@ -88,6 +88,7 @@ interface Control {
   readonly done: Deferred.Deferred<Outcome<unknown>>
 }
 
+const bodyEnded: Ending = "body"
 const shutdownReason = new SessionCancelled({ by: "shutdown" })
 
 /**
@@ -95,7 +96,7 @@ const shutdownReason = new SessionCancelled({ by: "shutdown" })
  * `FiberSet`), shaped as a bracket over the part's body:
  * - `running` (with owner and deadline) is persisted before the body starts;
  * - acquire: the body is forked detached (`forkDaemon`), so its supervisor can stop waiting for it;
- * - use: the supervisor awaits it under the deadline (`Effect.timeoutFail` with `ToolTimeout`);
+ * - use: the supervisor awaits it under the deadline (`Effect.timeoutTo`, `ToolTimeout` past it);
  *   a cancel or the shutdown interrupts that wait;
  * - release (uninterruptible, whatever ended the wait): for a stop, the body is interrupted and
  *   given at most `abortGrace` (past that the part is still made terminal, `AbortIncomplete`, and
@@ -295,19 +296,19 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         Effect.annotateLogs({ part: part.id, tool: part.tool })
       )
 
-    /** The body's end under the deadline; on the Effect clock, so TestClock drives it. */
+    /** What ends the supervisor's wait: the body's end, or the deadline (on the Effect clock, so TestClock drives it). */
     const awaitBody = (body: Fiber.RuntimeFiber<unknown, ToolError | PartEnded>, timeout: Option.Option<Duration.Duration>) =>
       Option.isNone(timeout)
-        ? Fiber.await(body)
-        : Fiber.await(body).pipe(
-          Effect.timeoutFail({ duration: timeout.value, onTimeout: () => new ToolTimeout({ timeout: Duration.toMillis(timeout.value) }) })
-        )
+        ? Effect.as(Fiber.await(body), bodyEnded)
+        : Fiber.await(body).pipe(Effect.timeoutTo({
+          duration: timeout.value,
+          onSuccess: (): Ending => bodyEnded,
+          onTimeout: (): Ending => new ToolTimeout({ timeout: Duration.toMillis(timeout.value) })
+        }))
 
-    /** What ended the supervisor's wait, as a claim: the body, the deadline, the shutdown, or a defect. */
-    const endingOf = (waited: Exit.Exit<unknown, ToolTimeout>): Ending => {
-      if (Exit.isSuccess(waited)) return "body"
-      const timedOut = Cause.failureOption(waited.cause)
-      if (Option.isSome(timedOut)) return timedOut.value
+    /** The supervisor's claim: what ended its wait, or, when something stopped the wait itself, the shutdown or a defect. */
+    const endingOf = (waited: Exit.Exit<Ending>): Ending => {
+      if (Exit.isSuccess(waited)) return waited.value
       // Interrupted: by a cancel (whose reason was claimed first) or by the runner's scope closing.
       if (Exit.isInterrupted(waited)) return shutdownReason
       return new ToolFailed({ message: `supervisor failed: ${Cause.pretty(waited.cause)}` })
@@ -323,7 +324,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       execution: Execution<A>,
       control: Control,
       started: Started<A>,
-      waited: Exit.Exit<unknown, ToolTimeout>
+      waited: Exit.Exit<Ending>
     ) => {
       const { body, output } = started
       const ending = control.verdict.claim(endingOf(waited))
@@ -367,7 +368,8 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
           // Forked from this uninterruptible step, so said interruptible: a stop must reach it.
           return Effect.map(Effect.forkDaemon(Effect.interruptible(bodyOf(part, execution, control, output))), (body) => ({ body, output }))
         }),
-        ({ body }) => (control.verdict.claimed ? Effect.void : Effect.interruptible(awaitBody(body, execution.timeout))),
+        // A cancel that claimed before the supervisor started leaves nothing to wait for: its claim decides.
+        ({ body }) => (control.verdict.claimed ? Effect.succeed(bodyEnded) : Effect.interruptible(awaitBody(body, execution.timeout))),
         (started, waited) => end(part, execution, control, started, waited)
       )
 
