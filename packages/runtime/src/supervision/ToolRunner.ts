@@ -95,9 +95,10 @@ const shutdownReason = new SessionCancelled({ by: "shutdown" })
  * Runs every tool execution and model step as a supervised fiber (one per part, in the runner's
  * `FiberSet`), shaped as a bracket over the part's body:
  * - `running` (with owner and deadline) is persisted before the body starts;
- * - acquire: the body is forked detached (`forkDaemon`), so its supervisor can stop waiting for it;
- * - use: the supervisor awaits it under the deadline (`Effect.timeoutTo`, `ToolTimeout` past it);
- *   a cancel or the shutdown interrupts that wait;
+ * - the body runs detached (`forkDaemon`), so its supervisor can stop waiting for it;
+ * - acquire: the supervisor takes charge of it (registers itself for `cancel`);
+ * - use: it awaits the body under the deadline (`Effect.timeoutTo`, `ToolTimeout` past it), unless
+ *   the body has already ended; a cancel or the shutdown interrupts that wait;
  * - release (uninterruptible, whatever ended the wait): for a stop, the body is interrupted and
  *   given at most `abortGrace` (past that the part is still made terminal, `AbortIncomplete`, and
  *   the abandoned fiber is counted and its processes ended); then the guarded terminal write (a
@@ -292,7 +293,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     /** The body. Its exit claims the verdict in the same step, so a stop that comes later finds the part decided. */
     const bodyOf = <A>(part: Part, execution: Execution<A>, control: Control, output: PartOutput) =>
       execution.body(contextFor(part, output)).pipe(
-        Effect.ensuring(Effect.sync(() => control.verdict.claim("body"))),
+        Effect.ensuring(Effect.sync(() => control.verdict.claim(bodyEnded))),
         Effect.annotateLogs({ part: part.id, tool: part.tool })
       )
 
@@ -357,23 +358,21 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     }
 
     /**
-     * A part's supervisor. It registers itself for `cancel` as it starts, so a cancel either finds it
-     * to interrupt or has claimed before it starts, and then it does not wait at all.
+     * A part's supervisor, a bracket over its running body. It registers itself for `cancel` as it
+     * starts, so a cancel either finds it to interrupt or has claimed before it starts. A body that
+     * has already ended by then (a quick tool) is not waited for: no deadline fibers for it at all.
      */
-    const supervise = <A>(part: Part, execution: Execution<A>, control: Control) =>
+    const supervise = <A>(part: Part, execution: Execution<A>, control: Control, started: Started<A>) =>
       Effect.acquireUseRelease(
         Effect.withFiberRuntime<Started<A>>((self) => {
           control.supervisor = self
-          const output = outputFiles.track(part.id)
-          // Forked from this uninterruptible step, so said interruptible: a stop must reach it.
-          return Effect.map(Effect.forkDaemon(Effect.interruptible(bodyOf(part, execution, control, output))), (body) => ({ body, output }))
+          return Effect.succeed(started)
         }),
-        // A cancel that claimed before the supervisor started leaves nothing to wait for: its claim decides.
         ({ body }) => (control.verdict.claimed ? Effect.succeed(bodyEnded) : Effect.interruptible(awaitBody(body, execution.timeout))),
         (started, waited) => end(part, execution, control, started, waited)
       )
 
-    /** Creates the part, persists `running` (with owner and deadline, before the body starts), and starts its supervisor. */
+    /** Creates the part, persists `running` (with owner and deadline, before the body starts), and starts its body and supervisor. */
     const execute = Effect.fnUntraced(function*<A>(execution: Execution<A>) {
       const now = yield* Clock.currentTimeMillis
       const running = newPart({
@@ -392,12 +391,17 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       yield* publish(running)
       yield* activity.touch(execution.sessionId, { force: true })
       const control: Control = { verdict: new Verdict<Ending>(), supervisor: undefined, done: yield* Deferred.make<Outcome<unknown>>() }
-      // One step: a part `cancel` can find always has a supervisor that will end it. Forked
-      // uninterruptible, so the bracket runs whole even when interrupted at once (a set already
-      // closed by the shutdown interrupts what it is given).
+      const output = outputFiles.track(running.id)
+      // One uninterruptible step: a part `cancel` can find always has a body and a supervisor that
+      // will end it, and the bracket runs whole even when interrupted at once (a set already closed
+      // by the shutdown interrupts what it is given). The body, forked from here, is said
+      // interruptible: a stop must reach it.
       yield* Effect.uninterruptible(Effect.suspend(() => {
         controls.set(running.id, control)
-        return Effect.tap(Effect.forkDaemon(supervise(running, execution, control)), (fiber) => FiberSet.unsafeAdd(supervisors, fiber))
+        return Effect.forkDaemon(Effect.interruptible(bodyOf(running, execution, control, output))).pipe(
+          Effect.flatMap((body) => Effect.forkDaemon(supervise(running, execution, control, { body, output }))),
+          Effect.tap((supervisor) => Effect.sync(() => FiberSet.unsafeAdd(supervisors, supervisor)))
+        )
       }))
       return { partId: running.id, await: Deferred.await(control.done) as Effect.Effect<Outcome<A>> } satisfies Handle<A>
     })
