@@ -1,3 +1,4 @@
+import { reservedRoom } from "../packages/store/src/PartRepo.js"
 import { SqliteStoreLive } from "../packages/store/src/Sqlite.js"
 import type { Database } from "./Database.js"
 import { openDatabase } from "./Database.js"
@@ -39,8 +40,9 @@ export const migrate = (file: string) => Effect.scoped(Layer.build(SqliteStoreLi
 
 /**
  * One million parts (99% completed, 1% `running` orphans of ten dead instances on another host,
- * with recorded processes), 100,000 sessions (1,000 busy ones of the dead instances), 60 instance
- * rows: generated inside SQLite in one transaction, on the migrated schema and its indexes.
+ * with recorded processes and the room vigil's insert reserves in a live row), 100,000 sessions
+ * (1,000 busy ones of the dead instances), 60 instance rows: generated inside SQLite in one
+ * transaction, on the migrated schema and its indexes.
  */
 export const seedHistory = (file: string, layout: OrphanLayout) =>
   Effect.gen(function*() {
@@ -93,7 +95,7 @@ const insertHistory = (db: Database, now: number, layout: OrphanLayout) => {
     `WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ${history.parts - 1}),
      rows AS (SELECT n, ${isOrphan} AS orphan, (${orphanK}) AS k, (${orphanK}) % ${busy} AS busySession FROM seq)
      INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
-       ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
+       ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start, reserve)
      SELECT printf('prt_bench%08d', n),
        CASE WHEN orphan THEN printf('ses_bench%07d', busySession) ELSE printf('ses_bench%07d', n % ${history.sessions}) END,
        'tool', 'bash', '{"command":"echo hi"}', 'call_' || n,
@@ -108,9 +110,10 @@ const insertHistory = (db: Database, now: number, layout: OrphanLayout) => {
        NULL,
        CASE WHEN orphan THEN 3000000 + k ELSE NULL END,
        CASE WHEN orphan THEN 3000000 + k ELSE NULL END,
-       CASE WHEN orphan THEN '12345' ELSE NULL END
+       CASE WHEN orphan THEN '12345' ELSE NULL END,
+       CASE WHEN orphan THEN ? ELSE NULL END
      FROM rows`
-  ).run()
+  ).run(reservedRoom)
 }
 
 /**
@@ -119,8 +122,8 @@ const insertHistory = (db: Database, now: number, layout: OrphanLayout) => {
  */
 export const restoreOrphans = (db: Database, layout: OrphanLayout) =>
   db.transaction(() => {
-    const part = db.prepare(`UPDATE vigil_parts SET status = 'running', error = NULL, ended_at = NULL WHERE id = ?`)
-    for (let k = 0; k < orphanCount; k++) part.run(partId(orphanPart(layout, k)))
+    const part = db.prepare(`UPDATE vigil_parts SET status = 'running', error = NULL, ended_at = NULL, reserve = ? WHERE id = ?`)
+    for (let k = 0; k < orphanCount; k++) part.run(reservedRoom, partId(orphanPart(layout, k)))
     const session = db.prepare(`UPDATE vigil_sessions SET status = 'busy', cancel_reason = NULL WHERE id = ?`)
     for (let s = 0; s < history.busySessions; s++) session.run(sessionId(s))
   })()

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { runInNewContext } from "node:vm"
 import { setFlagsFromString } from "node:v8"
-import type { Settings as SettingsShape, SessionId } from "../packages/domain/src/index.js"
+import type { Settings as SettingsShape } from "../packages/domain/src/index.js"
 import { makeSessionId, Session } from "../packages/domain/src/index.js"
 import { InstanceLease, Tools, Vigil } from "../packages/runtime/src/index.js"
 import { SessionRepo } from "../packages/store/src/index.js"
@@ -43,8 +43,6 @@ export const benchRuntime = (options: {
     settings: benchSettings(options.settings),
     tools: Layer.merge(Tools.builtin(), Tools.addAll(options.tools ?? []))
   })
-
-export type BenchRuntime = Layer.Layer.Success<ReturnType<typeof benchRuntime>>
 
 /**
  * Builds a layer in a scope of its own, so a figure can time its start and its shutdown
@@ -87,7 +85,7 @@ export const openSession = (title: string) =>
       createdAt: now
     })
     yield* sessions.insert(session)
-    return session.id as SessionId
+    return session.id
   })
 
 const spin = (millis: number) => {
@@ -134,8 +132,6 @@ export const benchTools = {
       }).pipe(Effect.as("busy"))
   }
 } satisfies Record<string, AnyTool>
-
-export const benchToolList: ReadonlyArray<AnyTool> = Object.values(benchTools)
 
 /**
  * A full collection, when the runtime allows one: `global.gc` under `node --expose-gc`, else the

@@ -18,7 +18,7 @@ import { show, table } from "./Report.js"
 import { collectGarbage, tempFolder } from "./Support.js"
 
 /**
- * `pnpm bench`: the performance figures of DESIGN.md ("Performance targets"), each measured once
+ * `pnpm bench`: the performance figures of docs/design.md#performance-targets, each measured once
  * in this run with its bare-SQLite floor beside it where there is one. Prints a table and writes
  * bench/results.json. Not a test: a missed target is reported (with by how much), not failed.
  * Run as `node --expose-gc --conditions=@vigil/source --import tsx bench/run.ts` for the steadiest

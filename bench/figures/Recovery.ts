@@ -1,7 +1,7 @@
 import { closeSync, copyFileSync, fsyncSync, openSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import type { SessionId } from "../../packages/domain/src/index.js"
-import { InstanceLease, RecoveryComplete, Rescue, ToolRunner, Watchdog } from "../../packages/runtime/src/index.js"
+import { InstanceLease, Recovery, RecoveryComplete, ToolRunner, Watchdog } from "../../packages/runtime/src/index.js"
 import type { Database } from "../Database.js"
 import { openDatabase } from "../Database.js"
 import { Effect } from "../effect.js"
@@ -32,7 +32,7 @@ const layoutLabel = { recent: "orphans newest", scattered: "orphans scattered" }
 
 /**
  * On one file of a million parts:
- * 1. the runtime starts on it and its startup recovery (`Rescue.rescueDeadOwners({ trigger:
+ * 1. the runtime starts on it and its startup recovery (`Recovery.recoverDeadOwners({ trigger:
  *    "startup" })`, run by StartupRecoveryLive while the layers are built) rescues the 10,000
  *    orphans of ten dead instances; the orphans are put back and the rescue called directly four
  *    more times; the same rescue in bare SQL is the floor, once on a copy of the seeded file (the
@@ -57,7 +57,7 @@ const onHistory = (dir: string, layout: OrphanLayout) =>
         )
       }
       // The same rescue again, called directly, on the orphans put back as they were.
-      const rescue = yield* Rescue
+      const recovery = yield* Recovery
       const replays: Array<number> = []
       for (let i = 0; i < replayCount; i++) {
         yield* Effect.sync(() => {
@@ -69,7 +69,7 @@ const onHistory = (dir: string, layout: OrphanLayout) =>
           }
         })
         const started = performance.now()
-        const replayed = yield* rescue.rescueDeadOwners({ trigger: "startup" })
+        const replayed = yield* recovery.recoverDeadOwners({ trigger: "startup" })
         replays.push(performance.now() - started)
         if (replayed.orphanedParts !== orphanCount) {
           return yield* Effect.dieMessage(`a replayed rescue ended ${replayed.orphanedParts} parts, expected ${orphanCount}`)
@@ -137,7 +137,7 @@ const onHistory = (dir: string, layout: OrphanLayout) =>
         baseline: `${show(bareFirstMs)} ms bare SQL first rescue, ${show(bareRescueMs)} ms again`,
         target: { kind: "max", limit: 1000, text: "well under 1,000 ms", wellUnder: 0.5 },
         note: `${report.orphanedParts} parts and ${report.sessionsFreed} sessions of ${report.deadOwners.length} dead ` +
-          `instances rescued by rescueDeadOwners during the runtime's start; bare SQL: once on a copy of the seeded file, ` +
+          `instances rescued by recoverDeadOwners during the runtime's start; bare SQL: once on a copy of the seeded file, ` +
           `then median of 3 on orphans put back (pages already split); seeding the file took ${show(seedMs)} ms`
       }),
       row({
@@ -147,7 +147,7 @@ const onHistory = (dir: string, layout: OrphanLayout) =>
         unit: "ms",
         baseline: `${show(bareFirstMs)} ms bare SQL first rescue, ${show(bareRescueMs)} ms again`,
         target: { kind: "max", limit: 1000, text: "well under 1,000 ms", wellUnder: 0.5 },
-        note: `rescueDeadOwners({ trigger: "startup" }) timed from outside, orphans restored before each: ${
+        note: `recoverDeadOwners({ trigger: "startup" }) timed from outside, orphans restored before each: ${
           replays.map(show).join(", ")
         } ms`
       }),
@@ -222,7 +222,7 @@ const bareRescue = (db: Database, extraSessions: number): number => {
   const ids = [...owners]
   const instances = db.prepare(`SELECT * FROM vigil_instances WHERE id IN (${ids.map(() => "?").join(", ")})`).all(...ids)
   const endParts = db.prepare(
-    `UPDATE vigil_parts SET status = 'error', error = ?, ended_at = ? WHERE owner_id = ? AND status IN ('pending', 'running')
+    `UPDATE vigil_parts SET status = 'error', error = ?, ended_at = ?, reserve = NULL WHERE owner_id = ? AND status IN ('pending', 'running')
      RETURNING id, session_id, tool, pid, pgid, proc_start`
   )
   const endSessions = db.prepare(

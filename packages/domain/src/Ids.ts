@@ -7,8 +7,6 @@ export const PartId = Schema.String.pipe(Schema.brand("PartId"))
 export type PartId = typeof PartId.Type
 export const InstanceId = Schema.String.pipe(Schema.brand("InstanceId"))
 export type InstanceId = typeof InstanceId.Type
-export const RequestId = Schema.String.pipe(Schema.brand("RequestId"))
-export type RequestId = typeof RequestId.Type
 
 let lastMillis = 0
 let counter = 0
@@ -47,4 +45,3 @@ const makeId = (prefix: string): string => {
 export const makeSessionId = (): SessionId => SessionId.make(makeId("ses"))
 export const makePartId = (): PartId => PartId.make(makeId("prt"))
 export const makeInstanceId = (): InstanceId => InstanceId.make(makeId("ins"))
-export const makeRequestId = (): RequestId => RequestId.make(makeId("req"))

@@ -88,7 +88,7 @@ interface KeySpec {
  * loaded machine is enough to miss three renewals and look dead while alive. At 2 s it renews
  * every ~667 ms, a few cheap writes a second, and the chaos suite runs at exactly this lease.
  */
-export const minInstanceLeaseMillis = 2_000
+const minInstanceLeaseMillis = 2_000
 
 /** The keys under `experimental`, named as opencode names them, with their environment overrides. */
 export const settingsKeys: Readonly<Record<string, KeySpec>> = {
@@ -114,7 +114,7 @@ export const settingsKeys: Readonly<Record<string, KeySpec>> = {
  * A count setting: a positive whole number (or such a string, as the environment gives it). It
  * cannot be off: a bound on sub-agent nesting that can be lifted is what let a model recurse forever.
  */
-export const parseCount = (value: unknown): Either.Either<number, string> => {
+const parseCount = (value: unknown): Either.Either<number, string> => {
   const number = typeof value === "number" ? value : typeof value === "string" && /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN
   if (typeof value !== "number" && typeof value !== "string") {
     return Either.left(`expected a positive whole number (got ${value === null ? "null" : Array.isArray(value) ? "an array" : typeof value})`)
@@ -128,7 +128,7 @@ const shellEnvKey = "shell_env"
 const shellEnvFields: Readonly<Record<string, keyof ShellEnvPolicy>> = { include: "include", exclude: "exclude", include_only: "includeOnly" }
 
 /** `experimental.shell_env`: `{ include?, exclude?, include_only? }`, each a list of name globs. */
-export const parseShellEnv = (value: unknown): Either.Either<ShellEnvPolicy, SettingsError> => {
+const parseShellEnv = (value: unknown): Either.Either<ShellEnvPolicy, SettingsError> => {
   const key = `experimental.${shellEnvKey}`
   if (!isRecord(value)) {
     return Either.left(new SettingsError({ key, value, problem: `must be an object such as { "include": ["GITHUB_TOKEN"], "exclude": ["AWS_*"] }` }))
@@ -299,39 +299,18 @@ const nearKey = (key: string): string | undefined => {
 }
 
 /**
- * The top-level keys of an opencode config that vigil reads no rule from: accepted as they are
- * (a user's `opencode.json` works unchanged), and noted once at start.
- */
-export const opencodeKeys: ReadonlySet<string> = new Set([
-  "$schema", "agent", "mcp", "permission", "theme", "keybinds", "tui", "share", "autoshare", "autoupdate", "instructions",
-  "lsp", "formatter", "small_model", "username", "tools", "mode", "plugin", "snapshot", "disabled_providers",
-  "enabled_providers", "layout", "command", "watcher", "server", "enterprise", "compaction"
-])
-
-/** The keys of the file vigil reads: `experimental` (its rules), `provider` and `model`. */
-const vigilKeys: ReadonlySet<string> = new Set(["experimental", "provider", "model"])
-
-/**
- * What start-up says about a config file it accepted but does not take whole: opencode's own
- * `experimental.*` keys, opencode keys vigil has no use for, and keys it does not know at all.
+ * What start-up says about an `experimental` section it accepted but does not take whole:
+ * opencode's own `experimental.*` keys, and keys vigil does not know (the file's other keys are
+ * the config file's to note: server/src/ConfigFile.ts).
  */
 export const settingsNotes = (file: unknown): ReadonlyArray<string> => {
   if (!isRecord(file)) return []
-  const notes: Array<string> = []
   const experimental = file["experimental"]
-  if (isRecord(experimental)) {
-    const foreign = Object.keys(experimental).filter((key) => !Object.hasOwn(settingsKeys, key) && key !== shellEnvKey)
-    if (foreign.length > 0) {
-      notes.push(
-        `experimental.${foreign.join(", experimental.")}: not vigil's (opencode's, or unknown); ignored. vigil's keys: ${
-          vigilExperimentalKeys().join(", ")
-        }`
-      )
-    }
-  }
-  const ignored = Object.keys(file).filter((key) => opencodeKeys.has(key) && key !== "$schema")
-  if (ignored.length > 0) notes.push(`${ignored.join(", ")}: opencode settings vigil does not use; ignored`)
-  const unknown = Object.keys(file).filter((key) => !opencodeKeys.has(key) && !vigilKeys.has(key))
-  if (unknown.length > 0) notes.push(`${unknown.join(", ")}: unknown keys; ignored`)
-  return notes
+  if (!isRecord(experimental)) return []
+  const foreign = Object.keys(experimental).filter((key) => !Object.hasOwn(settingsKeys, key) && key !== shellEnvKey)
+  return foreign.length === 0 ? [] : [
+    `experimental.${foreign.join(", experimental.")}: not vigil's (opencode's, or unknown); ignored. vigil's keys: ${
+      vigilExperimentalKeys().join(", ")
+    }`
+  ]
 }

@@ -5,13 +5,10 @@ import { Schema } from "effect"
  */
 export const SessionStatus = Schema.Literal("busy", "waiting", "idle", "cancelled", "error")
 export type SessionStatus = typeof SessionStatus.Type
-export const activeSessionStatuses = ["busy", "waiting"] as const satisfies ReadonlyArray<SessionStatus>
-export const restingSessionStatuses = ["idle", "cancelled", "error"] as const satisfies ReadonlyArray<SessionStatus>
 export const isSessionActive = (status: SessionStatus): boolean => status === "busy" || status === "waiting"
 
 export const PartStatus = Schema.Literal("pending", "running", "completed", "error")
 export type PartStatus = typeof PartStatus.Type
-export const activePartStatuses = ["pending", "running"] as const satisfies ReadonlyArray<PartStatus>
 export const isPartTerminal = (status: PartStatus): boolean => status === "completed" || status === "error"
 
 /**
@@ -22,14 +19,14 @@ export const PartKind = Schema.Literal("prompt", "text", "model", "tool")
 export type PartKind = typeof PartKind.Type
 
 /** `pending → running → completed | error`; a pending part may also end before it starts. */
-export const partTransitions: { readonly [S in PartStatus]: ReadonlyArray<PartStatus> } = {
+const partTransitions: { readonly [S in PartStatus]: ReadonlyArray<PartStatus> } = {
   pending: ["running", "error"],
   running: ["completed", "error"],
   completed: [],
   error: []
 }
 
-export const sessionTransitions: { readonly [S in SessionStatus]: ReadonlyArray<SessionStatus> } = {
+const sessionTransitions: { readonly [S in SessionStatus]: ReadonlyArray<SessionStatus> } = {
   idle: ["busy"],
   cancelled: ["busy"],
   error: ["busy"],

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { makeInstanceId, makePartId, makeRequestId, makeSessionId } from "@vigil/domain"
+import { makeInstanceId, makePartId, makeSessionId } from "@vigil/domain"
 
 describe("ids", () => {
   it("sort in creation order", () => {
@@ -26,8 +26,7 @@ describe("ids", () => {
     const cases: ReadonlyArray<readonly [string, string]> = [
       [makeSessionId(), "ses_"],
       [makePartId(), "prt_"],
-      [makeInstanceId(), "ins_"],
-      [makeRequestId(), "req_"]
+      [makeInstanceId(), "ins_"]
     ]
     for (const [id, prefix] of cases) {
       assert.isTrue(id.startsWith(prefix), id)

@@ -512,7 +512,7 @@ describe("chaos, known findings reproduced on their own", () => {
   }, 60_000)
 
   // runtime/src/supervision/ToolRunner.ts makes a part terminal (AbortIncomplete) while its hard stop still
-  // runs in an abandoned fiber; runtime/src/recovery/Rescue.ts only ends the processes of pending/running
+  // runs in an abandoned fiber; runtime/src/recovery/Recovery.ts only ends the processes of pending/running
   // parts. A server that dies (crash or clean stop) before that hard stop finished leaves the
   // process tree running, and no later start ever looks at it (guarantee 5).
   it("found by chaos: a crash during an abandoned hard stop leaves no process behind after the restart", async () => {

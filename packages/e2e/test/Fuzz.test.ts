@@ -231,7 +231,7 @@ describe("fuzz: parseSettings", () => {
   })
 
   // Found by the property above. The problem text repeats the raw value, so a value with a line
-  // break makes a start-up error of two lines (DESIGN.md: one clear line).
+  // break makes a start-up error of two lines (docs/design.md#the-config-file: one clear line).
   it("found by fuzzing: an unreadable value with a line break still gives a one-line error", () => {
     const result = parseSettings({ experimental: { tool_timeout: "1\n0s" } })
     assert.isTrue(Either.isLeft(result))

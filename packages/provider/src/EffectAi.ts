@@ -16,10 +16,10 @@ import { HttpClientRequest } from "@effect/platform"
 import { HttpClient as Client } from "@effect/platform"
 import type { LanguageModelShape, Message, ModelRequest, ModelResponse, ToolCall, ToolSpec } from "@vigil/runtime"
 import { ModelError } from "@vigil/runtime"
-import { Duration, Effect, Layer, Option, Redacted, Schema, Stream } from "effect"
-import { formatMillis, providerErrorMessage, transportProblem } from "./OpenAiCompatible.js"
+import { Effect, Layer, Option, Schema, Stream } from "effect"
 import type { ProviderApi, ProviderSettings } from "./ProviderConfig.js"
-import { makeRedactor } from "./Redaction.js"
+import type { ModelOptions } from "./ProviderFailures.js"
+import { modelFailures, providerErrorMessage, transportProblem } from "./ProviderFailures.js"
 import type { AttemptFailure } from "./Retry.js"
 import { isRetryableStatus, withRetries } from "./Retry.js"
 
@@ -156,20 +156,12 @@ const describeAiError = (error: AiError.AiError, shownURL: string): { readonly p
  * prompt names it. Every failure is a `ModelError` scrubbed of every configured key.
  */
 export const makeEffectAiModel = (
-  options: {
-    readonly api: Exclude<ProviderApi, "chat-completions">
-    readonly provider: ProviderSettings
-    readonly model: string
-    readonly name?: string
-    readonly secrets?: ReadonlyArray<string>
-  },
+  options: ModelOptions & { readonly api: Exclude<ProviderApi, "chat-completions"> },
   client: HttpClient.HttpClient
 ): LanguageModelShape => {
   const { model, provider } = options
-  const name = options.name ?? `${provider.id}/${model}`
   const shownURL = provider.baseURL
-  const scrub = makeRedactor(options.secrets ?? Option.toArray(Option.map(provider.apiKey, Redacted.value)))
-  const fail = (problem: string) => new ModelError({ message: scrub(`provider ${provider.id}: ${problem}`) })
+  const { fail, name, scrub, silent, withRequestTimeout } = modelFailures(options)
   const layer = modelLayer(options.api, provider, model, client)
 
   const attempt = (request: ModelRequest) =>
@@ -193,7 +185,7 @@ export const makeEffectAiModel = (
             onSome: (timeout) =>
               Stream.timeoutFail(parts, () => ({
                 retryable: false,
-                error: fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.${provider.inactivityKey ?? "inactivityTimeout"})`)
+                error: silent(timeout)
               }), timeout)
           })
       )
@@ -228,16 +220,5 @@ export const makeEffectAiModel = (
   const generate = (request: ModelRequest): Effect.Effect<ModelResponse, ModelError> =>
     withRetries({ open: attempt(request), maxRetries: provider.maxRetries, model: name, deadlineAt: request.deadlineAt, onRetry: request.onRetry })
 
-  return {
-    name,
-    generate: (request) =>
-      Option.match(provider.requestTimeout, {
-        onNone: () => generate(request),
-        onSome: (timeout) =>
-          Effect.timeoutFail(generate(request), {
-            duration: Duration.decode(timeout),
-            onTimeout: () => fail(`the call took longer than ${formatMillis(timeout)} (provider.${provider.id}.options.timeout)`)
-          })
-      })
-  }
+  return { name, generate: withRequestTimeout(generate) }
 }

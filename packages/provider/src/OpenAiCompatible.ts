@@ -22,10 +22,10 @@ import type { HttpClientError } from "@effect/platform"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import type { LanguageModelShape, Message, ModelRequest, ModelResponse, ToolCall, ToolSpec } from "@vigil/runtime"
 import { ModelError } from "@vigil/runtime"
-import { Duration, Effect, Either, Option, Redacted, Stream } from "effect"
+import { Effect, Either, Option, Stream } from "effect"
 import { randomUUID } from "node:crypto"
-import type { ProviderSettings } from "./ProviderConfig.js"
-import { makeRedactor } from "./Redaction.js"
+import type { ModelOptions } from "./ProviderFailures.js"
+import { displayURL, isRecord, modelFailures, providerErrorMessage, snippet, transportProblem } from "./ProviderFailures.js"
 import type { AttemptFailure } from "./Retry.js"
 import { isRetryableStatus, withRetries } from "./Retry.js"
 
@@ -88,78 +88,6 @@ export const toWireTool = (tool: ToolSpec) => {
   return { type: "function" as const, function: { name: tool.name, description: tool.description, parameters } }
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value)
-
-const snippet = (text: string, max = 200) => {
-  const flat = text.replace(/\s+/g, " ").trim()
-  return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat
-}
-
-export const formatMillis = (duration: Duration.Duration): string => {
-  const millis = Math.round(Duration.toMillis(duration))
-  return millis < 1000 ? `${millis} ms` : `${Number((millis / 1000).toFixed(3))} s`
-}
-
-/** The socket-level reason under a transport error (node puts the errno code on the error or its cause). */
-export const transportProblem = (cause: unknown): string => {
-  const seen = new Set<unknown>()
-  const queue: Array<unknown> = [cause]
-  while (queue.length > 0) {
-    const current = queue.shift()
-    if (!isRecord(current) && !(current instanceof Error)) continue
-    if (seen.has(current)) continue
-    seen.add(current)
-    switch ((current as { code?: unknown }).code) {
-      case "ECONNREFUSED":
-        return "connection refused"
-      case "ENOTFOUND":
-      case "EAI_AGAIN":
-        return "host not found"
-      case "ECONNRESET":
-        return "connection reset by the server"
-      case "ETIMEDOUT":
-        return "connection timed out"
-      case "EHOSTUNREACH":
-      case "ENETUNREACH":
-        return "host unreachable"
-    }
-    queue.push((current as { cause?: unknown }).cause)
-    const errors = (current as { errors?: unknown }).errors
-    if (Array.isArray(errors)) queue.push(...errors)
-  }
-  return cause instanceof Error ? cause.message : String(cause)
-}
-
-/** The provider's own words in an error body: OpenAI's `{ error: { message } }` and its cousins. */
-export const providerErrorMessage = (body: string): string => {
-  const parsed = Either.try(() => JSON.parse(body) as unknown)
-  if (Either.isRight(parsed) && isRecord(parsed.right)) {
-    const json = parsed.right
-    const error = json["error"]
-    if (isRecord(error) && typeof error["message"] === "string") return snippet(error["message"], 500)
-    // `{ error: "TypeError", message: "..." }` (@dwmkerr/mock-llm's crash, Express-style handlers):
-    // the name alone says nothing, the message is what went wrong.
-    if (typeof error === "string" && typeof json["message"] === "string" && json["message"].trim() !== "") {
-      return snippet(`${error}: ${json["message"]}`, 500)
-    }
-    if (typeof error === "string") return snippet(error, 500)
-    if (typeof json["message"] === "string") return snippet(json["message"], 500)
-    if (typeof json["detail"] === "string") return snippet(json["detail"], 500)
-  }
-  return snippet(body, 300)
-}
-
-/** A URL as shown in an error: no user or password, should one be in it. */
-const displayURL = (url: string) => {
-  try {
-    const parsed = new URL(url)
-    return `${parsed.protocol}//${parsed.host}${parsed.pathname.replace(/\/+$/, "")}`
-  } catch {
-    return url
-  }
-}
-
 /**
  * The data of server-sent events, one line at a time. An event's `data:` lines are joined with
  * "\n" and the event ends at a blank line, as SSE has it: a server that splits one JSON chunk over
@@ -201,26 +129,12 @@ interface PendingCall {
  * nor any fragment of one of 8 characters or more (`secrets`: every configured key; by default
  * this provider's). The model's text is scrubbed the same way: it is streamed and stored too.
  */
-export const makeOpenAiCompatibleModel = (
-  options: {
-    readonly provider: ProviderSettings
-    /** The id sent to the provider. */
-    readonly model: string
-    /** What a prompt names it (`<provider>/<key under models>`); by default `<provider>/<model>`. */
-    readonly name?: string
-    readonly secrets?: ReadonlyArray<string>
-  },
-  client: HttpClient.HttpClient
-): LanguageModelShape => {
-  const { provider, model } = options
+export const makeOpenAiCompatibleModel = (options: ModelOptions, client: HttpClient.HttpClient): LanguageModelShape => {
+  const { model, provider } = options
   const shownURL = displayURL(provider.baseURL)
-  const scrub = makeRedactor(options.secrets ?? Option.toArray(Option.map(provider.apiKey, Redacted.value)))
-  const fail = (problem: string) => new ModelError({ message: scrub(`provider ${provider.id}: ${problem}`) })
+  const { fail, name, scrub, silent, withRequestTimeout } = modelFailures(options)
 
-  const inactive = Option.map(provider.inactivityTimeout, (timeout) => ({
-    timeout,
-    error: () => fail(`the provider sent nothing for ${formatMillis(timeout)} (provider.${provider.id}.options.${provider.inactivityKey ?? "inactivityTimeout"})`)
-  }))
+  const inactive = Option.map(provider.inactivityTimeout, (timeout) => ({ timeout, error: () => silent(timeout) }))
   /** Waiting for the response head, or for an error body, counts as silence too. */
   const quietFor = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E | ModelError> =>
     Option.match(inactive, {
@@ -386,18 +300,5 @@ export const makeOpenAiCompatibleModel = (
       return { text: text.join(""), toolCalls } satisfies ModelResponse
     })
 
-  const name = options.name ?? `${provider.id}/${model}`
-  return {
-    name,
-    generate: (request) =>
-      Option.match(provider.requestTimeout, {
-        onNone: () => generate(request),
-        onSome: (timeout) =>
-          Effect.timeoutFail(generate(request), {
-            duration: timeout,
-            onTimeout: () => fail(`the call took longer than ${formatMillis(timeout)} (provider.${provider.id}.options.timeout)`)
-          })
-      })
-  }
+  return { name, generate: withRequestTimeout(generate) }
 }
-

@@ -1,9 +1,8 @@
 import { parseDuration, SettingsError } from "@vigil/domain"
-import { readConfigFile } from "@vigil/runtime"
-import { Duration, Effect, Either, Option, Redacted } from "effect"
+import { Duration, Either, Option, Redacted } from "effect"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
-import { dirname, join, resolve } from "node:path"
+import { join, resolve } from "node:path"
 import { defaultMaxRetries } from "./Retry.js"
 
 /** One OpenAI-compatible endpoint, as `provider.<id>` in the config file describes it. */
@@ -337,19 +336,3 @@ export const splitModelName = (name: string): { readonly provider: string | unde
   const slash = name.indexOf("/")
   return slash <= 0 ? { provider: undefined, model: name } : { provider: name.slice(0, slash), model: name.slice(slash + 1) }
 }
-
-/**
- * Reads the providers from `vigil.json` (or `path`) and the process environment, as `loadSettings`
- * reads the settings: a missing file at the default path means none; a file named explicitly must exist.
- */
-export const loadProviders = (options: { readonly path: string; readonly explicit: boolean }) =>
-  Effect.gen(function*() {
-    const file = yield* readConfigFile(options)
-    const env = yield* Effect.sync(() => ({ ...process.env }))
-    const config = yield* Either.match(parseProviders(file, env, dirname(resolve(options.path))), {
-      onLeft: Effect.fail,
-      onRight: Effect.succeed
-    })
-    for (const warning of config.warnings ?? []) yield* Effect.logWarning(`config ${options.path}: ${warning}`)
-    return config
-  })

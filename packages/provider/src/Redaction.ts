@@ -6,9 +6,9 @@
  */
 
 /** Shorter runs are too common to hide (and too short to help anyone guess a key). */
-export const minFragment = 8
+const minFragment = 8
 
-export const redactedMark = "<redacted>"
+const redactedMark = "<redacted>"
 
 /**
  * Replaces every run of `text` that is a fragment (of `min` or more characters) of one of

@@ -11,10 +11,10 @@ import { Clock, Duration, Effect } from "effect"
 
 /** How many times a call is tried again, unless `provider.<id>.options.maxRetries` says otherwise. */
 export const defaultMaxRetries = 4
-export const baseRetryDelayMillis = 2_000
-export const maxRetryDelayMillis = 30_000
+const baseRetryDelayMillis = 2_000
+const maxRetryDelayMillis = 30_000
 /** A provider's own `retry-after` is honoured up to this (a step with no deadline must not wait a day). */
-export const maxAskedDelayMillis = 5 * 60_000
+const maxAskedDelayMillis = 5 * 60_000
 
 /** 429 (rate limited), 408 (request timeout) and every 5xx may pass if tried again; other statuses will not. */
 export const isRetryableStatus = (status: number): boolean => status === 429 || status === 408 || status >= 500
@@ -48,7 +48,7 @@ export interface AttemptFailure {
   readonly headers?: Readonly<Record<string, string | undefined>>
 }
 
-export const showMillis = (millis: number): string =>
+const showMillis = (millis: number): string =>
   millis < 1000 ? `${millis} ms` : `${Number((millis / 1000).toFixed(3))} s`
 
 /**

@@ -6,9 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { ProviderConfig } from "../src/ProviderConfig.js"
-import { loadProviders, parseProviders } from "../src/ProviderConfig.js"
+import { parseProviders } from "../src/ProviderConfig.js"
 import { makeLanguageModels } from "../src/Providers.js"
-import { stripJsonc } from "@vigil/runtime"
 
 const secret = "sk-live-TOPSECRET-4242"
 
@@ -188,25 +187,6 @@ describe("parseProviders", () => {
   })
 })
 
-describe("loadProviders", () => {
-  const dir = mkdtempSync(join(tmpdir(), "vigil-provider-config-"))
-  const cleanup = () => rmSync(dir, { recursive: true, force: true })
-
-  it.effect("reads the file; a missing default file means none; a missing named one is an error", () =>
-    Effect.gen(function*() {
-      const path = join(dir, "vigil.json")
-      writeFileSync(path, JSON.stringify({ model: "openai/fake", provider: { openai: { options: { baseURL: "http://127.0.0.1:1/v1" } } } }))
-      const config = yield* loadProviders({ path, explicit: true })
-      assert.strictEqual(config.defaultModel, "openai/fake")
-      const none = yield* loadProviders({ path: join(dir, "absent.json"), explicit: false })
-      assert.deepStrictEqual(none, { providers: [], defaultModel: "script" })
-      const missing = yield* Effect.flip(loadProviders({ path: join(dir, "absent.json"), explicit: true }))
-      assert.strictEqual(missing.key, "(config file)")
-      writeFileSync(path, "{ nope")
-      assert.include((yield* Effect.flip(loadProviders({ path, explicit: true }))).message, "is not valid JSON")
-    }).pipe(Effect.ensuring(Effect.sync(cleanup))))
-})
-
 describe("LanguageModels from providers", () => {
   const unusedClient = HttpClient.make(() => Effect.die("no request expected"))
 
@@ -231,22 +211,4 @@ describe("LanguageModels from providers", () => {
       assert.isUndefined(models.get("gpt-4o"))
       assert.isFalse(models.has("other/x"))
     }))
-})
-
-describe("JSONC", () => {
-  it("comments and trailing commas are read as opencode reads them; strings are left alone", () => {
-    const text = `{
-  // a line comment, with "quotes" and a , before }
-  "a": "http://x.test/v1", /* a block
-  comment */ "b": [1, 2, 3,],
-  "c": { "d": "/* not a comment */ // nor this", "e": "tab\\"quoted\\",", },
-}`
-    assert.deepStrictEqual(JSON.parse(stripJsonc(text)), {
-      a: "http://x.test/v1",
-      b: [1, 2, 3],
-      c: { d: "/* not a comment */ // nor this", e: "tab\"quoted\"," }
-    })
-    // The lines stay where they were: a JSON error still points at the right one.
-    assert.strictEqual(stripJsonc(text).split("\n").length, text.split("\n").length)
-  })
 })

@@ -5,14 +5,14 @@ import { IdleMonitor, IdleMonitorLoop } from "./supervision/IdleMonitor.js"
 import { InstanceLease } from "./recovery/InstanceLease.js"
 import { Liveness } from "./recovery/Liveness.js"
 import { PendingWrites } from "./supervision/PendingWrites.js"
-import { Rescue } from "./recovery/Rescue.js"
+import { Recovery } from "./recovery/Recovery.js"
 import { SessionService } from "./agent/SessionService.js"
 import { StartupRecoveryLive } from "./recovery/StartupRecovery.js"
 import { ToolRunner } from "./supervision/ToolRunner.js"
 import { Watchdog, WatchdogLoop } from "./supervision/Watchdog.js"
 
 /**
- * The supervision layer as DESIGN.md draws it, each step provided to the next:
+ * The supervision layer as docs/design.md#the-layer-graph draws it, each step provided to the next:
  * lease → startup recovery (provides RecoveryComplete) → tool runner → sessions → watchdog and
  * idle monitor loops. It needs the settings, the store, the OS port and the language models.
  */
@@ -23,7 +23,7 @@ export const SupervisionLive = Layer.mergeAll(WatchdogLoop, IdleMonitorLoop).pip
   Layer.provideMerge(PendingWrites.Default),
   Layer.provideMerge(Activity.Default),
   Layer.provideMerge(StartupRecoveryLive),
-  Layer.provideMerge(Rescue.Default),
+  Layer.provideMerge(Recovery.Default),
   Layer.provideMerge(Liveness.Default),
   Layer.provideMerge(InstanceLease.Default),
   Layer.provideMerge(Events.Default)

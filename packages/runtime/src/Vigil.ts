@@ -28,7 +28,7 @@ import type { LanguageModels } from "./agent/LanguageModel.js"
 import { Liveness } from "./recovery/Liveness.js"
 import { OutputFiles } from "./supervision/OutputFiles.js"
 import { ProcessControl } from "./supervision/ProcessControl.js"
-import { Rescue } from "./recovery/Rescue.js"
+import { Recovery } from "./recovery/Recovery.js"
 import { SupervisionLive } from "./SupervisionLayer.js"
 import { ScriptModelLive } from "./agent/ScriptModel.js"
 import { Settings } from "./Settings.js"
@@ -115,7 +115,7 @@ export const layerTest = <ET = never, RT = never, EM = never, RM = never>(
 }
 
 /**
- * The identity a dry run acts as: never registered, so the database does not learn of it. Rescue
+ * The identity a dry run acts as: never registered, so the database does not learn of it. Recovery
  * only needs an id that owns nothing (this process is never dead to itself).
  */
 const UnregisteredLease = Layer.effect(
@@ -124,21 +124,25 @@ const UnregisteredLease = Layer.effect(
 )
 
 /**
- * One instance without sessions: the lease (and its lock), liveness and the rescue of dead owners,
- * on `store`. What `vigil recover` runs (a dry run as an unregistered instance that writes
- * nothing), and what a test builds several of to play several instances on one database.
+ * One instance without sessions: the lease (and its lock), liveness and the recovery of dead
+ * owners, on `store`. What `vigil recover` runs (a dry run as an unregistered instance that writes
+ * nothing), and what a test builds several of to play several instances on one database. `tools`
+ * are the server's (`Tools.builtin()` when omitted): recovery reads from them which tools own
+ * processes.
  */
-export const layerRescue = <ES, RS>(
+export const layerRecovery = <ES, RS, ET = never, RT = never>(
   store: Layer.Layer<Store, ES, RS>,
   options: {
     readonly settings?: Partial<SettingsShape>
     readonly processes?: Layer.Layer<ProcessControl>
+    readonly tools?: Layer.Layer<never, ET, RT>
     readonly dryRun?: boolean
   } = {}
 ) =>
-  Rescue.Default.pipe(
+  Recovery.Default.pipe(
     Layer.provideMerge(Liveness.Default),
     Layer.provideMerge(Events.Default),
+    Layer.provideMerge(Tools.collect<ET, RT | Settings | ToolRegistry>(options.tools ?? Tools.builtin())),
     Layer.provideMerge(options.dryRun === true ? UnregisteredLease : InstanceLease.Default),
     Layer.provideMerge(InstanceLocks.Live),
     Layer.provideMerge(options.processes ?? ProcessControl.Live),

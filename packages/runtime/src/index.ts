@@ -1,6 +1,6 @@
 /**
  * `@vigil/runtime`: the supervision layer. The folders are the layers of the design
- * (docs/design.md):
+ * (docs/design.md#folder-layout):
  * - `supervision/`: the core: the tool runner, the watchdog, the idle monitor, process control,
  *   held writes and activity;
  * - `recovery/`: who is alive (lease, locks, liveness) and what startup recovery does for the dead;
@@ -20,7 +20,7 @@ export * from "./supervision/Watchdog.js"
 
 export * from "./recovery/InstanceLease.js"
 export * from "./recovery/Liveness.js"
-export * from "./recovery/Rescue.js"
+export * from "./recovery/Recovery.js"
 export * from "./recovery/StartupRecovery.js"
 
 export * from "./agent/LanguageModel.js"

@@ -1,7 +1,6 @@
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { PartId } from "@vigil/domain"
 import { PartRepo } from "@vigil/store"
 import { SqliteLive } from "@vigil/store/sqlite"
 import type { ToolDefinition } from "@vigil/tools"
@@ -48,7 +47,7 @@ const runOne = (tool: string, input: unknown) =>
     const session = yield* sessions.create({ title: tool })
     const run = yield* sessions.runTool(session.id, { tool, input })
     yield* run.done
-    const part = Option.getOrThrow(yield* Effect.flatMap(PartRepo, (parts) => parts.get(PartId.make(run.partId))))
+    const part = Option.getOrThrow(yield* Effect.flatMap(PartRepo, (parts) => parts.get(run.partId)))
     return { status: part.status, output: part.output }
   })
 

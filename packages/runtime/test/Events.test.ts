@@ -1,15 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
-import { makeInstanceId, makeSessionId, newPart, Part, Session } from "@vigil/domain"
+import { makeInstanceId, makeSessionId, newPart, Part, PartId, Session } from "@vigil/domain"
 import { EventLog } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Chunk, Duration, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect"
 import type { LiveEvent } from "../src/events/Events.js"
 import { deltaLimits, Events, stateRetention, subscriberBuffer } from "../src/events/Events.js"
-import { tempDb } from "./support.js"
+import { recoveryReport, tempDb } from "./support.js"
 
 const layer = () => Events.Default.pipe(Layer.provideMerge(SqliteStoreLive(tempDb())))
 
-const report = (n: number) => ({ type: "recovery.completed", report: { n } }) as const
+const report = (n: number) => ({ type: "recovery.completed", report: recoveryReport({ tookMs: n }) }) as const
 
 describe("Events", () => {
   it.scoped("a subscriber that falls behind by the buffer gets stream.overflow as its last event; one that reads gets all", () =>
@@ -23,7 +23,7 @@ describe("Events", () => {
         if (i % 50 === 0) yield* Effect.yieldNow()
       }
       const got = Chunk.toReadonlyArray(yield* Fiber.join(all))
-      assert.deepStrictEqual(got.map((e) => (e.type === "recovery.completed" ? (e.report as { n: number }).n : -1)), [...Array(5_000).keys()])
+      assert.deepStrictEqual(got.map((e) => (e.type === "recovery.completed" ? e.report.tookMs : -1)), [...Array(5_000).keys()])
       // The stalled one took nothing while 5,000 were published: it holds the first events, then the end.
       const kept = Chunk.toReadonlyArray(yield* Stream.runCollect(stalled))
       assert.strictEqual(kept.length, subscriberBuffer.events + 1)
@@ -41,7 +41,7 @@ describe("Events", () => {
       const events = yield* Events
       const stalled = yield* events.subscribe
       const big = "x".repeat(1024 * 1024)
-      for (let i = 0; i < 20; i++) yield* events.publish({ type: "recovery.completed", report: { i, big } })
+      for (let i = 0; i < 20; i++) yield* events.publish({ type: "recovery.completed", report: recoveryReport({ tookMs: i, partIds: [PartId.make(big)] }) })
       const kept = Chunk.toReadonlyArray(yield* Stream.runCollect(stalled))
       // 1 MiB and a few bytes each: 7 fit in 8 MiB, the 8th does not.
       assert.strictEqual(kept.length, 8)

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
+import type { RecoveryReport } from "@vigil/domain"
 import { Effect, Layer } from "effect"
 import { expectTypeOf } from "vitest"
-import type { RescueReport } from "../src/recovery/Rescue.js"
 import { SupervisionLive } from "../src/SupervisionLayer.js"
 import { SessionService } from "../src/agent/SessionService.js"
 import { Recovered, RecoveryComplete } from "../src/recovery/StartupRecovery.js"
@@ -36,7 +36,7 @@ describe("layer order", () => {
 
   it.effect("RecoveryComplete cannot be made by hand: only startup recovery makes its value", () =>
     Effect.gen(function*() {
-      const report: RescueReport = {
+      const report: RecoveryReport = {
         dryRun: false,
         orphanedParts: 0,
         sessionsFreed: 0,

@@ -1,12 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import type { SupervisionEvent } from "@vigil/domain"
+import type { RecoveryReport, SupervisionEvent } from "@vigil/domain"
 import { makePartId, makeSessionId, OrphanedByCrash, Part, Session } from "@vigil/domain"
 import type { Store } from "@vigil/store"
 import { EventLog, InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
 import { PgStoreLive } from "@vigil/store/pg"
 import { Clock, Effect, Layer, Option } from "effect"
-import type { RescueReport } from "../src/recovery/Rescue.js"
-import { Rescue } from "../src/recovery/Rescue.js"
+import { Recovery } from "../src/recovery/Recovery.js"
 import { peer } from "./peers.js"
 import { deadInstance } from "./support.js"
 import { freshPgSchema, pgSkipped } from "@vigil/store/test-database"
@@ -91,9 +90,9 @@ describe.skipIf(pgSkipped)("several instances on one PostgreSQL database", () =>
       })
       for (let round = 0; round < 5; round++) {
         const { owner, parts } = yield* seedDeadOwner(60).pipe(Effect.provide(a))
-        const rescue = (context: typeof a) =>
-          Effect.flatMap(Rescue, (rescue) => rescue.rescueDeadOwners({ trigger: "watchdog" })).pipe(Effect.provide(context))
-        const reports: ReadonlyArray<RescueReport> = yield* Effect.all([rescue(a), rescue(b)], { concurrency: 2 })
+        const recover = (context: typeof a) =>
+          Effect.flatMap(Recovery, (recovery) => recovery.recoverDeadOwners({ trigger: "watchdog" })).pipe(Effect.provide(context))
+        const reports: ReadonlyArray<RecoveryReport> = yield* Effect.all([recover(a), recover(b)], { concurrency: 2 })
         const ended = reports.flatMap((report) => report.partIds as ReadonlyArray<string>)
         assert.strictEqual(new Set(ended).size, ended.length, "no orphan is ended by both")
         assert.deepStrictEqual([...ended].sort(), parts.map((part) => part.id as string).sort())

@@ -1,5 +1,4 @@
 import { assert, describe, it } from "@effect/vitest"
-import { PartId } from "@vigil/domain"
 import { EventLog, PartRepo, SessionRepo } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
@@ -136,7 +135,7 @@ describe("a store that refuses writes (a full disk)", () => {
           assert.strictEqual(part.status, "error")
           assert.strictEqual(part.error?._tag, "OrphanedByCrash")
           const rescued = yield* (yield* EventLog).list({ type: "recovery.orphans_rescued" })
-          assert.isTrue(rescued.some((event) => JSON.stringify(event.data).includes(PartId.make(partId))))
+          assert.isTrue(rescued.some((event) => JSON.stringify(event.data).includes(partId)))
         }).pipe(Effect.provide(context))
       }))
     })

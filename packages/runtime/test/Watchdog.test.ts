@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import type { PartId, SessionId } from "@vigil/domain"
-import { Instance, InstanceId, makePartId, OrphanedByCrash, Part, WatchdogStuck } from "@vigil/domain"
+import type { SessionId } from "@vigil/domain"
+import { Instance, InstanceId, OrphanedByCrash, WatchdogStuck } from "@vigil/domain"
 import { SqlClient } from "@effect/sql"
 import { EventLog, InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
@@ -8,7 +8,7 @@ import { Clock, Duration, Effect, Fiber, Layer, Option, TestClock } from "effect
 import { InstanceLease } from "../src/recovery/InstanceLease.js"
 import { SessionService } from "../src/agent/SessionService.js"
 import { Watchdog } from "../src/supervision/Watchdog.js"
-import { allTestTools, getPart, testRuntime } from "./support.js"
+import { allTestTools, getPart, runningPart, testRuntime } from "./support.js"
 
 const script = (...steps: ReadonlyArray<unknown>) => JSON.stringify(steps)
 
@@ -28,30 +28,9 @@ const runtime = (options: Parameters<typeof testRuntime>[0] = {}) =>
 const lostLeaf = (sessionId: SessionId, deadlineIn: number) =>
   Effect.gen(function*() {
     const lease = yield* InstanceLease
-    const now = yield* Clock.currentTimeMillis
-    const part = new Part({
-      id: makePartId(),
-      sessionId,
-      kind: "tool",
-      tool: "bash",
-      input: { command: "sleep 300" },
-      callId: null,
-      status: "running",
-      output: null,
-      error: null,
-      createdAt: now,
-      startedAt: now,
-      endedAt: null,
-      deadlineAt: now + deadlineIn,
-      ownerId: lease.id,
-      childSessionId: null,
-      pid: null,
-      pgid: null,
-      procStart: null
-    })
-    yield* (yield* PartRepo).insert(part)
-    yield* (yield* SessionRepo).transition(sessionId, ["idle"], "busy", { at: now })
-    return part.id
+    const partId = yield* runningPart({ sessionId, tool: "bash", input: { command: "sleep 300" }, ownerId: lease.id, deadlineIn })
+    yield* (yield* SessionRepo).transition(sessionId, ["idle"], "busy", { at: yield* Clock.currentTimeMillis })
+    return partId
   })
 
 const events = (type: string) => EventLog.pipe(Effect.flatMap((log) => log.list({ type })))
@@ -135,7 +114,7 @@ describe("Watchdog", () => {
       yield* TestClock.adjust(5_000)
       assert.strictEqual((yield* getPart(partId)).status, "running")
       yield* TestClock.adjust(500)
-      const part = Option.getOrThrow(yield* parts.get(partId as PartId))
+      const part = Option.getOrThrow(yield* parts.get(partId))
       assert.deepStrictEqual(part.error, new WatchdogStuck({ runningFor: 5_500, threshold: 5_000 }))
     }).pipe(Effect.provide(runtime())))
 

@@ -7,11 +7,11 @@ import * as Vigil from "../src/Vigil.js"
 import { testSettings } from "./support.js"
 
 /**
- * One instance as a server builds it (lease and its lock, liveness, rescue) on `store`, playing
+ * One instance as a server builds it (lease and its lock, liveness, recovery) on `store`, playing
  * `host` with a fake OS port: build several with `Layer.build` for several instances in one test.
  */
 export const peer = (store: Layer.Layer<Store>, host: string) =>
-  Vigil.layerRescue(store, { settings: testSettings(), processes: ProcessControl.test({ host }) })
+  Vigil.layerRecovery(store, { settings: testSettings(), processes: ProcessControl.test({ host }) })
 
 export type PeerServices = Layer.Layer.Success<ReturnType<typeof peer>>
 export type Peer = Context.Context<PeerServices>

@@ -1,11 +1,11 @@
-import type { Settings as SettingsShape } from "@vigil/domain"
-import { Instance, makeInstanceId, PartId } from "@vigil/domain"
+import type { InstanceId, PartId, RecoveryReport, SessionId, Settings as SettingsShape } from "@vigil/domain"
+import { Instance, makeInstanceId, makePartId, Part } from "@vigil/domain"
 import type { AnyTool } from "@vigil/tools"
 import type { ToolContext } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
 import { PartRepo } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
-import { Duration, Effect, Layer, Option, Schema } from "effect"
+import { Clock, Duration, Effect, Layer, Option, Schema } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -112,8 +112,56 @@ export const testTools = {
 
 export const allTestTools: ReadonlyArray<AnyTool> = Object.values(testTools)
 
-export const getPart = (id: string) =>
-  PartRepo.pipe(Effect.flatMap((parts) => parts.get(PartId.make(id))), Effect.map(Option.getOrThrow))
+/** A running tool part whose fiber is gone (a lost supervisor, a crashed owner): the watchdog's and recovery's case. */
+export const runningPart = (fields: {
+  readonly sessionId: SessionId
+  readonly tool: string
+  readonly ownerId: InstanceId
+  readonly deadlineIn: number
+  readonly input?: unknown
+  readonly childSessionId?: SessionId
+}) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const part = new Part({
+      id: makePartId(),
+      sessionId: fields.sessionId,
+      kind: "tool",
+      tool: fields.tool,
+      input: fields.input ?? {},
+      callId: null,
+      status: "running",
+      output: null,
+      error: null,
+      createdAt: now,
+      startedAt: now,
+      endedAt: null,
+      deadlineAt: now + fields.deadlineIn,
+      ownerId: fields.ownerId,
+      childSessionId: fields.childSessionId ?? null,
+      pid: null,
+      pgid: null,
+      procStart: null
+    })
+    yield* (yield* PartRepo).insert(part)
+    return part.id
+  })
+
+/** A recovery report that found nothing, but for `fields`. */
+export const recoveryReport = (fields: Partial<RecoveryReport> = {}): RecoveryReport => ({
+  deadOwners: [],
+  orphanedParts: 0,
+  sessionsFreed: 0,
+  processesKilled: 0,
+  partIds: [],
+  sessionIds: [],
+  tookMs: 0,
+  dryRun: false,
+  ...fields
+})
+
+export const getPart = (id: PartId) =>
+  PartRepo.pipe(Effect.flatMap((parts) => parts.get(id)), Effect.map(Option.getOrThrow))
 
 /** An instance that died long ago (its lease ran out ten minutes before `now`), on a host that is gone. */
 export const deadInstance = (now: number) =>

@@ -1,9 +1,11 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import {
+  DeathCause,
   Instance,
   InvalidToolInput,
   Part,
   PartNotFound,
+  RecoveryReport,
   RequestNotFound,
   Session,
   SessionBusy,
@@ -15,7 +17,7 @@ import {
 import { Either, ParseResult, Schema } from "effect"
 
 /**
- * The HTTP contract of DESIGN.md: JSON, camelCase fields. Every body, path parameter and response
+ * The HTTP contract (README, "HTTP API"): JSON, camelCase fields. Every body, path parameter and response
  * has a schema, so bad input is refused (400, naming the field) before a handler runs and writes
  * anything, and `/doc` documents exactly what is served.
  */
@@ -138,18 +140,6 @@ const pageOf = <A, I>(item: Schema.Schema<A, I>, identifier: string) =>
   }).annotations({ identifier })
 export const SessionPage = pageOf(Session, "SessionPage")
 export const PartPage = pageOf(Part, "PartPage")
-
-/** What startup recovery (or `vigil recover`) did: runtime's `RescueReport`. */
-export const RecoveryReport = Schema.Struct({
-  deadOwners: Schema.Array(Schema.Struct({ id: Schema.String, cause: Schema.String })),
-  orphanedParts: Schema.Number,
-  sessionsFreed: Schema.Number,
-  processesKilled: Schema.Number,
-  partIds: Schema.Array(Schema.String),
-  sessionIds: Schema.Array(Schema.String),
-  tookMs: Schema.Number,
-  dryRun: Schema.Boolean
-}).annotations({ identifier: "RecoveryReport" })
 
 /** The watchdog's last scan: runtime's `ScanSummary`. */
 export const WatchdogScan = Schema.Struct({
@@ -328,8 +318,8 @@ export class EventsGroup extends HttpApiGroup.make("events")
 export const InstanceStatus = Schema.Struct({
   ...Instance.fields,
   alive: Schema.Boolean,
-  /** `stopped`, `lease-expired`, `process-gone`, …: runtime's `Liveness` verdict; null when alive. */
-  deathCause: Schema.NullOr(Schema.String),
+  /** Liveness's verdict (the same rule as `vigil status`'s); null when alive. */
+  deathCause: Schema.NullOr(DeathCause),
   /** This server's own instance. */
   self: Schema.Boolean,
   heartbeatAgeMs: Schema.Number

@@ -4,7 +4,7 @@ import { Config, Effect, Option, Redacted } from "effect"
 import { timingSafeEqual } from "node:crypto"
 
 /** The one user name basic auth accepts. */
-export const authUser = "vigil"
+const authUser = "vigil"
 
 /**
  * `VIGIL_SERVER_PASSWORD`, redacted so it never reaches a log line; unset or empty means auth off.

@@ -13,7 +13,7 @@ import { Cause, Effect, Option } from "effect"
 import { routeMethods } from "./Api.js"
 
 /** The largest request body read: a tool call or a prompt is text, never an upload. */
-export const maxBodyBytes = 1024 * 1024
+const maxBodyBytes = 1024 * 1024
 
 const jsonError = (status: number, tag: string, message: string) =>
   HttpServerResponse.unsafeJson({ _tag: tag, message }, { status })

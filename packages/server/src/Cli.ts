@@ -4,7 +4,7 @@ import type { StoreLocation } from "@vigil/store"
 import type { Redacted } from "effect"
 import { Cause, Config, Console, Effect, Layer, Option } from "effect"
 import { existsSync, statSync } from "node:fs"
-import { defaultConfig, defaultDb, defaultHost, defaultPort } from "./Defaults.js"
+import { configCandidates, defaultDb, defaultHost, defaultPort } from "./Defaults.js"
 import type { StartupCheckError } from "./Preflight.js"
 import { checkDatabasePath, checkPortFree, describeListenFailure } from "./Preflight.js"
 
@@ -15,6 +15,7 @@ import { checkDatabasePath, checkPortFree, describeListenFailure } from "./Prefl
  * `--help` under 0.5 s, a bad config reported under 1 s).
  */
 const lazy = <A>(load: () => Promise<A>): Effect.Effect<A> => Effect.promise(load)
+const ConfigFile = lazy(() => import("./ConfigFile.js"))
 const Server = lazy(() => import("./Server.js"))
 const Recover = lazy(() => import("./Recover.js"))
 const RecoveryReport = lazy(() => import("./RecoveryReport.js"))
@@ -22,8 +23,6 @@ const Status = lazy(() => import("./Status.js"))
 const Database = lazy(() => import("./Database.js"))
 const Auth = lazy(() => import("./Auth.js"))
 const RequestGuard = lazy(() => import("./RequestGuard.js"))
-const Runtime = lazy(() => import("@vigil/runtime"))
-const Provider = lazy(() => import("@vigil/provider"))
 const Store = lazy(() => import("@vigil/store"))
 
 const db = Options.text("db").pipe(
@@ -67,49 +66,21 @@ const withExistingStore = <A, E, R>(
 const config = Options.text("config").pipe(
   Options.withFallbackConfig(Config.string("VIGIL_CONFIG")),
   Options.optional,
-  Options.withDescription(`the JSON(C) config file (env VIGIL_CONFIG; default: the first of ${defaultConfig}, opencode.json(c), .opencode/opencode.json(c))`)
+  Options.withDescription(`the JSON(C) config file (env VIGIL_CONFIG; default: the first of ${configCandidates.join(", ")})`)
 )
 
 /**
- * The files read when none is named, first found wins: vigil's own, then opencode's, so a project
- * set up for opencode runs on vigil unchanged.
+ * Settings for the commands that have no `--config`: `VIGIL_CONFIG`, else the first config file
+ * found; what in it vigil does not use is noted.
  */
-export const configCandidates: ReadonlyArray<string> = [
-  defaultConfig,
-  "opencode.json",
-  "opencode.jsonc",
-  ".opencode/opencode.json",
-  ".opencode/opencode.jsonc"
-]
-
-interface ConfigChoice {
-  readonly path: string
-  /** Named by `--config` / `VIGIL_CONFIG`: it must exist. */
-  readonly explicit: boolean
-  /** Whether there is a file to read. */
-  readonly found: boolean
-  /** What start-up says about it. */
-  readonly note: string
-}
-
-/** Which config file is read (relative to the working directory), and a line saying so. */
-export const chooseConfig = (named: Option.Option<string>): ConfigChoice => {
-  if (Option.isSome(named)) return { path: named.value, explicit: true, found: true, note: `config: ${named.value} (named)` }
-  const found = configCandidates.find((candidate) => existsSync(candidate) && statSync(candidate).isFile())
-  return found === undefined
-    ? { path: defaultConfig, explicit: false, found: false, note: `config: no file (looked for ${configCandidates.join(", ")}); defaults` }
-    : { path: found, explicit: false, found: true, note: `config: ${found}` }
-}
-
-const settingsFrom = (choice: ConfigChoice) => Effect.flatMap(Runtime, ({ loadSettings }) => loadSettings(choice))
-
-/** `provider` and `model` from the same file; `{env:NAME}` in them is read from the environment. */
-const providersFrom = (choice: ConfigChoice) => Effect.flatMap(Provider, ({ loadProviders }) => loadProviders(choice))
-
-/** Settings for the commands that have no `--config`: `VIGIL_CONFIG`, else the first config file found. */
 const settingsFromEnv = Config.option(Config.string("VIGIL_CONFIG")).pipe(
   Effect.orDie,
-  Effect.flatMap((named) => settingsFrom(chooseConfig(named)))
+  Effect.flatMap((named) =>
+    Effect.flatMap(ConfigFile, ({ configNotes, readConfigFile, settingsOf }) =>
+      Effect.flatMap(readConfigFile(named), (file) =>
+        Effect.tap(settingsOf(file), () => Effect.forEach(configNotes(file.json), (note) => Effect.logInfo(`config ${file.path}: ${note}`))))
+    )
+  )
 )
 
 const serve = Command.make(
@@ -133,17 +104,18 @@ const serve = Command.make(
     Effect.gen(function*() {
       const password = yield* Effect.flatMap(Auth, ({ ServerPassword }) => ServerPassword)
       // Everything that can be wrong is found here, one line each, before the database is opened
-      // or startup recovery runs: the config, then the database path, then the port.
-      const choice = chooseConfig(options.config)
-      const settings = yield* settingsFrom(choice)
-      const providers = yield* providersFrom(choice)
+      // or startup recovery runs: the config (read once; the settings and the providers both come
+      // from it), then the database path, then the port.
+      const { announceConfig, providersOf, readConfigFile, settingsOf } = yield* ConfigFile
+      const file = yield* readConfigFile(options.config)
+      const settings = yield* settingsOf(file)
+      const providers = yield* providersOf(file)
       const allowed = yield* Effect.flatMap(RequestGuard, ({ allowedFromEnv }) => allowedFromEnv)
       const databaseUrl = Option.getOrUndefined(options.databaseUrl)
       if (databaseUrl === undefined) yield* checkDatabasePath(options.db, "write")
       if (options.port !== 0) yield* checkPortFree(options.host, options.port)
-      // After the checks: a start-up that cannot go on says so in its one line alone (and with no
-      // file there is nothing to say but at debug level: a failing database then stays one line).
-      yield* (choice.found ? Effect.logInfo(choice.note) : Effect.logDebug(choice.note))
+      // After the checks: a start-up that cannot go on says so in its one line alone.
+      yield* announceConfig(file, providers)
       const { ServerLive } = yield* Server
       return yield* Layer.launch(
         ServerLive({
@@ -151,7 +123,8 @@ const serve = Command.make(
           host: options.host,
           db: options.db,
           databaseUrl,
-          configFile: choice.path,
+          configFile: file.path,
+          configFiles: file.readAtNextStart,
           settings: Effect.succeed(settings),
           providers: Effect.succeed(providers),
           password,
@@ -174,7 +147,7 @@ const status = Command.make(
         return yield* readStatus.pipe(
           Effect.map(formatStatus),
           Effect.flatMap(Console.log),
-          Effect.provide(RepositoriesLive.pipe(Layer.provide(StoreClientLive(storeOf(options)))))
+          Effect.provide(RepositoriesLive.pipe(Layer.provideMerge(StoreClientLive(storeOf(options)))))
         )
       })
     )

@@ -5,7 +5,7 @@ import { Events, SessionService } from "@vigil/runtime"
 import { Context, Deferred, Duration, Effect, Either, Layer, Option, Schedule, Schema, Stream } from "effect"
 
 /** How often an idle stream sends a comment, so proxies and clients keep the connection open. */
-export const keepAliveInterval = Duration.seconds(15)
+const keepAliveInterval = Duration.seconds(15)
 /** How long a stream that did not end by itself at a stop still has to send what it holds. */
 const closeGrace = Duration.seconds(1)
 
@@ -36,7 +36,7 @@ export class StreamsClosing extends Context.Tag("vigil/server/StreamsClosing")<S
 }
 
 /** How long a client waits before it reconnects (the SSE `retry:`), in milliseconds. */
-export const retryMillis = 1_000
+const retryMillis = 1_000
 
 // Structs rather than the classes: events carry plain objects as well as class instances.
 const encodeSession = Schema.encodeEither(Schema.Struct(Session.fields))
@@ -71,7 +71,7 @@ export const eventJson = (event: LiveEvent): Record<string, unknown> => {
  * One Server-Sent Events message: `id: <position>` when the log holds it (a client resumes from
  * it), `event: <type>`, `data: <json>`, a blank line.
  */
-export const sseMessage = (event: LiveEvent, id: number | null = null): string =>
+const sseMessage = (event: LiveEvent, id: number | null = null): string =>
   `${id === null ? "" : `id: ${id}\n`}event: ${event.type}\ndata: ${JSON.stringify(eventJson(event))}\n\n`
 
 /**

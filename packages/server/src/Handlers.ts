@@ -7,7 +7,7 @@ import { defaultPageLimit, eventCursor, partCursor, sessionCursor, VigilApi } fr
 import { eventStreamResponse } from "./EventStream.js"
 import { listInstances } from "./Instances.js"
 
-export const HealthLive = HttpApiBuilder.group(VigilApi, "health", (handlers) =>
+const HealthLive = HttpApiBuilder.group(VigilApi, "health", (handlers) =>
   Effect.gen(function*() {
     const { instance } = yield* InstanceLease
     const { report } = yield* RecoveryComplete
@@ -35,7 +35,7 @@ const nextOf = <A>(page: { readonly items: ReadonlyArray<A>; readonly more: bool
   next: page.more && page.items.length > 0 ? cursor(page.items[page.items.length - 1]!) : null
 })
 
-export const SessionsLive = HttpApiBuilder.group(VigilApi, "sessions", (handlers) =>
+const SessionsLive = HttpApiBuilder.group(VigilApi, "sessions", (handlers) =>
   Effect.gen(function*() {
     const sessions = yield* SessionService
     // The pages are read from the repositories (keyset queries); the service checks the session exists.
@@ -74,7 +74,7 @@ export const SessionsLive = HttpApiBuilder.group(VigilApi, "sessions", (handlers
         ))
   }))
 
-export const PartsLive = HttpApiBuilder.group(VigilApi, "parts", (handlers) =>
+const PartsLive = HttpApiBuilder.group(VigilApi, "parts", (handlers) =>
   Effect.gen(function*() {
     // The session service has no single-part read; the repository is the source of truth for it.
     const parts = yield* PartRepo
@@ -92,7 +92,7 @@ export const PartsLive = HttpApiBuilder.group(VigilApi, "parts", (handlers) =>
         ))
   }))
 
-export const EventsLive = HttpApiBuilder.group(VigilApi, "events", (handlers) =>
+const EventsLive = HttpApiBuilder.group(VigilApi, "events", (handlers) =>
   Effect.gen(function*() {
     const log = yield* EventLog
     return handlers
@@ -105,7 +105,7 @@ export const EventsLive = HttpApiBuilder.group(VigilApi, "events", (handlers) =>
         }).pipe(Effect.map((page) => nextOf(page, (event) => eventCursor(event.id)))))
   }))
 
-export const InstancesLive = HttpApiBuilder.group(VigilApi, "instances", (handlers) =>
+const InstancesLive = HttpApiBuilder.group(VigilApi, "instances", (handlers) =>
   Effect.map(listInstances, (list) => handlers.handle("list", () => list)))
 
 /** Every group's handlers, with the API they implement. */

@@ -29,7 +29,7 @@ const labels = (tags: ReadonlyArray<readonly [string, string]>) =>
   tags.length === 0 ? "" : `{${tags.map(([key, value]) => `${key}="${escapeLabel(value)}"`).join(",")}}`
 
 /** The registry's metrics, one family per name (its tagged series together), counters, gauges and histograms. */
-export const renderPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string => {
+const renderPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string => {
   const families = new Map<string, { type: string; help: string; lines: Array<string> }>()
   for (const pair of pairs) {
     const key = pair.metricKey

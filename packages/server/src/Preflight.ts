@@ -83,7 +83,7 @@ const notSqlite = (path: string, stats: Stats): string | undefined => {
  * folder, where SQLite puts its WAL, must be writable, or creatable); `read`: `vigil status`.
  * Only looks: creates nothing.
  */
-export const databasePathProblem = (file: string, mode: "read" | "write"): string | undefined => {
+const databasePathProblem = (file: string, mode: "read" | "write"): string | undefined => {
   const path = resolve(file)
   let existing: Stats | undefined
   try {

@@ -14,6 +14,8 @@ import { dirname, join, resolve } from "node:path"
 export const protectedStateOf = (options: {
   readonly db: string
   readonly configFile?: string | undefined
+  /** Config files a restart would read (`vigil.json` beside the `opencode.json` in use). */
+  readonly configFiles?: ReadonlyArray<string> | undefined
   /** Where full shell output goes (`<data folder>/output` by default). */
   readonly outputDir?: string | undefined
   readonly root?: string
@@ -23,6 +25,7 @@ export const protectedStateOf = (options: {
   const root = realish(resolve(options.root ?? process.cwd()))
   const files = [db, `${db}-wal`, `${db}-shm`, `${db}-journal`]
   if (options.configFile !== undefined) files.push(resolve(options.configFile))
+  for (const file of options.configFiles ?? []) files.push(resolve(file))
   const folders = [resolve(options.outputDir ?? join(dataFolder, "output"))]
   if (!isInside(realish(dataFolder), root)) folders.push(dataFolder)
   return { files, folders }

@@ -1,9 +1,9 @@
-import type { RescueReport } from "@vigil/runtime"
+import type { RecoveryReport } from "@vigil/domain"
 
 /**
  * What a recovery did, in words: one line when the server starts (beside its URL), and the whole
- * report for `vigil recover`. One report (`RescueReport`), whoever ran it: startup recovery, the
- * watchdog's rescue of a dead peer, or the CLI.
+ * report for `vigil recover`. One report (`RecoveryReport`), whoever ran it: startup recovery, the
+ * watchdog's recovery of a dead peer, or the CLI.
  */
 
 const plural = (count: number, one: string, many = `${one}s`) => `${count} ${count === 1 ? one : many}`
@@ -12,7 +12,7 @@ const plural = (count: number, one: string, many = `${one}s`) => `${count} ${cou
  * The recovery report in one line: counts, and how long it took. A dry run only counts the parts
  * it would end (it frees no session and looks for no process).
  */
-export const formatRecoverySummary = (report: RescueReport): string =>
+export const formatRecoverySummary = (report: RecoveryReport): string =>
   report.dryRun
     ? `recovery (dry run): ${plural(report.orphanedParts, "orphaned part")} to end, ${
       plural(report.deadOwners.length, "dead owner")
@@ -22,7 +22,7 @@ export const formatRecoverySummary = (report: RescueReport): string =>
     } killed, ${plural(report.deadOwners.length, "dead owner")} (took ${report.tookMs} ms)`
 
 /** The report: the one-line summary, then the dead owners and what they left. */
-export const formatRecoveryReport = (report: RescueReport): string => {
+export const formatRecoveryReport = (report: RecoveryReport): string => {
   const lines = [formatRecoverySummary(report)]
   for (const owner of report.deadOwners) lines.push(`  dead owner ${owner.id}: ${owner.cause}`)
   const verb = report.dryRun ? "would end" : "ended"

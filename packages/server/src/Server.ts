@@ -1,25 +1,24 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger } from "@effect/platform"
 // Modules, not the package index (which loads @effect/cluster and @effect/rpc): see bin.ts.
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type { Settings as SettingsShape, SettingsError } from "@vigil/domain"
 import type { ProviderConfig } from "@vigil/provider"
 import { configuredKeys, noProviders, ProvidersLive } from "@vigil/provider"
-import { FairSchedulerLive, RecoveryComplete, Tools, Vigil } from "@vigil/runtime"
-import { StoreClientLive } from "./Database.js"
-import { Console, Effect, Layer, Option, Redacted } from "effect"
-import { createServer } from "node:http"
-import type { IncomingMessage, Server as NodeServer, ServerResponse } from "node:http"
+import { FairSchedulerLive, Tools, Vigil } from "@vigil/runtime"
+import { Effect, Layer, Option, Redacted } from "effect"
 import { dirname, join } from "node:path"
+import { Announce } from "./Announce.js"
 import { basicAuth } from "./Auth.js"
 import { badRequests } from "./BadRequests.js"
 import { DashboardLive } from "./dashboard/Dashboard.js"
+import { StoreClientLive } from "./Database.js"
+import { defaultConfig } from "./Defaults.js"
 import { StreamsClosing } from "./EventStream.js"
 import { ApiLive } from "./Handlers.js"
 import { MetricsLive } from "./Metrics.js"
+import { closeConnections, makeNodeServer } from "./NodeServer.js"
 import { protectedStateOf } from "./ProtectedState.js"
-import { formatRecoverySummary } from "./RecoveryReport.js"
 import { requestGuard } from "./RequestGuard.js"
-import { defaultConfig } from "./Defaults.js"
 import { TracingLive } from "./Tracing.js"
 
 export interface ServerOptions {
@@ -29,6 +28,8 @@ export interface ServerOptions {
   readonly db: string
   /** The config file the settings come from (`vigil.json` by default), out of reach of the tools. */
   readonly configFile?: string | undefined
+  /** The files a restart would read its config from (ConfigFile's `readAtNextStart`), out of reach of the tools too. */
+  readonly configFiles?: ReadonlyArray<string> | undefined
   /** `VIGIL_DATABASE_URL`: a PostgreSQL database shared by several instances, instead of the file. */
   readonly databaseUrl?: Redacted.Redacted<string> | undefined
   /** Read before anything touches the database: a bad value stops start-up with nothing written. */
@@ -46,74 +47,9 @@ export interface ServerOptions {
   readonly announce?: boolean
 }
 
-export { defaultConfig, defaultDb, defaultHost, defaultPort } from "./Defaults.js"
-
-/** After this long, connections still open at shutdown are cut. */
-const forceCloseAfterMillis = 2_000
-
-export const urlOf = (address: HttpServer.Address): string =>
-  address._tag === "UnixAddress"
-    ? `unix://${address.path}`
-    : `http://${address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname}:${address.port}`
-
 /**
- * The node server, answering every request from the moment it listens. The platform's server
- * listens as soon as its layer is built but attaches its request handler only when the API is
- * served, after the handlers, the dashboard and `/event` are built; and at a stop it detaches the
- * handler before it stops listening. Node hands a request with no `request` listener to nobody:
- * the client waits, no byte back, until the connection is cut (measured: a connection every 2 ms
- * through five starts left 23 to 41 requests so). This listener, attached before the server
- * listens, answers 503 (with `Retry-After`, on a connection then closed) whenever it is the only one.
- */
-const makeNodeServer = (): NodeServer => {
-  const server = createServer()
-  // An idle keep-alive connection is closed by its client, not by the server: with node's 5 s a
-  // client that reused one as the server closed it got ECONNRESET (an openapi-fetch client after a
-  // 5 s pause, on a loaded machine). Clients keep theirs ~4 s (undici) to a minute; headers must
-  // be allowed longer than the idle time (node's rule).
-  server.keepAliveTimeout = 65_000
-  server.headersTimeout = 66_000
-  server.on("request", (_request: IncomingMessage, response: ServerResponse) => {
-    if (server.listenerCount("request") > 1) return
-    response.writeHead(503, { "content-type": "application/json", "retry-after": "1", connection: "close" })
-    response.end(JSON.stringify({ _tag: "Unavailable", message: "vigil is starting or stopping: try again in a moment" }))
-  })
-  return server
-}
-
-/**
- * Stopping: the listener goes first (so no new request reaches sessions being torn down), idle
- * keep-alive connections are closed at once, and any still open after a short while are cut, so
- * a client that never hangs up cannot hold the process.
- */
-const closeConnections = (server: NodeServer) =>
-  Layer.scopedDiscard(
-    Effect.gen(function*() {
-      // Acquired after the server listens, so released before it is closed.
-      yield* HttpServer.HttpServer
-      yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
-          server.closeIdleConnections()
-          setTimeout(() => server.closeAllConnections(), forceCloseAfterMillis).unref()
-        })
-      )
-    })
-  )
-
-const Announce = Layer.scopedDiscard(
-  Effect.gen(function*() {
-    const server = yield* HttpServer.HttpServer
-    const { report } = yield* RecoveryComplete
-    // One write: whoever reads the URL line finds the report beside it (fibers may yield between
-    // two writes, see FairScheduler).
-    yield* Console.log(`vigil listening on ${urlOf(server.address)}\n${formatRecoverySummary(report)}`)
-    yield* Effect.addFinalizer(() => Console.log("vigil stopping: interrupting turns and tools, releasing the lease"))
-  })
-)
-
-/**
- * The whole server, composed as DESIGN.md draws it, each step provided to the next:
- * settings → SQLite store → OS port and models → supervision (lease, startup recovery, sessions,
+ * The whole server, composed as docs/design.md#the-layer-graph draws it, each step provided to
+ * the next: settings → SQLite store → OS port and models → supervision (lease, startup recovery, sessions,
  * tool runner, watchdog, idle monitor) → HTTP server → API handlers and `/event` → serving.
  * Closing runs it backwards: HTTP stops, turns are interrupted, running parts are recorded as
  * errors, the lease is marked stopped.
@@ -127,7 +63,11 @@ export const ServerLive = (options: ServerOptions) =>
       const Core = Vigil.layer({
         settings,
         tools: Tools.builtin({
-          protect: protectedStateOf({ db: options.db, configFile: options.configFile ?? defaultConfig, outputDir }),
+          protect: protectedStateOf({
+            db: options.db,
+            configFiles: [options.configFile ?? defaultConfig, ...(options.configFiles ?? [])],
+            outputDir
+          }),
           secretValues: [
             ...configuredKeys(providers),
             ...Option.toArray(Option.map(options.password, Redacted.value))

@@ -1,9 +1,7 @@
 import type { Instance, InstanceId, Part, Session } from "@vigil/domain"
-import { leaseExpired } from "@vigil/domain"
+import { instanceStates } from "@vigil/runtime"
 import { InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
-import { ProcessTable } from "@vigil/tools"
 import { Clock, Duration, Effect } from "effect"
-import { hostname } from "node:os"
 
 /** How many sessions `vigil status` lists (the newest; every busy or waiting one is listed too). */
 export const statusSessionLimit = 50
@@ -26,24 +24,11 @@ export const age = (millis: number): string => {
   return `${parts.seconds}s`
 }
 
-/**
- * What is known of an owner, without writing: stopped, lease expired, or (on this host) its process
- * gone, as recovery would judge it; `alive` otherwise.
- */
-const ownerState = (instance: Instance, now: number): Effect.Effect<string> => {
-  if (instance.stoppedAt !== null) return Effect.succeed("stopped")
-  if (leaseExpired(instance, now)) return Effect.succeed("lease expired")
-  if (instance.host !== hostname()) return Effect.succeed("alive")
-  return Effect.map(
-    ProcessTable.isAlive(instance.pid, instance.procStart ?? undefined),
-    (alive) => (alive ? "alive" : "process gone")
-  )
-}
-
 export interface StatusReport {
   readonly now: number
   readonly sessions: ReadonlyArray<Session>
   readonly running: ReadonlyArray<Part>
+  /** Each owner with liveness's verdict (as `/instance` gives it): its cause of death, or `alive`. */
   readonly instances: ReadonlyMap<string, { readonly instance: Instance; readonly state: string }>
 }
 
@@ -66,10 +51,10 @@ export const readStatus = Effect.gen(function*() {
   const sessions = [...recent, ...active.filter((session) => !seen.has(session.id))]
   const running = yield* partRepo.active()
   const ownerIds = [...new Set([...sessions.map((s) => s.ownerId), ...running.map((p) => p.ownerId)])]
+  const owners = yield* instanceRepo.getMany(ownerIds)
+  const states = yield* instanceStates(owners, now)
   const instances = new Map<string, { readonly instance: Instance; readonly state: string }>()
-  for (const instance of yield* instanceRepo.getMany(ownerIds)) {
-    instances.set(instance.id, { instance, state: yield* ownerState(instance, now) })
-  }
+  for (const instance of owners) instances.set(instance.id, { instance, state: states.get(instance.id) ?? "alive" })
   return { now, sessions, running, instances } satisfies StatusReport
 })
 

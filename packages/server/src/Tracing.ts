@@ -13,7 +13,7 @@ import { Config, Effect, Layer, Option } from "effect"
  */
 
 /** `k=v,k2=v2` (values URL-encoded), as the OpenTelemetry environment spells headers. */
-export const parseOtlpHeaders = (text: string): Record<string, string> =>
+const parseOtlpHeaders = (text: string): Record<string, string> =>
   Object.fromEntries(
     text.split(",").map((entry) => entry.trim()).filter((entry) => entry.includes("=")).map((entry) => {
       const at = entry.indexOf("=")
@@ -28,7 +28,7 @@ const tracingConfig = Config.all({
 })
 
 /** The traces URL: the traces endpoint as given, or `<endpoint>/v1/traces` (the OTLP/HTTP rule). */
-export const tracesUrl = (config: {
+const tracesUrl = (config: {
   readonly endpoint: Option.Option<string>
   readonly tracesEndpoint: Option.Option<string>
 }): Option.Option<string> =>

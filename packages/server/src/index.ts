@@ -1,3 +1,5 @@
+export { urlOf } from "./Announce.js"
 export * from "./Api.js"
 export * from "./Cli.js"
+export * from "./Defaults.js"
 export * from "./Server.js"

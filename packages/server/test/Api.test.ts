@@ -1,31 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Containment } from "@vigil/tools"
-import { join } from "node:path"
-import { afterAll, beforeAll } from "vitest"
-import type { JsonResponse, RunningServer } from "./support.js"
-import { eventually, openEvents, removeDirs, request, rowCounts, startServer, tempDir } from "./support.js"
+import type { JsonResponse } from "./support.js"
+import { createSession as createServerSession, eventually, openEvents, request, rowCounts, serverPerFile } from "./support.js"
 
-const dirs: Array<string> = []
-let server: RunningServer
-let url: string
+const served = serverPerFile()
+const createSession = (body: Record<string, unknown> = {}) => createServerSession(served.url, body)
 
-beforeAll(async () => {
-  server = await startServer({ db: join(tempDir(dirs), "vigil.db") })
-  url = server.url
-})
-
-afterAll(async () => {
-  await server?.close()
-  removeDirs(dirs)
-})
-
-const createSession = async (body: Record<string, unknown> = {}) => {
-  const response = await request(`${url}/session`, { body })
-  assert.strictEqual(response.status, 201, JSON.stringify(response.body))
-  return response.body as { id: string; status: string; title: string; parentId: string | null }
-}
-
-const getPart = async (id: string) => (await request(`${url}/part/${id}`)).body
+const getPart = async (id: string) => (await request(`${served.url}/part/${id}`)).body
 
 const partEnded = (id: string, timeoutMs = 10_000) =>
   eventually(async () => {
@@ -35,7 +16,7 @@ const partEnded = (id: string, timeoutMs = 10_000) =>
 
 const sessionAtRest = (id: string, timeoutMs = 10_000) =>
   eventually(async () => {
-    const session = (await request(`${url}/session/${id}`)).body
+    const session = (await request(`${served.url}/session/${id}`)).body
     return session.status === "busy" || session.status === "waiting" ? undefined : session
   }, timeoutMs, `session ${id} to be at rest`)
 
@@ -52,7 +33,7 @@ const assertJsonError = (response: JsonResponse, status: number, mentions: Reado
 
 describe("the HTTP API", () => {
   it("GET /health reports the instance, the startup recovery and the watchdog", async () => {
-    const response = await request(`${url}/health`)
+    const response = await request(`${served.url}/health`)
     assert.strictEqual(response.status, 200)
     const health = response.body
     assert.strictEqual(health.status, "ok")
@@ -78,22 +59,22 @@ describe("the HTTP API", () => {
     const child = await createSession({ parentId: parent.id })
     assert.strictEqual(child.parentId, parent.id)
 
-    const list = await request(`${url}/session`)
+    const list = await request(`${served.url}/session`)
     assert.strictEqual(list.status, 200)
     const ids = (list.body.items as Array<{ id: string }>).map((session) => session.id)
     assert.includeMembers(ids, [parent.id, child.id])
 
-    const got = await request(`${url}/session/${parent.id}`)
+    const got = await request(`${served.url}/session/${parent.id}`)
     assert.strictEqual(got.status, 200)
     assert.strictEqual(got.body.id, parent.id)
 
-    assertJsonError(await request(`${url}/session/ses_nope`), 404, ["ses_nope"], "SessionNotFound")
-    assertJsonError(await request(`${url}/session`, { body: { parentId: "ses_gone" } }), 404, ["ses_gone"], "SessionNotFound")
+    assertJsonError(await request(`${served.url}/session/ses_nope`), 404, ["ses_nope"], "SessionNotFound")
+    assertJsonError(await request(`${served.url}/session`, { body: { parentId: "ses_gone" } }), 404, ["ses_gone"], "SessionNotFound")
   })
 
   it("runs a tool: 202 with the part id, then the part completes with its output", async () => {
     const session = await createSession()
-    const response = await request(`${url}/session/${session.id}/tool`, {
+    const response = await request(`${served.url}/session/${session.id}/tool`, {
       body: { tool: "bash", input: { command: "echo hi" } }
     })
     assert.strictEqual(response.status, 202, JSON.stringify(response.body))
@@ -105,7 +86,7 @@ describe("the HTTP API", () => {
     assert.strictEqual(part.tool, "bash")
     assert.strictEqual(part.sessionId, session.id)
 
-    const parts = await request(`${url}/session/${session.id}/part`)
+    const parts = await request(`${served.url}/session/${session.id}/part`)
     assert.strictEqual(parts.status, 200)
     assert.deepStrictEqual((parts.body.items as Array<{ id: string }>).map((p) => p.id), [partId])
     assert.isNull(parts.body.next)
@@ -114,12 +95,12 @@ describe("the HTTP API", () => {
   })
 
   it("streams a tool's part.updated events over SSE, running then completed", async () => {
-    const events = await openEvents(url)
+    const events = await openEvents(served.url)
     try {
       assert.strictEqual(events.response.status, 200)
       assert.include(events.response.headers.get("content-type") ?? "", "text/event-stream")
       const session = await createSession()
-      const response = await request(`${url}/session/${session.id}/tool`, {
+      const response = await request(`${served.url}/session/${session.id}/tool`, {
         body: { tool: "bash", input: { command: "echo hi" } }
       })
       assert.strictEqual(response.status, 202)
@@ -149,7 +130,7 @@ describe("the HTTP API", () => {
   it("a tool's own timeout ends it as ToolTimeout", async () => {
     const session = await createSession()
     const started = Date.now()
-    const response = await request(`${url}/session/${session.id}/tool`, {
+    const response = await request(`${served.url}/session/${session.id}/tool`, {
       body: { tool: "bash", input: { command: "sleep 30" }, timeout: 300 }
     })
     assert.strictEqual(response.status, 202, JSON.stringify(response.body))
@@ -163,23 +144,23 @@ describe("the HTTP API", () => {
 
   it("a busy session answers 409; abort ends its turn and part with SessionCancelled", async () => {
     const session = await createSession()
-    const first = await request(`${url}/session/${session.id}/tool`, {
+    const first = await request(`${served.url}/session/${session.id}/tool`, {
       body: { tool: "bash", input: { command: "sleep 30" } }
     })
     assert.strictEqual(first.status, 202)
     assertJsonError(
-      await request(`${url}/session/${session.id}/tool`, { body: { tool: "bash", input: { command: "echo again" } } }),
+      await request(`${served.url}/session/${session.id}/tool`, { body: { tool: "bash", input: { command: "echo again" } } }),
       409,
       [session.id, "busy"],
       "SessionBusy"
     )
     assertJsonError(
-      await request(`${url}/session/${session.id}/prompt`, { body: { text: "[]" } }),
+      await request(`${served.url}/session/${session.id}/prompt`, { body: { text: "[]" } }),
       409,
       [session.id],
       "SessionBusy"
     )
-    const aborted = await request(`${url}/session/${session.id}/abort`, { method: "POST" })
+    const aborted = await request(`${served.url}/session/${session.id}/abort`, { method: "POST" })
     assert.strictEqual(aborted.status, 200, JSON.stringify(aborted.body))
     assert.strictEqual(aborted.body.status, "cancelled")
     assert.deepStrictEqual(aborted.body.cancelReason, { _tag: "SessionCancelled", by: "api" })
@@ -187,25 +168,25 @@ describe("the HTTP API", () => {
     assert.strictEqual(part.status, "error")
     assert.deepStrictEqual(part.error, { _tag: "SessionCancelled", by: "api" })
     // Only the first call made a part: the refused ones wrote nothing.
-    const parts = await request(`${url}/session/${session.id}/part`)
+    const parts = await request(`${served.url}/session/${session.id}/part`)
     assert.strictEqual(parts.body.items.length, 1)
   })
 
   it("runs a prompt under the script model (202), and the session takes another one after", async () => {
     const session = await createSession()
     const script = JSON.stringify([{ tool: "bash", input: { command: "echo from-script" } }, { text: "all done" }])
-    const response = await request(`${url}/session/${session.id}/prompt`, { body: { text: script } })
+    const response = await request(`${served.url}/session/${session.id}/prompt`, { body: { text: script } })
     assert.strictEqual(response.status, 202, JSON.stringify(response.body))
     assert.strictEqual(response.body.sessionId, session.id)
     const rested = await sessionAtRest(session.id)
     assert.strictEqual(rested.status, "idle")
-    const parts = (await request(`${url}/session/${session.id}/part`)).body.items as Array<Record<string, unknown>>
+    const parts = (await request(`${served.url}/session/${session.id}/part`)).body.items as Array<Record<string, unknown>>
     const bash = parts.find((part) => part.tool === "bash")
     assert.strictEqual(bash?.status, "completed")
     assert.include(String(bash?.output), "from-script")
     assert.isTrue(parts.some((part) => part.kind === "text" && part.output === "all done"))
 
-    const again = await request(`${url}/session/${session.id}/prompt`, { body: { text: "[{\"text\":\"again\"}]", model: "script" } })
+    const again = await request(`${served.url}/session/${session.id}/prompt`, { body: { text: "[{\"text\":\"again\"}]", model: "script" } })
     assert.strictEqual(again.status, 202)
     assert.strictEqual((await sessionAtRest(session.id)).status, "idle")
   })
@@ -215,38 +196,38 @@ describe("the HTTP API", () => {
     // 100 KB of script: the old 64 KiB cut on the prompt part made it "not a valid script".
     const padding = "p".repeat(100_000)
     const script = JSON.stringify([{ text: padding }, { tool: "bash", input: { command: "echo after-the-padding" } }, { text: "end" }])
-    const response = await request(`${url}/session/${session.id}/prompt`, { body: { text: script } })
+    const response = await request(`${served.url}/session/${session.id}/prompt`, { body: { text: script } })
     assert.strictEqual(response.status, 202, JSON.stringify(response.body))
     assert.strictEqual((await sessionAtRest(session.id)).status, "idle")
-    const parts = (await request(`${url}/session/${session.id}/part?limit=1000`)).body.items as Array<Record<string, unknown>>
+    const parts = (await request(`${served.url}/session/${session.id}/part?limit=1000`)).body.items as Array<Record<string, unknown>>
     assert.strictEqual(parts.find((part) => part.kind === "prompt")?.output, script)
     assert.isTrue(parts.some((part) => part.kind === "text" && part.output === padding))
     assert.include(String(parts.find((part) => part.tool === "bash")?.output), "after-the-padding")
 
     const other = await createSession()
-    const tooBig = await request(`${url}/session/${other.id}/prompt`, { body: { text: "x".repeat(1024 * 1024 + 1) } })
+    const tooBig = await request(`${served.url}/session/${other.id}/prompt`, { body: { text: "x".repeat(1024 * 1024 + 1) } })
     assertJsonError(tooBig, 413, ["1048576 bytes (1 MiB)"], "PayloadTooLarge")
-    const untouched = (await request(`${url}/session/${other.id}/part`)).body
+    const untouched = (await request(`${served.url}/session/${other.id}/part`)).body
     assert.deepStrictEqual(untouched, { items: [], next: null })
   })
 
   it("answers a waiting session's question through /reply", async () => {
     const session = await createSession()
     const script = JSON.stringify([{ tool: "ask", input: { question: "go on?" } }, { text: "thanks" }])
-    assert.strictEqual((await request(`${url}/session/${session.id}/prompt`, { body: { text: script } })).status, 202)
+    assert.strictEqual((await request(`${served.url}/session/${session.id}/prompt`, { body: { text: script } })).status, 202)
     const ask = await eventually(async () => {
-      const current = (await request(`${url}/session/${session.id}`)).body
+      const current = (await request(`${served.url}/session/${session.id}`)).body
       if (current.status !== "waiting") return undefined
-      const parts = (await request(`${url}/session/${session.id}/part`)).body.items as Array<{ id: string; tool: string; status: string }>
+      const parts = (await request(`${served.url}/session/${session.id}/part`)).body.items as Array<{ id: string; tool: string; status: string }>
       return parts.find((part) => part.tool === "ask" && part.status === "running")
     }, 10_000, "the session to wait")
     assertJsonError(
-      await request(`${url}/session/${session.id}/reply`, { body: { requestId: "req_nope", answer: "yes" } }),
+      await request(`${served.url}/session/${session.id}/reply`, { body: { requestId: "req_nope", answer: "yes" } }),
       404,
       ["req_nope"],
       "RequestNotFound"
     )
-    const reply = await request(`${url}/session/${session.id}/reply`, { body: { requestId: ask.id, answer: "yes" } })
+    const reply = await request(`${served.url}/session/${session.id}/reply`, { body: { requestId: ask.id, answer: "yes" } })
     assert.strictEqual(reply.status, 200, JSON.stringify(reply.body))
     assert.deepStrictEqual(reply.body, { sessionId: session.id, requestId: ask.id })
     assert.strictEqual((await sessionAtRest(session.id)).status, "idle")
@@ -256,15 +237,15 @@ describe("the HTTP API", () => {
   })
 
   it("GET /part/:id of an unknown part is a JSON 404", async () => {
-    assertJsonError(await request(`${url}/part/prt_nope`), 404, ["prt_nope"], "PartNotFound")
+    assertJsonError(await request(`${served.url}/part/prt_nope`), 404, ["prt_nope"], "PartNotFound")
   })
 
   it("serves the OpenAPI document and its UI at /doc", async () => {
-    const doc = await fetch(`${url}/doc`)
+    const doc = await fetch(`${served.url}/doc`)
     assert.strictEqual(doc.status, 200)
     assert.include(doc.headers.get("content-type") ?? "", "text/html")
     assert.include(await doc.text(), "swagger-ui")
-    const spec = await request(`${url}/openapi.json`)
+    const spec = await request(`${served.url}/openapi.json`)
     assert.strictEqual(spec.status, 200)
     assert.includeMembers(Object.keys(spec.body.paths), [
       "/health",
@@ -283,19 +264,19 @@ describe("the HTTP API", () => {
 
 describe("bad input", () => {
   const counts = () =>
-    rowCounts(server.db)
+    rowCounts(served.server.db)
 
   it("answers each with a JSON 4xx naming the problem, writes nothing, and the server goes on", async () => {
     const session = await createSession({ title: "target" })
     const before = await counts()
-    const tool = `${url}/session/${session.id}/tool`
+    const tool = `${served.url}/session/${session.id}/tool`
 
     // Malformed JSON.
-    assertJsonError(await request(`${url}/session`, { raw: "{\"title\": " }), 400, ["JSON"], "BadRequest")
+    assertJsonError(await request(`${served.url}/session`, { raw: "{\"title\": " }), 400, ["JSON"], "BadRequest")
     assertJsonError(await request(tool, { raw: "{tool: bash}" }), 400, ["JSON"], "BadRequest")
     // Wrong types.
-    assertJsonError(await request(`${url}/session`, { body: { title: 5 } }), 400, ["title"], "HttpApiDecodeError")
-    assertJsonError(await request(`${url}/session`, { body: [1, 2] }), 400, [], "HttpApiDecodeError")
+    assertJsonError(await request(`${served.url}/session`, { body: { title: 5 } }), 400, ["title"], "HttpApiDecodeError")
+    assertJsonError(await request(`${served.url}/session`, { body: [1, 2] }), 400, [], "HttpApiDecodeError")
     assertJsonError(await request(tool, { body: { tool: 42, input: {} } }), 400, ["tool"], "HttpApiDecodeError")
     assertJsonError(
       await request(tool, { body: { tool: "bash", input: { command: "echo x" }, timeout: -5 } }),
@@ -311,9 +292,9 @@ describe("bad input", () => {
     )
     // Missing fields.
     assertJsonError(await request(tool, { body: { input: { command: "echo x" } } }), 400, ["tool"], "HttpApiDecodeError")
-    assertJsonError(await request(`${url}/session/${session.id}/prompt`, { body: {} }), 400, ["text"], "HttpApiDecodeError")
+    assertJsonError(await request(`${served.url}/session/${session.id}/prompt`, { body: {} }), 400, ["text"], "HttpApiDecodeError")
     assertJsonError(
-      await request(`${url}/session/${session.id}/reply`, { body: { requestId: "req_x" } }),
+      await request(`${served.url}/session/${session.id}/reply`, { body: { requestId: "req_x" } }),
       400,
       ["answer"],
       "HttpApiDecodeError"
@@ -323,7 +304,7 @@ describe("bad input", () => {
     assertJsonError(await request(tool, { body: { tool: "teleport", input: {} } }), 400, ["teleport", "bash"], "UnknownTool")
     assertJsonError(await request(tool, { body: { tool: "bash", input: { cmd: "ls" } } }), 400, ["command"], "InvalidToolInput")
     assertJsonError(
-      await request(`${url}/session/${session.id}/prompt`, { body: { text: "[]", model: "gpt-nope" } }),
+      await request(`${served.url}/session/${session.id}/prompt`, { body: { text: "[]", model: "gpt-nope" } }),
       400,
       ["gpt-nope"],
       "UnknownModel"
@@ -337,14 +318,14 @@ describe("bad input", () => {
         : path === "reply"
         ? { requestId: "req_x", answer: "y" }
         : undefined
-      const response = await request(`${url}/session/ses_missing/${path}`, {
+      const response = await request(`${served.url}/session/ses_missing/${path}`, {
         method: path === "part" ? "GET" : "POST",
         ...(body !== undefined ? { body } : {})
       })
       assertJsonError(response, 404, ["ses_missing"], "SessionNotFound")
     }
-    assertJsonError(await request(`${url}/part/prt_missing`), 404, ["prt_missing"], "PartNotFound")
-    assertJsonError(await request(`${url}/no/such/route`), 404, ["/no/such/route"], "RouteNotFound")
+    assertJsonError(await request(`${served.url}/part/prt_missing`), 404, ["prt_missing"], "PartNotFound")
+    assertJsonError(await request(`${served.url}/no/such/route`), 404, ["/no/such/route"], "RouteNotFound")
     // Oversized bodies: declared, and streamed without a length.
     const big = JSON.stringify({ tool: "bash", input: { command: `echo ${"x".repeat(1024 * 1024 + 10)}` } })
     assertJsonError(await request(tool, { raw: big }), 413, ["1 MiB"], "PayloadTooLarge")
@@ -363,12 +344,12 @@ describe("bad input", () => {
     assertJsonError({ status: chunked.status, headers: chunked.headers, body: await chunked.json() }, 413, [], "PayloadTooLarge")
 
     // Still serving, and nothing was written by any of them.
-    assert.strictEqual((await request(`${url}/health`)).status, 200)
+    assert.strictEqual((await request(`${served.url}/health`)).status, 200)
     assert.deepStrictEqual(await counts(), before)
-    assert.strictEqual((await request(`${url}/session/${session.id}`)).body.status, "idle")
+    assert.strictEqual((await request(`${served.url}/session/${session.id}`)).body.status, "idle")
     // A body sent without a length (chunked) is read within the limit, and decoded as usual.
     const streamed = (text: string) =>
-      fetch(`${url}/session`, {
+      fetch(`${served.url}/session`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: new ReadableStream({
@@ -386,7 +367,7 @@ describe("bad input", () => {
     assert.strictEqual(((await good.json()) as { title: string }).title, "streamed")
     // A JSON body labelled as something else (`curl -d` says form; a cross-site form sends one) is
     // refused: a body must say application/json (RequestGuard.test.ts has the rest of the rules).
-    const labelled = await request(`${url}/session`, {
+    const labelled = await request(`${served.url}/session`, {
       raw: JSON.stringify({ title: "from curl" }),
       headers: { "content-type": "application/x-www-form-urlencoded" }
     })

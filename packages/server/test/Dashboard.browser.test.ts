@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Instance, makeInstanceId, makeSessionId, newPart, Session } from "@vigil/domain"
+import { Instance, makeInstanceId, makeSessionId, newPart } from "@vigil/domain"
 import { InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
 import { Effect, Redacted } from "effect"
 import { copyFileSync, writeFileSync } from "node:fs"
@@ -16,6 +16,7 @@ import {
   outputDir,
   sleep
 } from "./DashboardSupport.js"
+import { sessionRow } from "./seed.js"
 import type { RunningServer } from "./support.js"
 import { eventually, removeDirs, request, startServer, tempDir, withStore } from "./support.js"
 
@@ -363,13 +364,10 @@ describe.skipIf(!chromiumAvailable && !inCi)("the dashboard after a crash", () =
         leaseMillis: 30_000,
         stoppedAt: null
       }))
-      yield* (yield* SessionRepo).insert(new Session({
+      yield* (yield* SessionRepo).insert(sessionRow({
         id: orphanSession,
-        parentId: null,
-        parentPartId: null,
         title: "nightly migration (its server crashed)",
         status: "busy",
-        cancelReason: null,
         lastActivityAt: now - 600_000,
         ownerId: deadId,
         createdAt: now - 900_000

@@ -2,55 +2,35 @@ import { assert, describe, it } from "@effect/vitest"
 import { Instance, InstanceId } from "@vigil/domain"
 import { InstanceRepo } from "@vigil/store"
 import { Effect } from "effect"
-import { join } from "node:path"
-import { afterAll, beforeAll } from "vitest"
-import type { RunningServer } from "./support.js"
-import { eventually, removeDirs, request, startServer, tempDir, withStore } from "./support.js"
+import { createSession as createServerSession, eventually, request, serverPerFile, withStore } from "./support.js"
 
 /** The dashboard's page and assets, and the read-only routes it reads its state from. */
 
-const dirs: Array<string> = []
-let server: RunningServer
-let url: string
-
-beforeAll(async () => {
-  server = await startServer({ db: join(tempDir(dirs), "vigil.db") })
-  url = server.url
-})
-
-afterAll(async () => {
-  await server?.close()
-  removeDirs(dirs)
-})
-
-const createSession = async (body: Record<string, unknown> = {}) => {
-  const response = await request(`${url}/session`, { body })
-  assert.strictEqual(response.status, 201, JSON.stringify(response.body))
-  return response.body as { id: string }
-}
+const served = serverPerFile()
+const createSession = (body: Record<string, unknown> = {}) => createServerSession(served.url, body)
 
 const runTool = async (sessionId: string, body: Record<string, unknown>) => {
-  const response = await request(`${url}/session/${sessionId}/tool`, { body })
+  const response = await request(`${served.url}/session/${sessionId}/tool`, { body })
   assert.strictEqual(response.status, 202, JSON.stringify(response.body))
   return response.body.partId as string
 }
 
 const partEnded = (id: string) =>
   eventually(async () => {
-    const part = (await request(`${url}/part/${id}`)).body
+    const part = (await request(`${served.url}/part/${id}`)).body
     return part.status === "completed" || part.status === "error" ? part : undefined
   }, 10_000, `part ${id} to end`)
 
 describe("the dashboard's page and assets", () => {
   it("GET / is the page; its script and stylesheet come from the server, nothing from elsewhere", async () => {
-    const page = await fetch(`${url}/`)
+    const page = await fetch(`${served.url}/`)
     assert.strictEqual(page.status, 200)
     assert.include(page.headers.get("content-type") ?? "", "text/html")
     const html = await page.text()
     assert.include(html, `<script type="module" src="/dashboard/app.js">`)
     assert.include(html, `href="/dashboard/app.css"`)
 
-    const script = await fetch(`${url}/dashboard/app.js`)
+    const script = await fetch(`${served.url}/dashboard/app.js`)
     assert.strictEqual(script.status, 200)
     assert.include(script.headers.get("content-type") ?? "", "text/javascript")
     const js = await script.text()
@@ -58,7 +38,7 @@ describe("the dashboard's page and assets", () => {
     assert.include(js, "/event/log")
     assert.include(js, "EventSource")
     assert.notMatch(js, /\bimport\s*[{*"']/)
-    const css = await fetch(`${url}/dashboard/app.css`)
+    const css = await fetch(`${served.url}/dashboard/app.css`)
     assert.strictEqual(css.status, 200)
     assert.include(css.headers.get("content-type") ?? "", "text/css")
     const stylesheet = await css.text()
@@ -66,8 +46,8 @@ describe("the dashboard's page and assets", () => {
   })
 
   it("/doc and /openapi.json still work, and the new routes are documented", async () => {
-    assert.strictEqual((await fetch(`${url}/doc`)).status, 200)
-    const spec = (await request(`${url}/openapi.json`)).body
+    assert.strictEqual((await fetch(`${served.url}/doc`)).status, 200)
+    const spec = (await request(`${served.url}/openapi.json`)).body
     for (const path of ["/part/active", "/event/log", "/instance", "/session", "/event"]) assert.property(spec.paths, path)
   })
 })
@@ -80,7 +60,7 @@ describe("the dashboard's read-only routes", () => {
     const done = await runTool(b.id, { tool: "bash", input: { command: "true" } })
     await partEnded(done)
     const active = await eventually(async () => {
-      const parts = (await request(`${url}/part/active?limit=1000`)).body.items as Array<{ id: string; pid: number | null }>
+      const parts = (await request(`${served.url}/part/active?limit=1000`)).body.items as Array<{ id: string; pid: number | null }>
       const part = parts.find((p) => p.id === running)
       return part?.pid ? parts : undefined
     }, 5_000, "the running part with its pid")
@@ -91,9 +71,9 @@ describe("the dashboard's read-only routes", () => {
     assert.strictEqual(part.status, "running")
     // The configured tool_timeout (10 minutes) is its deadline.
     assert.strictEqual(part.deadlineAt - part.startedAt, 600_000)
-    await request(`${url}/session/${a.id}/abort`, { method: "POST" })
+    await request(`${served.url}/session/${a.id}/abort`, { method: "POST" })
     await partEnded(running)
-    assert.notInclude(((await request(`${url}/part/active?limit=1000`)).body.items as Array<{ id: string }>).map((p) => p.id), running)
+    assert.notInclude(((await request(`${served.url}/part/active?limit=1000`)).body.items as Array<{ id: string }>).map((p) => p.id), running)
   })
 
   it("GET /event/log: supervision actions newest first, with their reasons, of one session with ?sessionId=", async () => {
@@ -106,7 +86,7 @@ describe("the dashboard's read-only routes", () => {
     const elsewhere = await runTool(other.id, { tool: "bash", input: { command: "sleep 30" }, timeout: 200 })
     await partEnded(elsewhere)
 
-    const log = (await request(`${url}/event/log?sessionId=${slow.id}`)).body.items as Array<{
+    const log = (await request(`${served.url}/event/log?sessionId=${slow.id}`)).body.items as Array<{
       id: number
       type: string
       sessionId: string
@@ -120,14 +100,14 @@ describe("the dashboard's read-only routes", () => {
     const ids = log.map((event) => event.id)
     assert.deepStrictEqual(ids, [...ids].sort((x, y) => y - x))
 
-    const whole = (await request(`${url}/event/log`)).body as { items: Array<{ id: number; partId: string }>; next: string | null }
+    const whole = (await request(`${served.url}/event/log`)).body as { items: Array<{ id: number; partId: string }>; next: string | null }
     assert.include(whole.items.map((event) => event.partId), elsewhere)
     assert.isNull(whole.next, "every event fits the default page: no next")
     // Page by page, one event each: the same events in the same order, each once, then no next.
     const paged: Array<number> = []
     for (let cursor: string | null = "", pages = 0; cursor !== null; pages++) {
       assert.isBelow(pages, whole.items.length + 1, "the pages end")
-      const page = (await request(`${url}/event/log?limit=1${cursor === "" ? "" : `&cursor=${encodeURIComponent(cursor)}`}`)).body as {
+      const page = (await request(`${served.url}/event/log?limit=1${cursor === "" ? "" : `&cursor=${encodeURIComponent(cursor)}`}`)).body as {
         items: Array<{ id: number }>
         next: string | null
       }
@@ -137,23 +117,23 @@ describe("the dashboard's read-only routes", () => {
     }
     assert.deepStrictEqual(paged, whole.items.map((event) => event.id))
     for (const bad of ["0", "1001", "two", "1.5"]) {
-      const response = await request(`${url}/event/log?limit=${bad}`)
+      const response = await request(`${served.url}/event/log?limit=${bad}`)
       assert.strictEqual(response.status, 400, bad)
       assert.include(JSON.stringify(response.body), "limit")
     }
     for (const bad of ["x", "-1", "0"]) {
-      const response = await request(`${url}/event/log?cursor=${bad}`)
+      const response = await request(`${served.url}/event/log?cursor=${bad}`)
       assert.strictEqual(response.status, 400, bad)
       assert.include(JSON.stringify(response.body), "cursor")
     }
-    assert.deepStrictEqual((await request(`${url}/event/log?sessionId=ses_none`)).body, { items: [], next: null })
+    assert.deepStrictEqual((await request(`${served.url}/event/log?sessionId=ses_none`)).body, { items: [], next: null })
   })
 
   it("GET /instance: this server alive with its heartbeat age; a peer whose lease ran out is dead, and says why", async () => {
-    const self = (await request(`${url}/health`)).body.instance.id as string
+    const self = (await request(`${served.url}/health`)).body.instance.id as string
     const now = Date.now()
     const peer = InstanceId.make("ins_dashboardpeer0000000001")
-    await withStore(server.db, Effect.gen(function*() {
+    await withStore(served.server.db, Effect.gen(function*() {
       const repo = yield* InstanceRepo
       yield* repo.register(new Instance({
         id: peer,
@@ -166,7 +146,7 @@ describe("the dashboard's read-only routes", () => {
         stoppedAt: null
       }))
     }))
-    const list = (await request(`${url}/instance`)).body as {
+    const list = (await request(`${served.url}/instance`)).body as {
       now: number
       instances: Array<{ id: string; alive: boolean; self: boolean; deathCause: string | null; heartbeatAgeMs: number; host: string }>
     }

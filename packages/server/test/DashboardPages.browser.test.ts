@@ -1,14 +1,11 @@
-import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Instance, InstanceId, Part, PartId, Session, SessionId } from "@vigil/domain"
-import { InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
-import { SqliteStoreLive } from "@vigil/store/sqlite"
+import { InstanceId, PartId, SessionId } from "@vigil/domain"
 import { Effect } from "effect"
 import { writeFileSync } from "node:fs"
-import { hostname } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { chromiumAvailable, chromiumPath, ensureOutputDir, inCi, launchBrowser, outputDir } from "./DashboardSupport.js"
+import { bashPartRow, seedDatabase, sessionRow } from "./seed.js"
 import type { RunningServer } from "./support.js"
 import { removeDirs, startServer, tempDir } from "./support.js"
 
@@ -24,49 +21,24 @@ let server: RunningServer
 const owner = InstanceId.make("ins_dashpages0live")
 
 const seed = (db: string) =>
-  Effect.runPromise(
+  seedDatabase(db, owner, ({ now, parts, sessions }) =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const sessions = yield* SessionRepo
-      const parts = yield* PartRepo
-      const now = Date.now()
-      yield* (yield* InstanceRepo).register(
-        new Instance({ id: owner, pid: process.pid, host: hostname(), procStart: null, startedAt: now, heartbeatAt: now, leaseMillis: 86_400_000, stoppedAt: null })
-      )
-      yield* sql.withTransaction(Effect.gen(function*() {
-        for (let i = 0; i < 1_000; i++) {
-          const id = SessionId.make(`ses_dash${String(i).padStart(5, "0")}`)
-          yield* sessions.insert(
-            new Session({ id, parentId: null, parentPartId: null, title: `bench ${i}`, status: "busy", cancelReason: null, lastActivityAt: now, ownerId: owner, createdAt: now - i })
-          )
-        }
-        for (let i = 0; i < 10_000; i++) {
-          yield* parts.insert(
-            new Part({
-              id: PartId.make(`prt_dash${String(i).padStart(6, "0")}`),
-              sessionId: SessionId.make(`ses_dash${String(i % 1_000).padStart(5, "0")}`),
-              kind: "tool",
-              tool: "bash",
-              input: { command: "sleep 1" },
-              callId: null,
-              status: "running",
-              output: null,
-              error: null,
-              createdAt: now - i,
-              startedAt: now - i,
-              endedAt: null,
-              deadlineAt: now + 3_600_000,
-              ownerId: owner,
-              childSessionId: null,
-              pid: null,
-              pgid: null,
-              procStart: null
-            })
-          )
-        }
-      }))
-    }).pipe(Effect.provide(SqliteStoreLive(db)))
-  )
+      for (let i = 0; i < 1_000; i++) {
+        const id = SessionId.make(`ses_dash${String(i).padStart(5, "0")}`)
+        yield* sessions.insert(sessionRow({ id, title: `bench ${i}`, status: "busy", lastActivityAt: now, ownerId: owner, createdAt: now - i }))
+      }
+      for (let i = 0; i < 10_000; i++) {
+        yield* parts.insert(bashPartRow({
+          id: PartId.make(`prt_dash${String(i).padStart(6, "0")}`),
+          sessionId: SessionId.make(`ses_dash${String(i % 1_000).padStart(5, "0")}`),
+          input: { command: "sleep 1" },
+          status: "running",
+          createdAt: now - i,
+          deadlineAt: now + 3_600_000,
+          ownerId: owner
+        }))
+      }
+    }))
 
 describe.skipIf(!chromiumAvailable && !inCi)("the dashboard on paged lists", () => {
   beforeAll(async () => {

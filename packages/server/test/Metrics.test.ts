@@ -1,9 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { InstanceId, Part, PartId, Session, SessionId } from "@vigil/domain"
+import { InstanceId, PartId, SessionId } from "@vigil/domain"
+import type { Session } from "@vigil/domain"
 import { PartRepo, SessionRepo } from "@vigil/store"
 import { Duration, Effect, Option, Redacted } from "effect"
 import { join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
+import { bashPartRow, sessionRow } from "./seed.js"
 import type { RunningServer } from "./support.js"
 import { eventually, removeDirs, startServer, tempDir, testSettings, withStore } from "./support.js"
 
@@ -115,50 +117,21 @@ describe("GET /metrics", () => {
     // its deadline (a runner that lost it), a part of an owner that never existed, and a session
     // of ours silent for an hour.
     const now = Date.now()
-    const sessionRow = (id: string, status: Session["status"], ownerId: InstanceId, lastActivityAt: number) =>
-      new Session({
-        id: SessionId.make(id),
-        parentId: null,
-        parentPartId: null,
-        title: id,
-        status,
-        cancelReason: null,
-        lastActivityAt,
-        ownerId,
-        createdAt: now
-      })
+    const stuckSession = (id: string, status: Session["status"], ownerId: InstanceId, lastActivityAt: number) =>
+      sessionRow({ id: SessionId.make(id), status, ownerId, lastActivityAt, createdAt: now })
     const partRow = (id: string, sessionId: string, ownerId: InstanceId) =>
-      new Part({
-        id: PartId.make(id),
-        sessionId: SessionId.make(sessionId),
-        kind: "tool",
-        tool: "bash",
-        input: { command: "true" },
-        callId: null,
-        status: "running",
-        output: null,
-        error: null,
-        createdAt: now - 7_200_000,
-        startedAt: now - 7_200_000,
-        endedAt: null,
-        deadlineAt: now - 3_600_000,
-        ownerId,
-        childSessionId: null,
-        pid: null,
-        pgid: null,
-        procStart: null
-      })
+      bashPartRow({ id: PartId.make(id), sessionId: SessionId.make(sessionId), status: "running", createdAt: now - 7_200_000, deadlineAt: now - 3_600_000, ownerId })
     const ghost = InstanceId.make("ins_metrics0ghost")
     await withStore(
       server.db,
       Effect.gen(function*() {
         const sessions = yield* SessionRepo
         const parts = yield* PartRepo
-        yield* sessions.insert(sessionRow("ses_mstuck", "busy", self, now))
+        yield* sessions.insert(stuckSession("ses_mstuck", "busy", self, now))
         yield* parts.insert(partRow("prt_mstuck", "ses_mstuck", self))
-        yield* sessions.insert(sessionRow("ses_mghost", "busy", ghost, now))
+        yield* sessions.insert(stuckSession("ses_mghost", "busy", ghost, now))
         yield* parts.insert(partRow("prt_mghost", "ses_mghost", ghost))
-        yield* sessions.insert(sessionRow("ses_midle", "busy", self, now - 3_600_000))
+        yield* sessions.insert(stuckSession("ses_midle", "busy", self, now - 3_600_000))
       })
     )
     await movedTo(

@@ -1,13 +1,11 @@
-import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Instance, InstanceId, Part, PartId, Session, SessionId } from "@vigil/domain"
-import { InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
-import { SqliteStoreLive } from "@vigil/store/sqlite"
+import { InstanceId, PartId, SessionId } from "@vigil/domain"
+import type { Part } from "@vigil/domain"
 import { Effect } from "effect"
-import { hostname } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import type { RunningServer } from "./support.js"
+import { bashPartRow, seedDatabase, sessionRow } from "./seed.js"
 import { removeDirs, request, rowCounts, startServer, tempDir } from "./support.js"
 
 /**
@@ -28,75 +26,26 @@ const bigSession = SessionId.make("ses_big")
 const owner = InstanceId.make("ins_pages0live")
 
 const seed = (db: string) =>
-  Effect.runPromise(
+  seedDatabase(db, owner, ({ now, parts, sessions }) =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const sessions = yield* SessionRepo
-      const parts = yield* PartRepo
-      const now = Date.now()
-      yield* (yield* InstanceRepo).register(
-        new Instance({
-          id: owner,
-          pid: process.pid,
-          host: hostname(),
-          procStart: null,
-          startedAt: now,
-          heartbeatAt: now,
-          leaseMillis: 24 * 3_600_000,
-          stoppedAt: null
-        })
-      )
-      const session = (id: SessionId, createdAt: number) =>
-        new Session({
-          id,
-          parentId: null,
-          parentPartId: null,
-          title: id,
-          status: "idle",
-          cancelReason: null,
-          lastActivityAt: createdAt,
-          ownerId: owner,
-          createdAt
-        })
+      const session = (id: SessionId, createdAt: number) => sessionRow({ id, ownerId: owner, createdAt })
       const part = (id: string, sessionId: SessionId, status: Part["status"], output: string | null) =>
-        new Part({
-          id: PartId.make(id),
-          sessionId,
-          kind: "tool",
-          tool: "bash",
-          input: { command: "true" },
-          callId: null,
-          status,
-          output,
-          error: null,
-          createdAt: now,
-          startedAt: status === "pending" ? null : now,
-          endedAt: status === "completed" ? now : null,
-          deadlineAt: status === "running" ? now + 3_600_000 : null,
-          ownerId: owner,
-          childSessionId: null,
-          pid: null,
-          pgid: null,
-          procStart: null
-        })
-      yield* sql.withTransaction(Effect.gen(function*() {
-        // Ten sessions share each millisecond.
-        for (let i = 0; i < sessionCount; i++) {
-          yield* sessions.insert(session(SessionId.make(`ses_p${String(i).padStart(5, "0")}`), now - 1_000_000 + Math.floor(i / 10)))
-        }
-        yield* sessions.insert(session(bigSession, now - 2_000_000))
-        const output = "o".repeat(4096)
-        for (let i = 0; i < bigSessionParts; i++) {
-          yield* parts.insert(part(`prt_b${String(i).padStart(5, "0")}`, bigSession, "completed", output))
-        }
-        for (let i = 0; i < activeCount; i++) {
-          const sessionId = SessionId.make(`ses_p${String(i % sessionCount).padStart(5, "0")}`)
-          yield* parts.insert(part(`prt_a${String(i).padStart(5, "0")}`, sessionId, i % 2 === 0 ? "running" : "pending", null))
-          if (i % 5 === 0) yield* parts.insert(part(`prt_e${String(i).padStart(5, "0")}`, sessionId, "completed", "done"))
-        }
-      }))
-    }).pipe(Effect.provide(SqliteStoreLive(db)))
-  )
+        bashPartRow({ id: PartId.make(id), sessionId, status, output, ownerId: owner, createdAt: now })
+      // Ten sessions share each millisecond.
+      for (let i = 0; i < sessionCount; i++) {
+        yield* sessions.insert(session(SessionId.make(`ses_p${String(i).padStart(5, "0")}`), now - 1_000_000 + Math.floor(i / 10)))
+      }
+      yield* sessions.insert(session(bigSession, now - 2_000_000))
+      const output = "o".repeat(4096)
+      for (let i = 0; i < bigSessionParts; i++) {
+        yield* parts.insert(part(`prt_b${String(i).padStart(5, "0")}`, bigSession, "completed", output))
+      }
+      for (let i = 0; i < activeCount; i++) {
+        const sessionId = SessionId.make(`ses_p${String(i % sessionCount).padStart(5, "0")}`)
+        yield* parts.insert(part(`prt_a${String(i).padStart(5, "0")}`, sessionId, i % 2 === 0 ? "running" : "pending", null))
+        if (i % 5 === 0) yield* parts.insert(part(`prt_e${String(i).padStart(5, "0")}`, sessionId, "completed", "done"))
+      }
+    }))
 
 beforeAll(async () => {
   const db = join(tempDir(dirs), "vigil.db")

@@ -179,7 +179,7 @@ describe("vigil serve, as a process", () => {
     assert.include(status.stdout, sessionId)
     const partLine = status.stdout.split("\n").find((line) => line.startsWith(partId))
     assert.isDefined(partLine, status.stdout)
-    assert.match(partLine!, /bash\s+running\s+\d+s\s+\d+\s+ins_\w+ \(pid \d+ on .+, process gone\)/)
+    assert.match(partLine!, /bash\s+running\s+\d+s\s+\d+\s+ins_\w+ \(pid \d+ on .+, process-gone\)/)
     assert.include(partLine!, String(pid))
 
     const dryRun = await vigilRun(["recover", "--db", db, "--dry-run"], { cwd: dir })

@@ -7,7 +7,8 @@ import { join } from "node:path"
 import { afterAll, afterEach } from "vitest"
 import type { Recorded } from "../../provider/test/fakeOpenAi.js"
 import { chunk, failing, fakeServer, streamed, textDelta, toolDelta } from "../../provider/test/fakeOpenAi.js"
-import { ServerLive, urlOf } from "../src/Server.js"
+import { urlOf } from "../src/Announce.js"
+import { ServerLive } from "../src/Server.js"
 import { eventually, killChildren, removeDirs, request, serveProcess, tempDir, testSettings, vigilRun } from "./support.js"
 
 const dirs: Array<string> = []

@@ -11,7 +11,9 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { ServerLive, urlOf } from "../src/Server.js"
+import { afterAll, beforeAll } from "vitest"
+import { urlOf } from "../src/Announce.js"
+import { ServerLive } from "../src/Server.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 export const repoRoot = resolve(here, "../../..")
@@ -263,4 +265,39 @@ export const isAlive = (pid: number): boolean => {
   } catch {
     return false
   }
+}
+
+/**
+ * One in-process server for a whole test file, on a fresh temp file: started before the file's
+ * tests, closed (and its folder removed) after them. Read `url` and `server` inside tests only.
+ */
+export const serverPerFile = () => {
+  const dirs: Array<string> = []
+  let started: RunningServer | undefined
+  beforeAll(async () => {
+    started = await startServer({ db: join(tempDir(dirs), "vigil.db") })
+  })
+  afterAll(async () => {
+    await started?.close()
+    removeDirs(dirs)
+  })
+  const current = () => {
+    if (started === undefined) throw new Error("the file's server is read before it started (outside a test?)")
+    return started
+  }
+  return {
+    get server() {
+      return current()
+    },
+    get url() {
+      return current().url
+    }
+  }
+}
+
+/** A new top-level session through the API (its 201 asserted). */
+export const createSession = async (url: string, body: Record<string, unknown> = {}) => {
+  const response = await request(`${url}/session`, { body })
+  if (response.status !== 201) throw new Error(`POST /session answered ${response.status}: ${JSON.stringify(response.body)}`)
+  return response.body as { id: string; status: string; title: string; parentId: string | null }
 }

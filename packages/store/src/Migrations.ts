@@ -133,6 +133,15 @@ const steps = {
     Effect.gen(function*() {
       yield* sql`CREATE INDEX ${name(sql, t.prefix)}sessions_created ON ${name(sql, t.sessions)} (created_at, id)`
       yield* sql`CREATE INDEX ${name(sql, t.prefix)}parts_active_id ON ${name(sql, t.parts)} (id) WHERE status IN ('pending', 'running')`
+    })),
+  /**
+   * Room a live part's row keeps for the write that ends it (`PartRepo`'s `reservedRoom`), so a
+   * rescue's reason and end take its place instead of growing the row and splitting its page
+   * (issue 21). Rows that are live now have none and grow once when they end, as before.
+   */
+  "0004_part_reserve": migration("0004_part_reserve", (sql, t) =>
+    Effect.gen(function*() {
+      yield* sql`ALTER TABLE ${name(sql, t.parts)} ADD COLUMN reserve TEXT`
     }))
 }
 

@@ -2,10 +2,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import * as Migrator from "@effect/sql/Migrator"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { makeInstanceId, ToolTimeout } from "@vigil/domain"
+import { makeInstanceId, OrphanedByCrash, ToolTimeout } from "@vigil/domain"
 import type { StoreOptions } from "@vigil/store"
 import {
   EventLog,
+  migrations,
   PartRepo,
   requireCurrentLayout,
   SessionRepo,
@@ -296,6 +297,51 @@ for (const database of databases) {
         assert.deepStrictEqual(recorded, [])
       })))
 
+    it.effect("0004_part_reserve keeps every part and its error; a part live before it ends as before", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const db = yield* database.fresh
+        const session = makeSession()
+        const running = makePart(session.id, { status: "running", startedAt: 1_500, deadlineAt: 9_000, pid: 42, pgid: 42, procStart: "7" })
+        const completed = makePart(session.id, { status: "completed", startedAt: 1_500, endedAt: 2_000, output: "done\n", callId: "c1" })
+        const errored = makePart(session.id, { status: "error", startedAt: 1_500, endedAt: 2_500, error: new ToolTimeout({ timeout: 1_000 }) })
+        // The store as the migrations before 0004 left it, with a part in each state.
+        yield* onClient(db.client, (sql) =>
+          Effect.gen(function*() {
+            const before = Effect.map(migrations, (all) => all.filter(([id]) => id < 4))
+            yield* Migrator.make({})({ loader: before, table: "vigil_migrations" }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+            yield* sql`INSERT INTO vigil_sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
+              VALUES (${session.id}, NULL, NULL, ${session.title}, 'busy', NULL, 1000, ${session.ownerId}, 1000)`
+            for (const part of [running, completed, errored]) {
+              yield* sql`INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
+                ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
+                VALUES (${part.id}, ${session.id}, ${part.kind}, ${part.tool}, ${JSON.stringify(part.input)}, ${part.callId}, ${part.status},
+                  ${part.output}, ${part.error === null ? null : JSON.stringify(part.error)}, ${part.createdAt}, ${part.startedAt},
+                  ${part.endedAt}, ${part.deadlineAt}, ${part.ownerId}, NULL, ${part.pid}, ${part.pgid}, ${part.procStart})`
+            }
+          }))
+        const after = yield* Effect.gen(function*() {
+          const parts = yield* PartRepo
+          const kept = yield* Effect.forEach([running, completed, errored], (part) => Effect.map(parts.get(part.id), Option.getOrThrow))
+          const ended = yield* parts.endActiveOfOwner(running.ownerId, new OrphanedByCrash({ ownerId: running.ownerId }), 3_000)
+          return { kept, ended: ended.map((part) => part.id), rescued: Option.getOrThrow(yield* parts.get(running.id)) }
+        }).pipe(Effect.provide(db.store()))
+        assert.deepStrictEqual(after.kept, [running, completed, errored])
+        assert.instanceOf(after.kept[2]!.error, ToolTimeout)
+        assert.deepStrictEqual(after.ended, [running.id])
+        assert.deepStrictEqual([after.rescued.status, after.rescued.error, after.rescued.endedAt], [
+          "error",
+          new OrphanedByCrash({ ownerId: running.ownerId }),
+          3_000
+        ])
+        const rows = yield* onClient(db.client, (sql) =>
+          Effect.all({
+            recorded: sql<{ migration_id: number }>`SELECT migration_id FROM vigil_migrations ORDER BY migration_id`,
+            reserves: sql<{ reserve: string | null }>`SELECT reserve FROM vigil_parts`
+          }))
+        assert.deepStrictEqual(rows.recorded.map((r) => Number(r.migration_id)), [1, 2, 3, 4])
+        assert.deepStrictEqual(rows.reserves.map((r) => r.reserve), [null, null, null], "no room for rows written before it")
+      })))
+
     for (const prefix of ["vigil_", "acme_"]) {
       it.effect(`an earlier vigil's unprefixed tables are adopted under ${prefix}, every row kept`, () =>
         Effect.scoped(Effect.gen(function*() {
@@ -339,7 +385,7 @@ for (const database of databases) {
           assert.deepStrictEqual(yield* catalog(database.name, db.client), expected)
           const recorded = yield* onClient(db.client, (sql) =>
             sql<{ migration_id: number }>`SELECT migration_id FROM ${sql.literal(`${prefix}migrations`)} ORDER BY migration_id`)
-          assert.deepStrictEqual(recorded.map((r) => Number(r.migration_id)), [1, 2, 3], "the two it had, then the ones it lacked")
+          assert.deepStrictEqual(recorded.map((r) => Number(r.migration_id)), [1, 2, 3, 4], "the two it had, then the ones it lacked")
           assert.isTrue(Exit.isSuccess(yield* layoutCheck), "the upgraded layout is current")
           // A second boot adopts nothing more and changes nothing.
           yield* Effect.provide(Effect.void, db.store({ prefix }))

@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Part } from "@vigil/domain"
 import { OrphanedByCrash, SessionCancelled, ToolFailed, ToolTimeout, WatchdogStuck } from "@vigil/domain"
-import { outputCapBytes, PartRepo, SessionRepo } from "@vigil/store"
+import { SqlClient } from "@effect/sql"
+import { outputCapBytes, PartRepo, reservedRoom, SessionRepo } from "@vigil/store"
 import { Effect, Option } from "effect"
 import { describeBackends, makePart, makeSession, ownerA, ownerB } from "./fixtures.js"
 
@@ -33,7 +34,7 @@ const runningFields = { status: "running", startedAt: 2_000, deadlineAt: 5_000 }
 const completedFields = { status: "completed", startedAt: 2_000, endedAt: 3_000, output: "done" } as const
 const errorFields = { status: "error", startedAt: 2_000, endedAt: 3_000, error: timeout } as const
 
-describeBackends("PartRepo", ({ withStore }) => {
+describeBackends("PartRepo", ({ name, withStore }) => {
   it.effect("insert and get round-trip every field", () =>
     withStore(Effect.gen(function*() {
       const part = yield* seedOne({
@@ -308,6 +309,63 @@ describeBackends("PartRepo", ({ withStore }) => {
       })))
   })
 
+  describe("the room a live row reserves for its end", () => {
+    const reserveOf = (part: Pick<Part, "id">) =>
+      Effect.gen(function*() {
+        const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+        const rows = yield* sql<{ reserve: string | null }>`SELECT reserve FROM vigil_parts WHERE id = ${part.id}`
+        return rows[0]!.reserve
+      }).pipe(Effect.orDie)
+
+    it.effect("is written with a pending or running row and given back by every write that ends it", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [pending, completes, fails, failsMany, rescued, bornEnded] = yield* seed(
+          {},
+          runningFields,
+          runningFields,
+          runningFields,
+          runningFields,
+          completedFields
+        )
+        for (const part of [pending!, completes!, fails!, failsMany!, rescued!]) {
+          assert.strictEqual(yield* reserveOf(part), reservedRoom, part.id)
+        }
+        assert.isNull(yield* reserveOf(bornEnded!), "a row born terminal reserves nothing")
+        assert.isTrue(yield* repo.start(pending!.id, { ownerId: ownerA, at: 2_000, deadlineAt: null }))
+        assert.strictEqual(yield* reserveOf(pending!), reservedRoom, "kept while it runs")
+
+        assert.isTrue(yield* repo.complete(completes!.id, { ownerId: ownerA, output: "ok", at: 3_000 }))
+        assert.isTrue(yield* repo.fail(fails!.id, { reason: timeout, at: 3_000, ownerId: ownerA }))
+        assert.deepStrictEqual(yield* repo.failMany([failsMany!.id], { reason: stuck, at: 3_000 }), [failsMany!.id])
+        const ended = yield* repo.endActiveOfOwner(ownerA, new OrphanedByCrash({ ownerId: ownerA }), 3_000)
+        assert.deepStrictEqual(ended.map((part) => part.id).sort(), [pending!.id, rescued!.id].sort())
+        for (const part of [pending!, completes!, fails!, failsMany!, rescued!]) {
+          assert.isNull(yield* reserveOf(part), part.id)
+        }
+      })))
+
+    it.effect.skipIf(name !== "sqlite")("so a rescue of orphans scattered through full pages splits none: the file keeps its page count", () =>
+      withStore(Effect.gen(function*() {
+        const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+        const repo = yield* PartRepo
+        const session = makeSession()
+        yield* (yield* SessionRepo).insert(session)
+        // Appended in id order, as tool calls are, so each page is full before the next is begun;
+        // every sixth part was left running by a crash: a few on every page.
+        yield* sql.withTransaction(Effect.forEach(
+          Array.from({ length: 1_200 }, (_, i) => makePart(session.id, i % 6 === 0 ? runningFields : completedFields)),
+          (part) => repo.insert(part),
+          { discard: true }
+        ))
+        const pageCount = sql<{ page_count: number }>`PRAGMA page_count`.pipe(Effect.map((rows) => Number(rows[0]!.page_count)))
+        const before = yield* pageCount
+        const ended = yield* repo.endActiveOfOwner(ownerA, new OrphanedByCrash({ ownerId: ownerA }), 9_000)
+        assert.strictEqual(ended.length, 200)
+        assert.strictEqual(yield* pageCount, before)
+      })))
+  })
+
   describe("reads", () => {
     it.effect("bySession lists a session's parts in creation order", () =>
       withStore(Effect.gen(function*() {
@@ -347,14 +405,14 @@ describeBackends("PartRepo", ({ withStore }) => {
           { ...runningFields, ownerId: ownerB, deadlineAt: 1_000 }
         )
         const ids = (parts: ReadonlyArray<Part>) => parts.map((p) => p.id).sort()
-        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 5_000 })
+        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 5_000, waitingTools: ["task"] })
         assert.deepStrictEqual(ids(candidates), [late!.id, due!.id, task!.id, model!.id].sort())
         // whole rows, decoded as any read decodes them
         assert.deepStrictEqual(candidates.find((p) => p.id === late!.id), late)
         for (const part of [healthy, noDeadline, pending, completed, step, otherOwner]) {
           assert.isFalse(candidates.some((p) => p.id === part!.id))
         }
-        assert.deepStrictEqual(ids(yield* repo.stuckCandidates(ownerB, { deadlineBefore: 0 })), [])
+        assert.deepStrictEqual(ids(yield* repo.stuckCandidates(ownerB, { deadlineBefore: 0, waitingTools: ["task"] })), [])
       })))
 
     it.effect("stuckCandidates with taskStartedBefore: only the tasks started by then, or whose child has ended", () =>
@@ -374,16 +432,37 @@ describeBackends("PartRepo", ({ withStore }) => {
         yield* repo.setChildSession(fresh!.id, activeChild.id)
         yield* repo.setChildSession(old!.id, activeChild.id)
         yield* repo.setChildSession(endedChild!.id, doneChild.id)
-        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 0, taskStartedBefore: 10_000 })
+        const candidates = yield* repo.stuckCandidates(ownerA, { deadlineBefore: 0, taskStartedBefore: 10_000, waitingTools: ["task"] })
         assert.deepStrictEqual(candidates.map((p) => p.id).sort(), [old!.id, endedChild!.id].sort())
         assert.isFalse(candidates.some((p) => p.id === freshNoChild!.id || p.id === fresh!.id))
         // The same tasks, narrow; and the leaves alone never include a task, even one past its deadline.
-        const narrow = yield* repo.taskCandidates(ownerA, { taskStartedBefore: 10_000 })
+        const narrow = yield* repo.taskCandidates(ownerA, { taskStartedBefore: 10_000, waitingTools: ["task"] })
         assert.deepStrictEqual(
           narrow.map((t) => [t.id, t.sessionId, t.startedAt, t.childSessionId]).sort(),
           [[old!.id, old!.sessionId, 1_000, activeChild.id], [endedChild!.id, endedChild!.sessionId, 50_000, doneChild.id]].sort()
         )
-        assert.deepStrictEqual(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 1_000_000, leavesOnly: true }), [])
+        assert.deepStrictEqual(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 1_000_000, leavesOnly: true, waitingTools: ["task"] }), [])
+      })))
+
+    it.effect("which tools wait on a child session is the caller's list, not a name in the query", () =>
+      withStore(Effect.gen(function*() {
+        const repo = yield* PartRepo
+        const [task, delegate, leaf] = yield* seed(
+          { ...runningFields, tool: "task", startedAt: 1_000, deadlineAt: 2_000 },
+          { ...runningFields, tool: "delegate", startedAt: 1_000, deadlineAt: 2_000 },
+          { ...runningFields, tool: "bash", startedAt: 1_000, deadlineAt: 2_000 }
+        )
+        const ids = (parts: ReadonlyArray<{ readonly id: string }>) => parts.map((p) => p.id).sort()
+        const waitingTools = ["task", "delegate"]
+        // Past their deadline: as leaves, only the one that waits on nothing; as tasks, the two that wait.
+        assert.deepStrictEqual(ids(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 5_000, leavesOnly: true, waitingTools })), [leaf!.id])
+        assert.deepStrictEqual(ids(yield* repo.taskCandidates(ownerA, { taskStartedBefore: 5_000, waitingTools })), [task!.id, delegate!.id].sort())
+        // With no waiting tools, every part is a leaf and none is a task.
+        assert.deepStrictEqual(
+          ids(yield* repo.stuckCandidates(ownerA, { deadlineBefore: 5_000, leavesOnly: true, waitingTools: [] })),
+          [task!.id, delegate!.id, leaf!.id].sort()
+        )
+        assert.deepStrictEqual(yield* repo.taskCandidates(ownerA, { taskStartedBefore: 5_000, waitingTools: [] }), [])
       })))
 
     it.effect("failMany, activeIdsOfSessions and activeActivity: the bulk and narrow reads of a tree's end and the watchdog", () =>

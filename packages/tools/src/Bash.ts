@@ -28,6 +28,7 @@ export const makeBashTool = (
   description: "Run a shell command (/bin/sh -c) in the working directory; output is captured and capped.",
   input: BashInput,
   timeoutOf: (input) => (input.timeout === undefined ? undefined : Duration.millis(input.timeout)),
+  ownsProcesses: true,
   run: (input, context) =>
     Effect.gen(function*() {
       const cwd = input.cwd === undefined ? context.root : yield* resolveInside(context.root, input.cwd)

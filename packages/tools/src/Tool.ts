@@ -1,3 +1,4 @@
+import type { PartId, SessionId } from "@vigil/domain"
 import type { Duration, Effect, Schema } from "effect"
 import { Data } from "effect"
 
@@ -17,8 +18,8 @@ export interface ProcessRecord {
  * sees: output counts as session activity, escalation steps go to the event log.
  */
 export interface ToolContext {
-  readonly partId: string
-  readonly sessionId: string
+  readonly partId: PartId
+  readonly sessionId: SessionId
   /** The directory file tools are confined to and shells start in. */
   readonly root: string
   /** Streamed output (a chunk of stdout/stderr, a progress line). */
@@ -31,6 +32,15 @@ export interface ToolContext {
   readonly event: (type: string, data: Record<string, unknown>) => Effect.Effect<void>
 }
 
+/**
+ * What a tool's part waits on besides its own work, which decides how it is supervised:
+ * - `nothing`, a leaf (the default): its deadline is `tool_timeout`, and the watchdog judges it by it;
+ * - `child-session` (`task`): its deadline is `task_timeout`, and the watchdog leaves it alone while
+ *   its child session's subtree shows activity (the stuck leaf down there is the one to end);
+ * - `reply` (`ask`): its deadline is `task_timeout` (a person answers at a person's pace); a leaf otherwise.
+ */
+export type WaitsOn = "nothing" | "child-session" | "reply"
+
 export interface ToolDefinition<I = unknown, R = never> {
   readonly name: string
   readonly description: string
@@ -38,6 +48,14 @@ export interface ToolDefinition<I = unknown, R = never> {
   readonly input: Schema.Schema<I, any>
   /** The call's own deadline, when its input asks for one (the runner caps it by the configured timeout). */
   readonly timeoutOf?: (input: I) => Duration.Duration | undefined
+  /** What its part waits on (`nothing` when left out). */
+  readonly waitsOn?: WaitsOn
+  /**
+   * It starts processes on this host, each carrying its part's marker (`partMarkerName`): a
+   * recovery then looks for them by that marker even when the part recorded no pid before its
+   * owner died. False when left out.
+   */
+  readonly ownsProcesses?: boolean
   readonly run: (input: I, context: ToolContext) => Effect.Effect<string, ToolError, R>
 }
 

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { PartId, SessionId } from "@vigil/domain"
 import { Clock, Duration, Effect, Exit, Fiber, Option, Schema } from "effect"
 import { mkdirSync, mkdtempSync, realpathSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -219,8 +220,8 @@ describe("bash tool", () => {
     const events: Array<string> = []
     const output: Array<string> = []
     const context: ToolContext = {
-      partId: `prt_${Math.random()}`,
-      sessionId: "ses_test",
+      partId: PartId.make(`prt_${Math.random()}`),
+      sessionId: SessionId.make("ses_test"),
       root,
       output: (chunk) => Effect.sync(() => output.push(chunk)),
       recordProcess: (record) => Effect.sync(() => records.push(record)),

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { defaultShellEnv } from "@vigil/domain"
+import { defaultShellEnv, PartId, SessionId } from "@vigil/domain"
 import { Effect, Option } from "effect"
 import { tmpdir } from "node:os"
 import { afterEach, beforeEach } from "vitest"
@@ -8,8 +8,8 @@ import { shellEnvironment } from "../src/internal/ShellEnvironment.js"
 import type { ToolContext } from "../src/Tool.js"
 
 const context: ToolContext = {
-  partId: "prt_env",
-  sessionId: "ses_env",
+  partId: PartId.make("prt_env"),
+  sessionId: SessionId.make("ses_env"),
   root: tmpdir(),
   output: () => Effect.void,
   recordProcess: () => Effect.void,

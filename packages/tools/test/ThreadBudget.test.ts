@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { PartId, SessionId } from "@vigil/domain"
 import { Effect, Option } from "effect"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -60,8 +61,8 @@ describe("file tools on a full budget", () => {
       for (const op of hung) void budget.run(op.task)
       const tools = makeFileTools({ threads: budget })
       const context: ToolContext = {
-        partId: "prt_budget",
-        sessionId: "ses_budget",
+        partId: PartId.make("prt_budget"),
+        sessionId: SessionId.make("ses_budget"),
         root,
         output: () => Effect.void,
         recordProcess: () => Effect.void,

@@ -1,3 +1,4 @@
+import { PartId, SessionId } from "@vigil/domain"
 import { Duration, Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import { afterAll, afterEach } from "vitest"
@@ -51,9 +52,9 @@ const safely = (condition: () => boolean) => {
 }
 
 /** A tool's context rooted at `root`, recording nothing: for the file tools, which only need the root. */
-export const contextIn = (root: string, partId = `prt_test_${randomUUID()}`): ToolContext => ({
+export const contextIn = (root: string, partId = PartId.make(`prt_test_${randomUUID()}`)): ToolContext => ({
   partId,
-  sessionId: "ses_test",
+  sessionId: SessionId.make("ses_test"),
   root,
   output: () => Effect.void,
   recordProcess: () => Effect.void,

@@ -4,7 +4,7 @@ import type { MarkedProcess } from "./Processes.js"
 import { isLive, partMarker, processesWithEnv, readStat } from "./Processes.js"
 
 /**
- * The guarantees of DESIGN.md as checks over what the SQLite file and /proc hold. Each returns
+ * The guarantees of docs/design.md#guarantees as checks over what the SQLite file and /proc hold. Each returns
  * the violations it found, one line each naming the offending ids; an empty list is a pass.
  */
 

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from "node:fs"
  * code of the packages they check. A process that vanishes between two reads is "not found".
  */
 
-/** The variable a bash tool's processes carry (DESIGN.md): `VIGIL_PART_ID=<part id>`. */
+/** The variable a bash tool's processes carry (docs/design.md#guarantees, 5): `VIGIL_PART_ID=<part id>`. */
 export const partMarker = "VIGIL_PART_ID"
 
 export interface ProcStat {

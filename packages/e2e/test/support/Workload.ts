@@ -211,7 +211,7 @@ export class Workload {
     return script
   }
 
-  /** A script for the `script` model; `task` steps nest scripts (as a string, as DESIGN.md says). */
+  /** A script for the `script` model; `task` steps nest scripts (as a string, as the README's "Models" says). */
   private script(depth: number): Array<Step> {
     const { random } = this.options
     const steps: Array<Step> = []

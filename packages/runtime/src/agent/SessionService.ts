@@ -1,62 +1,36 @@
-import type { ErrorReason, InstanceId, PartId } from "@vigil/domain"
+import type { ErrorReason, InstanceId, PartId, SessionId } from "@vigil/domain"
 import {
-  describeReason,
   InvalidToolInput,
   isSessionActive,
   makeSessionId,
-  newPart,
-  type Part,
   RequestNotFound,
   Session,
   SessionBusy,
   SessionCancelled,
-  SessionId,
   SessionNotFound,
-  ToolFailed,
   UnknownModel,
   UnknownTool
 } from "@vigil/domain"
-import { capOutput, PartRepo, SessionRepo } from "@vigil/store"
-import type { AnyTool, ToolContext, ToolDefinition } from "@vigil/tools"
-import { ToolError } from "@vigil/tools"
-import { Cause, Clock, Deferred, Either, Duration, Effect, Exit, Fiber, FiberMap, JSONSchema, Metric, Option, ParseResult, Schema } from "effect"
+import { PartRepo, SessionRepo } from "@vigil/store"
+import type { AnyTool } from "@vigil/tools"
+import { Clock, Deferred, Duration, Effect, Either, Exit, FiberMap, Option, ParseResult, Schema } from "effect"
 import { randomUUID } from "node:crypto"
-import { Activity } from "../supervision/Activity.js"
 import { Events } from "../events/Events.js"
 import { InstanceLease } from "../recovery/InstanceLease.js"
 import { Liveness } from "../recovery/Liveness.js"
-import type { LanguageModelShape, Message, ModelResponse, ModelRetry } from "./LanguageModel.js"
-import { PendingWrites } from "../supervision/PendingWrites.js"
-import { LanguageModels } from "./LanguageModel.js"
-import { historyOf, messagesOfPart, stepCallMessages, toolCallMessages } from "./History.js"
-import { Rescue } from "../recovery/Rescue.js"
+import { Recovery } from "../recovery/Recovery.js"
 import { RecoveryComplete } from "../recovery/StartupRecovery.js"
-import * as Metrics from "../Metrics.js"
 import { Settings } from "../Settings.js"
-import { PartEnded, ToolRunner } from "../supervision/ToolRunner.js"
+import { Activity } from "../supervision/Activity.js"
+import { PendingWrites } from "../supervision/PendingWrites.js"
+import type { PartEnded } from "../supervision/ToolRunner.js"
+import { ToolRunner } from "../supervision/ToolRunner.js"
+import { makeAgentLoop } from "./AgentLoop.js"
+import { LanguageModels } from "./LanguageModel.js"
+import { askTool, taskTool } from "./SessionTools.js"
 import { Tools } from "./Tools.js"
-
-export type TurnResult =
-  | { readonly _tag: "Completed"; readonly text: string }
-  | { readonly _tag: "Failed"; readonly reason: ErrorReason }
-  | { readonly _tag: "Cancelled"; readonly reason: ErrorReason }
-
-interface Turn {
-  /** The turn's claim on its session in the database: every write of the turn is fenced on it. */
-  readonly id: string
-  readonly done: Deferred.Deferred<TurnResult>
-  /** Set by whoever ends the turn from outside, before interrupting it, so the end has its reason. */
-  cancelReason: ErrorReason | undefined
-  /** The model of an agent-loop turn: the model its `task` sub-agents run on too. */
-  readonly model: string | undefined
-  /** How many `task` levels below its root the session is, when known (a sub-agent's turn). */
-  readonly depth: number | undefined
-  /** Set when a tree's end (`endSessionTree`) ends this turn: its children are ended by that walk. */
-  treeEnded: boolean
-}
-
-/** A turn stops after this many model steps: a script or a model in a loop must still end. */
-const maxSteps = 200
+import type { Turn, TurnResult } from "./TurnState.js"
+import { makeTurnState, resultOf } from "./TurnState.js"
 
 /** How often an instance reads the aborts other instances asked of it (acted on well within a second). */
 const cancelRequestPoll = Duration.millis(200)
@@ -66,18 +40,6 @@ const cancelWaitPoll = Duration.millis(50)
 const ownerCheckEvery = Duration.seconds(1)
 
 /**
- * A model call tried again (a 429, a 5xx, a refused connection): in the event log, with its reason
- * and when the next attempt starts, and on the step's part, as opencode's `retry` status shows it.
- */
-const noteRetry = (context: ToolContext, retry: ModelRetry) =>
-  // Logged by the provider's retry loop, with its reason; counted here for `/metrics`.
-  Metric.increment(Metrics.modelRetries).pipe(
-    Effect.zipRight(context.event("model.retry", { attempt: retry.attempt, reason: retry.reason, delayMs: retry.delayMillis, nextAt: retry.nextAt })),
-    Effect.zipRight(context.output(`[retry ${retry.attempt} in ${Duration.format(Duration.millis(retry.delayMillis))}: ${retry.reason}]\n`)),
-    Effect.catchAllCause((cause) => Effect.logWarning("could not record a model call's retry", cause))
-  )
-
-/**
  * Cross-instance delivery runs on the wall clock even under a TestClock: it is how two processes
  * hear each other through the database, not a time rule of the supervision layer, and a peer's
  * answer does not wait for a test to move a virtual clock.
@@ -85,13 +47,13 @@ const noteRetry = (context: ToolContext, retry: ModelRetry) =>
 const wallClock = Clock.make()
 const wallSleep = (duration: Duration.Duration) => Effect.sleep(duration).pipe(Effect.withClock(wallClock))
 
-const TaskInput = Schema.Struct({ prompt: Schema.String, description: Schema.optional(Schema.String) })
-const AskInput = Schema.Struct({ question: Schema.String })
-
 /**
- * Sessions and the agent loop. A turn is a fiber in a service-owned FiberMap keyed by session;
- * its end (normal, failed, or interrupted by an abort, the idle monitor or shutdown) is recorded
- * in its `onExit`: children are ended first, then the session's own running parts, then its status.
+ * Sessions and their turns. A turn is a fiber this instance runs for a session it has claimed in
+ * the database (`TurnState` holds what only this process knows of it); its end (normal, failed,
+ * or interrupted by an abort, the idle monitor or shutdown) is recorded in its `onExit`: children
+ * are ended first, then the session's own running parts, then its status. What a prompt's turn
+ * runs is the agent loop (`AgentLoop`); `task` and `ask` (`SessionTools`) are made here, from the
+ * service's own methods.
  */
 export class SessionService extends Effect.Service<SessionService>()("vigil/SessionService", {
   scoped: Effect.gen(function*() {
@@ -104,27 +66,20 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     const activity = yield* Activity
     const lease = yield* InstanceLease
     const liveness = yield* Liveness
-    const rescue = yield* Rescue
+    const recovery = yield* Recovery
     const settings = yield* Settings
     const pending = yield* PendingWrites
     const { defaultModel, models } = yield* LanguageModels
-    const turnFibers = yield* FiberMap.make<SessionId>()
-    const turns = new Map<SessionId, Turn>()
-    /** The turn id of every session this instance has claimed, from the claim until the turn ends. */
-    const claims = new Map<SessionId, string>()
+    const state = yield* makeTurnState
     const cancelFibers = yield* FiberMap.make<SessionId>()
-    // Runs before the map's own close interrupts every turn (finalizers run in reverse): all of
-    // them end at once, so each ends only its own parts and status. Left to walk its subtree, each
-    // would read the whole active tree: quadratic in a deep one (66 s for 1,500 levels).
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        for (const turn of turns.values()) {
-          turn.cancelReason ??= new SessionCancelled({ by: "shutdown" })
-          turn.treeEnded = true
-        }
-      })
-    )
-    const pendingRequests = new Map<string, { readonly sessionId: SessionId; readonly answer: Deferred.Deferred<string> }>()
+    // Runs before the turns' fiber map closes and interrupts every turn (finalizers run in
+    // reverse): all of them end at once, so each ends only its own parts and status. Left to walk
+    // its subtree, each would read the whole active tree: quadratic in a deep one (66 s for 1,500 levels).
+    const endAllAsShutdown = () => {
+      const reason = new SessionCancelled({ by: "shutdown" })
+      for (const turn of state.running()) state.endWithTree(turn, reason)
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(endAllAsShutdown))
 
     const publishSession = (id: SessionId) =>
       sessions.get(id).pipe(
@@ -182,21 +137,6 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       return session
     })
 
-    /**
-     * How many `task` levels a session is below its root, counted up its parents; stops at `limit`
-     * (only whether it reached the bound matters), so it is at most `limit` reads.
-     */
-    const depthOf = Effect.fnUntraced(function*(session: Session, limit: number) {
-      let depth = 0
-      let current = session
-      while (current.parentId !== null && depth < limit) {
-        const parent = yield* sessions.get(current.parentId)
-        if (Option.isNone(parent)) break
-        depth++
-        current = parent.value
-      }
-      return depth
-    })
 
     /**
      * The busy and waiting sessions under `id`, `id` first, breadth first (so every session comes
@@ -274,11 +214,10 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       const { order: tree, rows } = yield* activeTree(id)
       const held = new Map<SessionId, Turn>()
       for (const sessionId of tree) {
-        const turn = turns.get(sessionId)
+        const turn = state.turnOf(sessionId)
         // Called from the root's own turn's end: that fiber cannot wait for itself; it ends in bulk.
         if (turn === undefined || (options.fromItsTurn && sessionId === id)) continue
-        turn.cancelReason ??= reason
-        turn.treeEnded = true
+        state.endWithTree(turn, reason)
         held.set(sessionId, turn)
       }
       let batch: Array<SessionId> = []
@@ -296,7 +235,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
         yield* endSessions(batch, reason, rows)
         batch = []
         // The turn's onExit ends its own parts and status; removing awaits it.
-        yield* FiberMap.remove(turnFibers, sessionId)
+        yield* state.interrupt(sessionId)
         yield* Deferred.await(turn.done)
       }
       yield* endSessions(batch, reason, rows)
@@ -311,7 +250,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       "SessionService.abort"
     )(function*(id: SessionId, reason: ErrorReason) {
       yield* get(id)
-      if (turns.has(id)) {
+      if (state.isRunning(id)) {
         yield* endSessionTree(id, reason)
         return yield* get(id)
       }
@@ -360,7 +299,7 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
               owner: holder.ownerId,
               cause: dead.get(holder.ownerId)?.cause
             })
-            yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
+            yield* recovery.recoverDeadOwners({ trigger: "watchdog" })
             continue
           }
         }
@@ -399,22 +338,6 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       Effect.annotateLogs({ module: "SessionService" }),
       Effect.forkScoped
     )
-
-    /** How a turn ended, from its exit: decided before anything is written. */
-    const resultOf = (turn: Turn, exit: Exit.Exit<string, PartEnded>): TurnResult => {
-      if (Exit.isSuccess(exit)) return { _tag: "Completed", text: exit.value }
-      // Ended as part of a tree: it may see that as an interruption, or as a `task` that failed
-      // because its child was ended; either way it is this cancel.
-      if (turn.treeEnded) return { _tag: "Cancelled", reason: turn.cancelReason ?? new SessionCancelled({ by: "interrupt" }) }
-      if (Exit.isInterrupted(exit)) return { _tag: "Cancelled", reason: turn.cancelReason ?? new SessionCancelled({ by: "shutdown" }) }
-      return {
-        _tag: "Failed",
-        reason: Option.match(Cause.failureOption(exit.cause), {
-          onNone: () => new ToolFailed({ message: `the turn crashed: ${Cause.pretty(exit.cause)}` }) as ErrorReason,
-          onSome: (error) => error.reason
-        })
-      }
-    }
 
     /** What a turn's end writes: its parts ended (children first for a cancel), then its status. */
     const recordTurnEnd = Effect.fnUntraced(function*(id: SessionId, turn: Turn, result: TurnResult) {
@@ -461,10 +384,9 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           })
         }),
         Effect.ensuring(Effect.suspend(() => {
-          if (claims.get(id) === turn.id) claims.delete(id)
+          state.unclaim(id, turn.id)
           // Once the session is at rest a new turn may already hold it (here, too): only this turn's own entries go.
-          if (turns.get(id) !== turn) return Deferred.succeed(turn.done, result)
-          turns.delete(id)
+          if (!state.finish(id, turn)) return Deferred.succeed(turn.done, result)
           return activity.forget(id).pipe(Effect.zipRight(Deferred.succeed(turn.done, result)))
         }))
       )
@@ -478,10 +400,9 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       depth?: number
     ) {
       const turn: Turn = { id: turnId, done: yield* Deferred.make<TurnResult>(), cancelReason: undefined, model, depth, treeEnded: false }
-      turns.set(id, turn)
-      yield* FiberMap.run(
-        turnFibers,
+      yield* state.start(
         id,
+        turn,
         work.pipe(
           Effect.onExit((exit) =>
             endTurn(id, turn, exit).pipe(Effect.catchAllCause((cause) => Effect.logError("could not end a turn", cause)))
@@ -534,10 +455,10 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
           session: id,
           owner: session.ownerId
         })
-        yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
+        yield* recovery.recoverDeadOwners({ trigger: "watchdog" })
         if (!(yield* tryClaim)) return yield* busy(yield* get(id))
       }
-      claims.set(id, turnId)
+      state.claim(id, turnId)
       yield* publishSession(id)
       return turnId
     })
@@ -549,34 +470,9 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     /** Frees a session claimed by a turn that could not begin. */
     const releaseClaim = (id: SessionId, turnId: string) =>
       transition(id, ["busy"], "idle", { turnId }).pipe(
-        Effect.zipRight(Effect.sync(() => {
-          if (claims.get(id) === turnId) claims.delete(id)
-        })),
+        Effect.zipRight(Effect.sync(() => state.unclaim(id, turnId))),
         Effect.ignore
       )
-
-    /** A part that is born terminal: the prompt, the assistant's text, a tool call refused up front. */
-    const insertEnded = Effect.fnUntraced(function*(
-      fields: Pick<Part, "sessionId" | "kind" | "tool" | "input" | "status" | "output" | "error" | "callId">
-    ) {
-      const now = yield* Clock.currentTimeMillis
-      const part = newPart({ ...fields, ownerId: lease.id, createdAt: now, startedAt: now, endedAt: now })
-      yield* parts.insert(part)
-      yield* events.publish({ type: "part.updated", part })
-      return part
-    })
-
-    const insertFinished = (sessionId: SessionId, kind: "prompt" | "text", text: string) =>
-      insertEnded({ sessionId, kind, tool: "", input: null, callId: null, status: "completed", output: text, error: null })
-
-    /** A tool call the model made that cannot run still gets a (failed) part, so it has a result. */
-    const insertRefusedCall = (sessionId: SessionId, callId: string, name: string, input: unknown, message: string) =>
-      insertEnded({ sessionId, kind: "tool", tool: name, input, callId, status: "error", output: null, error: new ToolFailed({ message }) })
-
-    // The tools sessions offer. `task` and `ask` need the session service itself, so they live here.
-    const tools = new Map<string, AnyTool>()
-    const register = <I>(tool: ToolDefinition<I>) => tools.set(tool.name, tool)
-    for (const tool of yield* Tools) register(tool)
 
     const modelOf = (name: string | undefined) =>
       Option.fromNullable(models.get(name ?? defaultModel)).pipe(
@@ -589,77 +485,11 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
         })
       )
 
-    const toolSpecs = () =>
-      [...tools.values()].map((tool) => ({ name: tool.name, description: tool.description, parameters: JSONSchema.make(tool.input) }))
-
-    /** The agent loop: model step, tool calls, their results back to the model, until it stops. */
-    const agentLoop = (sessionId: SessionId, turnId: string, model: LanguageModelShape): Effect.Effect<string, PartEnded> =>
-      Effect.gen(function*() {
-        let finalText = ""
-        // Read once per turn, then appended to as the turn adds parts: a step's cost does not grow
-        // with the session's history (re-reading it each step made a 200-step turn 14× slower at
-        // 6,000 parts than at 400). Only this turn adds parts to a busy session.
-        const history = historyOf(yield* parts.bySession(sessionId))
-        for (let step = 0; step < maxSteps; step++) {
-          if (!(yield* holdsClaim(sessionId, turnId))) {
-            yield* Effect.logWarning("the turn lost its session (ended elsewhere); it stops", { session: sessionId, turn: turnId })
-            return yield* new PartEnded({ reason: new SessionCancelled({ by: `the end of turn ${turnId} elsewhere` }) })
-          }
-          const messages = history.slice()
-          const handle = yield* runner.execute<ModelResponse>({
-            sessionId,
-            kind: "model",
-            name: model.name,
-            input: { step },
-            timeout: settings.toolTimeout,
-            render: (response) =>
-              [response.text, ...response.toolCalls.map((call) => `→ ${call.name}(${JSON.stringify(call.input)})`)]
-                .filter((line) => line !== "")
-                .join("\n"),
-            body: (context) =>
-              Clock.currentTimeMillis.pipe(
-                Effect.flatMap((now) =>
-                  model.generate({
-                    messages,
-                    tools: toolSpecs(),
-                    onText: context.output,
-                    onRetry: (retry) => noteRetry(context, retry),
-                    deadlineAt: Option.getOrUndefined(Option.map(settings.toolTimeout, (timeout) => now + Duration.toMillis(timeout)))
-                  })
-                ),
-                Effect.mapError((error) => new ToolError({ message: `model ${model.name}: ${error.message}` }))
-              )
-          })
-          const outcome = yield* handle.await
-          if (outcome._tag === "Failed") return yield* new PartEnded({ reason: outcome.reason })
-          const response = outcome.value
-          if (response.text !== "") {
-            finalText = response.text
-            history.push(...messagesOfPart(yield* insertFinished(sessionId, "text", response.text)))
-          }
-          if (response.toolCalls.length === 0) return finalText
-          // The step's calls go back as one assistant message with all of them, then the results.
-          const stepCalls: Array<[Message, Message]> = []
-          for (const call of response.toolCalls) {
-            const tool = tools.get(call.name)
-            if (tool === undefined) {
-              const refused = yield* insertRefusedCall(sessionId, call.id, call.name, call.input, `unknown tool "${call.name}" (known: ${[...tools.keys()].join(", ")})`)
-              stepCalls.push(toolCallMessages({ callId: call.id, name: call.name, input: call.input }, refused))
-              continue
-            }
-            const run = yield* runner.runTool({ sessionId, tool, input: call.input, callId: call.id })
-            const ended = yield* run.await
-            // The outcome as recorded (capped as the store caps it), so the messages are those a re-read would give.
-            stepCalls.push(toolCallMessages({ callId: call.id, name: tool.name, input: call.input }, {
-              status: ended._tag === "Completed" ? "completed" : "error",
-              output: ended.output === null ? null : capOutput(ended.output),
-              error: ended._tag === "Failed" ? ended.reason : null
-            }))
-          }
-          history.push(...stepCallMessages(stepCalls))
-        }
-        return yield* new PartEnded({ reason: new ToolFailed({ message: `the turn stopped after ${maxSteps} model steps` }) })
-      })
+    // The tools sessions offer: the app's, then `task` and `ask`, made from this service's own
+    // methods (below). The loop reads the registry when a turn runs, by then complete.
+    const tools = new Map<string, AnyTool>()
+    for (const tool of yield* Tools) tools.set(tool.name, tool)
+    const loop = yield* makeAgentLoop({ tools, holdsClaim })
 
     /** Starts a turn of the agent loop on a session at rest. */
     const prompt = Effect.fn("SessionService.prompt")(function*(
@@ -668,8 +498,8 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
     ) {
       const model = yield* modelOf(options.model)
       const turnId = yield* claim(id)
-      return yield* insertFinished(id, "prompt", options.text).pipe(
-        Effect.zipRight(beginTurn(id, turnId, agentLoop(id, turnId, model), model.name, options.depth)),
+      return yield* loop.writePrompt(id, options.text).pipe(
+        Effect.zipRight(beginTurn(id, turnId, loop.run(id, turnId, model), model.name, options.depth)),
         Effect.onError(() => releaseClaim(id, turnId))
       )
     })
@@ -722,91 +552,16 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
 
     const reply = Effect.fn("SessionService.reply")(function*(id: SessionId, requestId: string, answer: string) {
       const session = yield* get(id)
-      const request = pendingRequests.get(requestId)
-      if (request === undefined || request.sessionId !== id) {
+      if (!(yield* state.answer(requestId, id, answer))) {
         // The question waits in the memory of the instance that runs the turn: the reply goes there.
         if (isSessionActive(session.status) && session.ownerId !== lease.id) return yield* busy(session)
         return yield* new RequestNotFound({ requestId, message: `session ${id} is not waiting on request ${requestId}` })
       }
-      yield* Deferred.succeed(request.answer, answer)
     })
 
-    register<typeof TaskInput.Type>({
-      name: "task",
-      description: "Run a sub-agent: a child session whose turn runs the prompt; its final text is the result.",
-      input: TaskInput,
-      run: (input, context) => {
-        let childId: SessionId | undefined
-        return Effect.gen(function*() {
-          const parent = yield* sessions.get(SessionId.make(context.sessionId)).pipe(Effect.map(Option.getOrThrow))
-          // Sub-agents nest at most `max_task_depth` deep: a model that always calls `task` must
-          // hit a wall the model can read, not recurse until the machine gives out.
-          // Known in memory for a sub-agent's turn (each level would otherwise walk up all of its
-          // ancestors, quadratic in a deep tree); counted up the parents otherwise.
-          const known = turns.get(parent.id)?.depth
-          const depth = known !== undefined ? Math.min(known, settings.maxTaskDepth) : yield* depthOf(parent, settings.maxTaskDepth)
-          if (depth >= settings.maxTaskDepth) {
-            return yield* new ToolError({
-              message: `task refused: this session is already ${depth} sub-agent levels deep, the most experimental.max_task_depth (${settings.maxTaskDepth}) allows; do the work here instead of starting another sub-agent`
-            })
-          }
-          const child = yield* create({
-            parentId: parent.id,
-            parentPartId: context.partId as PartId,
-            title: input.description ?? "sub-agent"
-          })
-          childId = child.id
-          yield* parts.setChildSession(context.partId as PartId, child.id)
-          // A sub-agent thinks with its parent's model (a `task` run alone, outside a turn: the default).
-          const result = yield* runTurn(child.id, { text: input.prompt, model: turns.get(parent.id)?.model, depth: depth + 1 })
-          if (result._tag !== "Completed") return yield* new PartEnded({ reason: result.reason })
-          // What failed inside the sub-agent reaches the parent even when the child's own text
-          // does not mention it: errors travel up the tree.
-          const failed = (yield* parts.bySession(child.id)).filter((part) => part.kind === "tool" && part.error !== null)
-          if (failed.length === 0) return result.text
-          const lines = failed.map((part) => `- ${part.tool}: ${describeReason(part.error!)}`)
-          return `${result.text}${result.text === "" ? "" : "\n"}[errors in sub-agent ${child.id}]\n${lines.join("\n")}`
-        }).pipe(
-          Effect.catchTags({
-            SessionNotFound: (error) => Effect.fail(new ToolError({ message: error.message })),
-            SessionBusy: (error) => Effect.fail(new ToolError({ message: error.message })),
-            UnknownModel: (error) => Effect.fail(new ToolError({ message: error.message }))
-          }),
-          // The task ending early (its deadline, the watchdog, the parent's abort) ends the child.
-          Effect.onInterrupt(() =>
-            // A child whose turn a tree's end (or the shutdown) already holds needs no walk of its own.
-            childId === undefined || turns.get(childId)?.treeEnded
-              ? Effect.void
-              : abort(childId, new SessionCancelled({ by: `parent task ${context.partId}` })).pipe(Effect.ignore)
-          )
-        ) as Effect.Effect<string, ToolError>
-      }
-    })
-
-    register<typeof AskInput.Type>({
-      name: "ask",
-      description: "Ask the user a question and wait for the answer (a permission or a question).",
-      input: AskInput,
-      run: (_input, context) => {
-        const sessionId = SessionId.make(context.sessionId)
-        return Effect.gen(function*() {
-          const answer = yield* Deferred.make<string>()
-          // The request id is the ask part's id: a client finds it among the session's parts.
-          pendingRequests.set(context.partId, { sessionId, answer })
-          yield* transition(sessionId, ["busy"], "waiting", { turnId: claims.get(sessionId) })
-          const reply = yield* Deferred.await(answer)
-          yield* activity.touch(sessionId, { force: true })
-          return reply
-        }).pipe(
-          Effect.ensuring(
-            Effect.suspend(() => {
-              pendingRequests.delete(context.partId)
-              return transition(sessionId, ["waiting"], "busy", { turnId: claims.get(sessionId) })
-            })
-          )
-        )
-      }
-    })
+    const task = yield* taskTool({ create, runTurn, abort }, state)
+    const ask = yield* askTool(state, transition)
+    tools.set(task.name, task).set(ask.name, ask)
 
     return {
       create,
@@ -822,19 +577,17 @@ export class SessionService extends Effect.Service<SessionService>()("vigil/Sess
       runTool,
       abort,
       reply,
-      toolNames: () => [...tools.keys()],
-      isTurnRunningHere: (id: SessionId) => Effect.sync(() => turns.has(id)),
+      /** Every tool sessions offer, `task` and `ask` with the contributed ones: what the watchdog reads their kinds from. */
+      tools: (): ReadonlyArray<AnyTool> => [...tools.values()],
+      isTurnRunningHere: (id: SessionId) => Effect.sync(() => state.isRunning(id)),
       /**
        * Ends every turn this instance runs, as the close of its scope would (`SessionCancelled` by
        * `shutdown`, each ending its own parts): a server runs it first when it stops, so the final
        * states are published while its event streams are still open.
        */
       shutdown: Effect.suspend(() => {
-        for (const turn of turns.values()) {
-          turn.cancelReason ??= new SessionCancelled({ by: "shutdown" })
-          turn.treeEnded = true
-        }
-        return Fiber.interruptAll(Array.from(turnFibers, ([, fiber]) => fiber))
+        endAllAsShutdown()
+        return state.interruptAll
       })
     } as const
   })

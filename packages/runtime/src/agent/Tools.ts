@@ -47,6 +47,27 @@ export class ToolRegistry extends Context.Tag("vigil/ToolRegistry")<ToolRegistry
   })
 }
 
+/**
+ * The names of the tools the supervision layer treats apart from leaves, read from their
+ * definitions (`waitsOn`, `ownsProcesses`), never from their names: a new tool needs no edit
+ * elsewhere. The watchdog judges a part of `waitingOnChild` by its child's subtree; a recovery
+ * looks for the processes of a part of `owningProcesses` by its marker.
+ */
+export interface ToolKinds {
+  readonly waitingOnChild: ReadonlyArray<string>
+  readonly owningProcesses: ReadonlyArray<string>
+}
+
+export const toolKinds = (tools: Iterable<AnyTool>): ToolKinds => {
+  const waitingOnChild: Array<string> = []
+  const owningProcesses: Array<string> = []
+  for (const tool of tools) {
+    if (tool.waitsOn === "child-session") waitingOnChild.push(tool.name)
+    if (tool.ownsProcesses === true) owningProcesses.push(tool.name)
+  }
+  return { waitingOnChild, owningProcesses }
+}
+
 /** A tool that needs services, made one that needs none: it runs in the context it was contributed from. */
 const withContext = <I, R>(tool: ToolDefinition<I, R>, context: Context.Context<R>, root: string | undefined): AnyTool => ({
   ...tool,

@@ -1,15 +1,15 @@
 import type { ErrorReason, Part, PartId, Session, SessionId, SupervisionEvent } from "@vigil/domain"
-import { describeReason } from "@vigil/domain"
+import { describeReason, RecoveryReport } from "@vigil/domain"
 import type { EventInput } from "@vigil/store"
 import { EventLog, PartRepo, SessionRepo } from "@vigil/store"
 import type { Scope } from "effect"
-import { Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Queue, Stream } from "effect"
+import { Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Queue, Schema, Stream } from "effect"
 
 /** What `/event` streams: state changes, every supervision action with its reason, and live output. */
 export type LiveEvent =
   | { readonly type: "session.updated"; readonly session: Session }
   | { readonly type: "part.updated"; readonly part: Part }
-  | { readonly type: "recovery.completed"; readonly report: unknown }
+  | { readonly type: "recovery.completed"; readonly report: RecoveryReport }
   | { readonly type: "watchdog.action"; readonly event: SupervisionEvent }
   | { readonly type: "idle.cancelled"; readonly event: SupervisionEvent }
   | { readonly type: "supervision"; readonly event: SupervisionEvent }
@@ -135,6 +135,8 @@ interface DeltaState {
   pending: string
 }
 
+
+const decodeReport = Schema.decodeUnknownOption(RecoveryReport)
 /**
  * The one way the supervision layer reports what it did and what changed: to the append-only event
  * log (so the answer to "why?" survives a restart, and a client that dropped can resume), to the
@@ -416,7 +418,11 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
           return session === undefined ? undefined : { type: "session.updated", session }
         }
         case "recovery.completed":
-          return { type: "recovery.completed", report: row.data }
+          // The log holds the report `publish` wrote; one that does not decode (a foreign row) is left out.
+          return Option.match(decodeReport(row.data), {
+            onNone: () => undefined,
+            onSome: (report) => ({ type: "recovery.completed", report })
+          })
         default:
           return { type: liveTypeOf(row.type), event: row } as LiveEvent
       }

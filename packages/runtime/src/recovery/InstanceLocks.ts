@@ -115,7 +115,4 @@ export class InstanceLocks extends Context.Tag("vigil/InstanceLocks")<InstanceLo
     InstanceLocks,
     Effect.map(SqlClient.SqlClient, (sql) => sql.onDialectOrElse({ pg: () => postgres(sql), orElse: () => none }))
   )
-
-  /** No locks: the lease and the pid alone decide (time tests). */
-  static readonly none = Layer.succeed(InstanceLocks, none)
 }

@@ -1,10 +1,10 @@
+import type { RecoveryReport } from "@vigil/domain"
 import { Context, Effect, Layer } from "effect"
 import { Events } from "../events/Events.js"
-import type { RescueReport } from "./Rescue.js"
-import { Rescue } from "./Rescue.js"
+import { Recovery } from "./Recovery.js"
 
 /** Only startup recovery makes a `Recovered`: set by the class's static block, not exported. */
-let makeRecovered: (report: RescueReport) => Recovered
+let makeRecovered: (report: RecoveryReport) => Recovered
 
 /**
  * What startup recovery leaves: its report. It cannot be made by hand: the constructor is private
@@ -14,7 +14,7 @@ let makeRecovered: (report: RescueReport) => Recovered
  */
 export class Recovered {
   readonly #proof = true
-  private constructor(readonly report: RescueReport) {}
+  private constructor(readonly report: RecoveryReport) {}
   /** True for a value startup recovery made (a cast object is not one). */
   static is(value: unknown): value is Recovered {
     return typeof value === "object" && value !== null && #proof in value
@@ -34,9 +34,9 @@ export class RecoveryComplete extends Context.Tag("vigil/RecoveryComplete")<Reco
 export const StartupRecoveryLive = Layer.effect(
   RecoveryComplete,
   Effect.gen(function*() {
-    const rescue = yield* Rescue
+    const recovery = yield* Recovery
     const events = yield* Events
-    const report = yield* rescue.rescueDeadOwners({ trigger: "startup" })
+    const report = yield* recovery.recoverDeadOwners({ trigger: "startup" })
     yield* Effect.logInfo("startup recovery completed").pipe(
       Effect.annotateLogs({
         orphanedParts: report.orphanedParts,

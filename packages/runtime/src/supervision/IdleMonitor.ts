@@ -14,7 +14,7 @@ import { Settings } from "../Settings.js"
  * the child's activity as its own, so only the idle leaf is cancelled; its parent's task then ends
  * with that error and the parent goes on.
  */
-export const idleLeaves = <S extends Pick<Session, "id" | "parentId" | "ownerId" | "lastActivityAt">>(
+const idleLeaves = <S extends Pick<Session, "id" | "parentId" | "ownerId" | "lastActivityAt">>(
   active: ReadonlyArray<S>,
   options: { readonly now: number; readonly threshold: number; readonly ownerId: string }
 ): ReadonlyArray<{ readonly session: S; readonly reason: IdleCancelled }> => {

@@ -15,7 +15,7 @@ export interface OutputFilesOptions {
   readonly maxFileBytes?: number
 }
 
-export const defaultOutputFileBounds = {
+const defaultOutputFileBounds = {
   maxFiles: 100,
   maxTotalBytes: 256 * 1024 * 1024,
   maxFileBytes: 32 * 1024 * 1024

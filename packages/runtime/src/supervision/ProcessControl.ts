@@ -1,5 +1,5 @@
 import { Containment, HardStop, partMarkerName, ProcessTable } from "@vigil/tools"
-import { Config, Context, Duration, Effect, Layer, Option } from "effect"
+import { Config, Context, Effect, Layer, Option } from "effect"
 import { hostname } from "node:os"
 import { Settings } from "../Settings.js"
 
@@ -40,16 +40,36 @@ export interface ProcessOwner {
   readonly procStart: string | null
 }
 
+/** This host's name, as instances record it and liveness compares it. */
+export const thisHost: Effect.Effect<string> =
+  // VIGIL_HOST_NAME stands in for the host name only in tests that play several machines on one.
+  Config.option(Config.nonEmptyString("VIGIL_HOST_NAME")).pipe(
+    Effect.map(Option.getOrElse(() => hostname())),
+    Effect.orElseSucceed(() => hostname())
+  )
+
+/**
+ * Ends what `parts` left on this host (`endPartProcesses`) and hands each part that had processes
+ * to `record` with the pids it ended, so whoever ends processes says which (an event, a metric).
+ * The one way the watchdog and recovery end parts' processes. Returns how many it ended.
+ */
+export const endProcessesOf = <P extends ProcessOwner, R>(
+  processes: ProcessControlShape,
+  parts: ReadonlyArray<P>,
+  record: (part: P, pids: ReadonlyArray<number>) => Effect.Effect<void, never, R>
+): Effect.Effect<number, never, R> =>
+  Effect.flatMap(processes.endPartProcesses(parts), (ended) =>
+    Effect.reduce(parts, 0, (count, part) => {
+      const pids = ended.get(part.id)
+      return pids === undefined || pids.length === 0 ? Effect.succeed(count) : Effect.as(record(part, pids), count + pids.length)
+    }))
+
 export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessControl, ProcessControlShape>() {
   static readonly Live = Layer.effect(
     ProcessControl,
     Effect.gen(function*() {
       const settings = yield* Settings
-      // VIGIL_HOST_NAME stands in for the host name only in tests that play several machines on one.
-      const host = yield* Config.option(Config.nonEmptyString("VIGIL_HOST_NAME")).pipe(
-        Effect.map(Option.getOrElse(() => hostname())),
-        Effect.orElseSucceed(() => hostname())
-      )
+      const host = yield* thisHost
       const containment = Containment.current()
       yield* Effect.logInfo(`process containment: ${containment.mechanism}`).pipe(
         Effect.annotateLogs({ module: "ProcessControl", detail: containment.detail })
@@ -114,5 +134,3 @@ export class ProcessControl extends Context.Tag("vigil/ProcessControl")<ProcessC
       removeStaleGroups: Effect.succeed(0)
     })
 }
-
-export const millis = (duration: Duration.Duration): number => Duration.toMillis(duration)

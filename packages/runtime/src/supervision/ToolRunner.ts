@@ -408,7 +408,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
 
     /** The deadline a tool call gets: its own timeout, capped by the configured one for its kind. */
     const deadlineFor = (tool: AnyTool, input: unknown, requested: Option.Option<Duration.Duration>) => {
-      const configured = tool.name === "task" || tool.name === "ask" ? settings.taskTimeout : settings.toolTimeout
+      const configured = (tool.waitsOn ?? "nothing") === "nothing" ? settings.toolTimeout : settings.taskTimeout
       const own = Option.orElse(Option.fromNullable(tool.timeoutOf?.(input)), () => requested)
       return Option.match(own, {
         onNone: () => configured,

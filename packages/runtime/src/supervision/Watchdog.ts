@@ -6,10 +6,11 @@ import { Clock, Duration, Effect, Layer, Metric, Option, Ref, Schedule } from "e
 import { Events } from "../events/Events.js"
 import { InstanceLease } from "../recovery/InstanceLease.js"
 import * as Metrics from "../Metrics.js"
-import { ProcessControl } from "./ProcessControl.js"
-import { Rescue } from "../recovery/Rescue.js"
+import { endProcessesOf, ProcessControl } from "./ProcessControl.js"
+import { Recovery } from "../recovery/Recovery.js"
 import { SessionService } from "../agent/SessionService.js"
 import { Settings } from "../Settings.js"
+import { toolKinds } from "../agent/Tools.js"
 import { ToolRunner } from "./ToolRunner.js"
 
 export interface ScanSummary {
@@ -26,14 +27,15 @@ export const taskEndGrace = Duration.seconds(5)
  * What the watchdog decides for one of this instance's running parts: a reason to force-error it
  * (it is a stuck leaf), or nothing. Pure, so the rules can be read (and tested) in one place.
  *
- * - a leaf (not `task`) is stuck once it runs past its own deadline plus the abort grace plus one
- *   more grace: by then the runner should long have ended it, so something is wedged;
- * - a `task` is never stuck while its child's subtree shows activity; it is stuck when its child
- *   ended but it still runs after `taskEndGrace`, or when the whole subtree was silent beyond
- *   `task_timeout`.
+ * - a leaf (a part whose tool waits on no child session) is stuck once it runs past its own
+ *   deadline plus the abort grace plus one more grace: by then the runner should long have ended
+ *   it, so something is wedged;
+ * - a `task` (its tool waits on a child session, `waitsOn: "child-session"`) is never stuck while
+ *   its child's subtree shows activity; it is stuck when its child ended but it still runs after
+ *   `taskEndGrace`, or when the whole subtree was silent beyond `task_timeout`.
  */
 export const stuckReason = (
-  part: Pick<Part, "status" | "startedAt" | "tool" | "deadlineAt">,
+  part: Pick<Part, "status" | "startedAt" | "deadlineAt"> & { readonly waitsOnChild: boolean },
   options: {
     readonly now: number
     readonly abortGrace: Duration.Duration
@@ -45,7 +47,7 @@ export const stuckReason = (
 ): WatchdogStuck | undefined => {
   if (part.status !== "running" || part.startedAt === null) return undefined
   const runningFor = options.now - part.startedAt
-  if (part.tool !== "task") {
+  if (!part.waitsOnChild) {
     if (part.deadlineAt === null) return undefined
     const threshold = part.deadlineAt - part.startedAt + 2 * Duration.toMillis(options.abortGrace)
     return runningFor > threshold ? new WatchdogStuck({ runningFor, threshold }) : undefined
@@ -62,8 +64,8 @@ export const stuckReason = (
 }
 
 /**
- * The runtime safety net. Every `watchdog_interval` it rescues dead owners' work (shared with
- * startup recovery) and force-errors this instance's stuck leaves: their fiber is stopped with
+ * The runtime safety net. Every `watchdog_interval` it recovers dead owners' work (`Recovery`,
+ * shared with startup recovery) and force-errors this instance's stuck leaves: their fiber is stopped with
  * the abort that always lands, their process tree is hard-stopped, their session is cancelled
  * (children first) and the error travels up. The loop never dies: a failed scan is logged and
  * the next one runs.
@@ -75,10 +77,11 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
     const sessions = yield* SessionRepo
     const runner = yield* ToolRunner
     const sessionService = yield* SessionService
-    const rescue = yield* Rescue
+    const recovery = yield* Recovery
     const events = yield* Events
     const processes = yield* ProcessControl
     const lease = yield* InstanceLease
+    const { waitingOnChild } = toolKinds(sessionService.tools())
     const lastScan = yield* Ref.make<Option.Option<ScanSummary>>(Option.none())
 
     /**
@@ -141,25 +144,21 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
       // Written first, so a result the wedged body may still produce can only be a late completion.
       yield* parts.fail(part.id, { reason, at, ownerId: lease.id })
       yield* runner.cancel(part.id, reason)
-      const killed = yield* processes.endPartProcesses([part])
-      const pids = killed.get(part.id)
-      if (pids !== undefined && pids.length > 0) {
-        yield* events.record({
+      yield* endProcessesOf(processes, [part], (part, pids) =>
+        events.record({
           type: "watchdog.processes_killed",
           instanceId: lease.id,
           sessionId: part.sessionId,
           partId: part.id,
           data: { pids }
-        })
-        yield* Metric.increment(Metric.tagged(Metrics.watchdogActions, "action", "processes_killed"))
-      }
+        }).pipe(Effect.zipRight(Metric.increment(Metric.tagged(Metrics.watchdogActions, "action", "processes_killed")))))
       yield* sessionService.abort(part.sessionId, reason).pipe(Effect.ignore)
     })
 
     const scan = Effect.gen(function*() {
       const started = performance.now()
       const at = yield* Clock.currentTimeMillis
-      const rescued = yield* rescue.rescueDeadOwners({ trigger: "watchdog" })
+      const recovered = yield* recovery.recoverDeadOwners({ trigger: "watchdog" })
       // Only this instance's parts that could be stuck are read: the leaves past their deadline
       // plus twice the grace (the leaf rule below, as a bound), whole; and, narrow, the tasks that
       // could break the silence rule or whose child has ended (a tree of 100,000 healthy tasks is
@@ -167,18 +166,20 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
       const leaves = yield* parts.stuckCandidates(lease.id, {
         // Clamped: a grace of centuries must still bind as a BIGINT (and then matches no leaf).
         deadlineBefore: Math.max(Number.MIN_SAFE_INTEGER, Math.ceil(at - 2 * Duration.toMillis(settings.abortGrace))),
+        waitingTools: waitingOnChild,
         leavesOnly: true
       })
       const tasks = yield* parts.taskCandidates(lease.id, {
         taskStartedBefore: Option.match(settings.taskTimeout, {
           onNone: () => Number.MIN_SAFE_INTEGER,
           onSome: (timeout) => Math.max(Number.MIN_SAFE_INTEGER, Math.floor(at - Duration.toMillis(timeout)))
-        })
+        }),
+        waitingTools: waitingOnChild
       })
       let stuck = 0
       const ruleOptions = { now: at, abortGrace: settings.abortGrace, taskTimeout: settings.taskTimeout }
       for (const part of leaves) {
-        const reason = stuckReason(part, { ...ruleOptions, child: undefined, subtreeActivityAt: undefined })
+        const reason = stuckReason({ ...part, waitsOnChild: false }, { ...ruleOptions, child: undefined, subtreeActivityAt: undefined })
         if (reason === undefined) continue
         stuck++
         yield* forceError(part, reason)
@@ -197,7 +198,7 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
         )
         for (const child of yield* sessions.getMany(missing)) children.set(child.id, child)
         for (const task of tasks) {
-          const reason = stuckReason({ status: "running", tool: "task", startedAt: task.startedAt, deadlineAt: null }, {
+          const reason = stuckReason({ status: "running", waitsOnChild: true, startedAt: task.startedAt, deadlineAt: null }, {
             ...ruleOptions,
             child: task.childSessionId === null ? undefined : children.get(task.childSessionId),
             subtreeActivityAt: task.childSessionId === null ? undefined : activityOf(task.childSessionId)
@@ -212,7 +213,7 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
       const summary: ScanSummary = {
         at,
         tookMs: Math.round((performance.now() - started) * 100) / 100,
-        orphansRescued: rescued.orphanedParts,
+        orphansRescued: recovered.orphanedParts,
         stuckParts: stuck
       }
       yield* Ref.set(lastScan, Option.some(summary))

@@ -26,13 +26,13 @@ const sources = [join(here, "../../src/dashboard"), join(here, "../src/dashboard
   existsSync(join(dir, "client.ts"))
 ) ?? join(here, "../../src/dashboard")
 const prebuilt = built === undefined ? undefined : join(built, "app.js")
-export const clientEntry = join(sources, "client.ts")
+const clientEntry = join(sources, "client.ts")
 export const stylesheet = built !== undefined && existsSync(join(built, "app.css")) ? join(built, "app.css") : join(sources, "dashboard.css")
 
 export class DashboardBuildError extends Data.TaggedError("DashboardBuildError")<{ readonly cause: unknown }> {}
 
 /** The browser script: the build's bundle when there is one, else bundled from source now. */
-export const bundleClient = Effect.tryPromise({
+const bundleClient = Effect.tryPromise({
   try: async () => {
     if (prebuilt !== undefined) return readFile(prebuilt, "utf8")
     const { build } = await import("esbuild")

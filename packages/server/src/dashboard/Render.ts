@@ -48,7 +48,7 @@ export const liveBar = (start: number, deadline: number, now: number) => {
 }
 
 const escapes: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" }
-export const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => escapes[c]!)
+const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => escapes[c]!)
 
 const since = (at: number) => `<span data-since="${at}"></span>`
 const pill = (cls: string, text: string, title = "") =>
@@ -68,7 +68,7 @@ export interface View {
   readonly selected: string | null
 }
 
-export const renderSessionRow = (row: TreeRow, live: number, view: View): string => {
+const renderSessionRow = (row: TreeRow, live: number, view: View): string => {
   const { session } = row
   const active = session.status === "busy" || session.status === "waiting"
   const reason = session.cancelReason === null ? "" : reasonText(session.cancelReason)
@@ -115,7 +115,7 @@ export const renderBar = (part: PartJson): string => {
   return `<div class="bar ${level}"><div class="fill" style="width:${(fraction * 100).toFixed(1)}%"></div></div>${total}`
 }
 
-export const renderPartRow = (part: PartJson): string => {
+const renderPartRow = (part: PartJson): string => {
   const reason = part.error === null ? "" : `${part.error._tag}: ${reasonText(part.error)}`
   return `<tr data-part="${escapeHtml(part.id)}" class="st-${part.status}">` +
     `<td><b>${escapeHtml(part.tool)}</b>${part.kind === "tool" ? "" : ` <small>${part.kind}</small>`} ${idCode(part.id)}</td>` +
@@ -137,7 +137,7 @@ export const renderParts = (state: State, view: View): Panel => {
   }
 }
 
-export const renderEventRow = (event: EventJson): string =>
+const renderEventRow = (event: EventJson): string =>
   `<tr class="ev-${eventKind(event.type)}"><td class="time" title="${new Date(event.at).toISOString()}">${clock(event.at)}</td>` +
   `<td>${pill(`ev-${eventKind(event.type)}`, event.type)}</td>` +
   `<td>${event.sessionId === null ? "" : `<a href="#" data-filter="${escapeHtml(event.sessionId)}">${escapeHtml(shortId(event.sessionId))}</a>`}</td>` +
@@ -154,7 +154,7 @@ export const renderEvents = (state: State, view: View): Panel => {
   }
 }
 
-export const renderInstanceRow = (instance: InstanceJson): string =>
+const renderInstanceRow = (instance: InstanceJson): string =>
   `<tr class="${instance.alive ? "alive" : "dead"}"><td>${idCode(instance.id)}${instance.self ? " <small>this server</small>" : ""}</td>` +
   `<td>${escapeHtml(instance.host)}</td><td class="num">${instance.pid}</td>` +
   `<td>${instance.stoppedAt === null ? since(instance.startedAt) : formatDuration(instance.stoppedAt - instance.startedAt)}</td>` +

@@ -1,5 +1,5 @@
-import type { Part, Session, SupervisionEvent } from "@vigil/domain"
-import type { InstanceStatus, RecoveryReport } from "../Api.js"
+import type { Part, RecoveryReport, Session, SupervisionEvent } from "@vigil/domain"
+import type { InstanceStatus } from "../Api.js"
 
 /**
  * The dashboard's view logic: the state the page holds, how a live event or a REST snapshot
@@ -35,7 +35,7 @@ export interface Tail {
 
 /** How much of a part's live output the page keeps, and for how many parts at most. */
 export const tailChars = 8 * 1024
-export const keptTails = 100
+const keptTails = 100
 
 export interface State {
   readonly sessions: Map<string, SessionJson>
@@ -67,7 +67,7 @@ export const emptyState = (): State => ({
 })
 
 const isActive = (status: SessionJson["status"]) => status === "busy" || status === "waiting"
-export const isPartLive = (part: PartJson) => part.status === "pending" || part.status === "running"
+const isPartLive = (part: PartJson) => part.status === "pending" || part.status === "running"
 const partRank = { pending: 0, running: 1, completed: 2, error: 2 } as const
 
 /** A session update wins unless it is older than what is held (every transition is activity). */
@@ -82,7 +82,7 @@ export const putSession = (state: State, session: SessionJson): boolean => {
  * A part update never moves a part back (a terminal part stays terminal), and keeps a recorded
  * process: the runner's terminal update is built from the row as it was before the pid was known.
  */
-export const putPart = (state: State, part: PartJson): boolean => {
+const putPart = (state: State, part: PartJson): boolean => {
   const held = state.parts.get(part.id)
   if (held !== undefined && partRank[held.status] > partRank[part.status]) return false
   const merged = held !== undefined && part.pid === null && held.pid !== null
@@ -102,7 +102,7 @@ export const putPart = (state: State, part: PartJson): boolean => {
  * that starts past it (deltas skipped for a slow reader, or a part printing faster than the server
  * sends) is marked as a gap. Only the newest `tailChars` are kept, for at most `keptTails` parts.
  */
-export const putDelta = (state: State, delta: { readonly partId: string; readonly offset: number; readonly text: string }): boolean => {
+const putDelta = (state: State, delta: { readonly partId: string; readonly offset: number; readonly text: string }): boolean => {
   const held = state.parts.get(delta.partId)
   if (held !== undefined && !isPartLive(held)) return false
   let tail = state.tails.get(delta.partId)

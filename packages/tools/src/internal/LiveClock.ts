@@ -6,7 +6,7 @@ import { Clock, Effect } from "effect"
  * stop when a test swaps in `TestClock`: a hard stop frozen until someone adjusts a test clock is
  * exactly the kind of stuck tool vigil exists to end.
  */
-export const liveClock: Clock.Clock = Clock.make()
+const liveClock: Clock.Clock = Clock.make()
 
 /** Puts the caller's clock back around one of the caller's own callbacks. */
 export type RestoreClock = <A, Err, R>(effect: E.Effect<A, Err, R>) => E.Effect<A, Err, R>

@@ -13,16 +13,16 @@ export interface ShellEnvironment {
   readonly secretValues: ReadonlyArray<string>
 }
 
-export const defaultShellEnvironment: ShellEnvironment = { policy: defaultShellEnv, secretValues: [] }
+const defaultShellEnvironment: ShellEnvironment = { policy: defaultShellEnv, secretValues: [] }
 
 /** vigil's own secrets, whatever the patterns say. */
-export const vigilSecretNames: ReadonlyArray<string> = ["VIGIL_SERVER_PASSWORD", "VIGIL_DATABASE_URL"]
+const vigilSecretNames: ReadonlyArray<string> = ["VIGIL_SERVER_PASSWORD", "VIGIL_DATABASE_URL"]
 
 /** Names that hold secrets by convention (codex's default excludes). */
-export const secretNamePatterns: ReadonlyArray<string> = ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*"]
+const secretNamePatterns: ReadonlyArray<string> = ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*"]
 
 /** A name glob (`*`, `?`), matched case-insensitively against the whole name. */
-export const globMatcher = (globs: ReadonlyArray<string>): ((name: string) => boolean) => {
+const globMatcher = (globs: ReadonlyArray<string>): ((name: string) => boolean) => {
   if (globs.length === 0) return () => false
   const source = globs
     .map((glob) => glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, "."))

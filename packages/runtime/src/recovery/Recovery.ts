@@ -1,4 +1,4 @@
-import type { InstanceId, Part, SessionId } from "@vigil/domain"
+import type { Part, RecoveryReport, SessionId } from "@vigil/domain"
 import { isPartTerminal, OrphanedByCrash, PartId } from "@vigil/domain"
 import { PartRepo, SessionRepo } from "@vigil/store"
 import { Clock, Effect, Metric, Option } from "effect"
@@ -6,27 +6,16 @@ import { Events } from "../events/Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
 import * as Metrics from "../Metrics.js"
-import { ProcessControl } from "../supervision/ProcessControl.js"
-
-export interface RescueReport {
-  readonly deadOwners: ReadonlyArray<{ readonly id: InstanceId; readonly cause: string }>
-  readonly orphanedParts: number
-  readonly sessionsFreed: number
-  readonly processesKilled: number
-  /** At most 100, so a report of a large rescue stays printable. */
-  readonly partIds: ReadonlyArray<PartId>
-  readonly sessionIds: ReadonlyArray<SessionId>
-  readonly tookMs: number
-  readonly dryRun: boolean
-}
+import { Tools, toolKinds } from "../agent/Tools.js"
+import { endProcessesOf, ProcessControl } from "../supervision/ProcessControl.js"
 
 /**
- * Ends what dead owners left: their pending/running parts become `OrphanedByCrash`, their
+ * The recovery of dead owners' work. Ends what dead owners left: their pending/running parts become `OrphanedByCrash`, their
  * busy/waiting sessions are freed, and the processes they left on this host are ended. Shared by
  * startup recovery and the watchdog. Every write is fenced on the dead owner, so a live
  * instance's work is never touched, and a completed part is never rewritten.
  */
-export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
+export class Recovery extends Effect.Service<Recovery>()("vigil/Recovery", {
   effect: Effect.gen(function*() {
     const parts = yield* PartRepo
     const sessions = yield* SessionRepo
@@ -34,10 +23,11 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
     const events = yield* Events
     const processes = yield* ProcessControl
     const self = yield* InstanceLease
+    const owningProcesses = new Set(toolKinds(yield* Tools).owningProcesses)
 
     /**
      * Processes still running for parts that already ended under an owner that is now dead: a hard
-     * stop abandoned with `AbortIncomplete` and cut short by a crash, or a rescue done from another
+     * stop abandoned with `AbortIncomplete` and cut short by a crash, or a recovery done from another
      * host, which could not signal them. Found by the marker every tool process carries (one pass
      * over /proc) and by the part cgroups left on this host (which hold those that dropped the
      * marker, and outlive a crash), so nothing is missed however long ago the part ended. A part
@@ -53,24 +43,17 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
       if (ended.length === 0) return 0
       const dead = yield* liveness.deadAmong([...new Set(ended.map((part) => part.ownerId))])
       const left = ended.filter((part) => dead.has(part.ownerId))
-      const killed = yield* processes.endPartProcesses(left)
-      let count = 0
-      for (const part of left) {
-        const pids = killed.get(part.id)
-        if (pids === undefined) continue
-        count += pids.length
-        yield* events.record({
+      return yield* endProcessesOf(processes, left, (part, pids) =>
+        events.record({
           type: "recovery.processes_killed",
           instanceId: self.id,
           sessionId: part.sessionId,
           partId: part.id,
           data: { pids, ownerId: part.ownerId, partStatus: part.status, leftover: true }
-        })
-      }
-      return count
+        }))
     })
 
-    const rescueDeadOwners = Effect.fn("Rescue.rescueDeadOwners")(function*(
+    const recoverDeadOwners = Effect.fn("Recovery.recoverDeadOwners")(function*(
       options: { readonly dryRun?: boolean; readonly trigger: "startup" | "watchdog" | "cli" }
     ) {
       const started = yield* Clock.currentTimeMillis
@@ -99,19 +82,18 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
         // Only this host can signal what the dead owner left here; another host's processes are
         // recorded as orphaned and ended by that host's next start.
         const onThisHost = instance === undefined || instance.host === processes.host
-        const withProcesses = ended.filter((part) => part.pid !== null || part.tool === "bash")
-        const killed = onThisHost ? yield* processes.endPartProcesses(withProcesses) : new Map()
-        for (const part of withProcesses) {
-          const pids = killed.get(part.id)
-          if (pids === undefined) continue
-          processesKilled += pids.length
-          yield* events.record({
-            type: "recovery.processes_killed",
-            instanceId: self.id,
-            sessionId: part.sessionId,
-            partId: part.id,
-            data: { pids, ownerId }
-          })
+        // A part that recorded no pid may still have processes (its owner died between the spawn
+        // and the record): those of a tool that owns processes are looked for by their marker.
+        const withProcesses = ended.filter((part) => part.pid !== null || owningProcesses.has(part.tool))
+        if (onThisHost) {
+          processesKilled += yield* endProcessesOf(processes, withProcesses, (part, pids) =>
+            events.record({
+              type: "recovery.processes_killed",
+              instanceId: self.id,
+              sessionId: part.sessionId,
+              partId: part.id,
+              data: { pids, ownerId }
+            }))
         }
         if (!onThisHost && withProcesses.length > 0) {
           yield* events.record({
@@ -156,9 +138,9 @@ export class Rescue extends Effect.Service<Rescue>()("vigil/Rescue", {
         sessionIds,
         tookMs: Math.round((performance.now() - startedReal) * 100) / 100,
         dryRun: options.dryRun ?? false
-      } satisfies RescueReport
+      } satisfies RecoveryReport
     })
 
-    return { rescueDeadOwners } as const
+    return { recoverDeadOwners } as const
   })
 }) {}
