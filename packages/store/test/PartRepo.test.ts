@@ -332,8 +332,6 @@ describeBackends("PartRepo", ({ name, withStore }) => {
           assert.strictEqual(yield* reserveOf(part), reservedRoom, part.id)
         }
         assert.isNull(yield* reserveOf(bornEnded!), "a row born terminal reserves nothing")
-        assert.isTrue(yield* repo.start(pending!.id, { ownerId: ownerA, at: 2_000, deadlineAt: null }))
-        assert.strictEqual(yield* reserveOf(pending!), reservedRoom, "kept while it runs")
 
         assert.isTrue(yield* repo.complete(completes!.id, { ownerId: ownerA, output: "ok", at: 3_000 }))
         assert.isTrue(yield* repo.fail(fails!.id, { reason: timeout, at: 3_000, ownerId: ownerA }))
