@@ -15,7 +15,7 @@ const diskFull = () => Object.assign(new Error("database or disk is full"), { co
  * every part, session and event write dies, as the repositories turn an SqlError into a defect.
  */
 const refusingStore = (full: { on: boolean }) => (file: string) => {
-  const refuse = <A extends ReadonlyArray<unknown>, R>(write: (...args: A) => Effect.Effect<R>) => (...args: A) =>
+  const refuse = <A extends ReadonlyArray<unknown>, R, E>(write: (...args: A) => Effect.Effect<R, E>) => (...args: A) =>
     Effect.suspend(() => (full.on ? Effect.die(diskFull()) : write(...args)))
   const parts = Layer.effect(
     PartRepo,
@@ -23,7 +23,6 @@ const refusingStore = (full: { on: boolean }) => (file: string) => {
       PartRepo.make({
         ...real,
         insert: refuse(real.insert),
-        start: refuse(real.start),
         complete: refuse(real.complete),
         fail: refuse(real.fail),
         failMany: refuse(real.failMany),

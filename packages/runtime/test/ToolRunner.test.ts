@@ -1,12 +1,27 @@
 import { assert, describe, it } from "@effect/vitest"
 import { AbortIncomplete, SessionCancelled, ToolFailed, ToolTimeout, WatchdogStuck } from "@vigil/domain"
 import { EventLog, PartRepo } from "@vigil/store"
-import { Duration, Effect, Option, TestClock } from "effect"
+import { SqliteStoreLive } from "@vigil/store/sqlite"
+import { Duration, Effect, Fiber, Layer, Option, TestClock } from "effect"
 import { SessionService } from "../src/agent/SessionService.js"
+import { PendingWrites } from "../src/supervision/PendingWrites.js"
 import { ToolRunner } from "../src/supervision/ToolRunner.js"
-import { allTestTools, getPart, testRuntime } from "./support.js"
+import { allTestTools, getPart, testRuntime, testTools } from "./support.js"
 
 const runtime = (settings: Parameters<typeof testRuntime>[0] = {}) => testRuntime({ tools: allTestTools, ...settings })
+
+/** The real store, whose terminal part writes die (not a refusal the store reports: a defect). */
+const dyingTerminalWrites = (file: string) =>
+  Layer.effect(
+    PartRepo,
+    PartRepo.pipe(Effect.map((real) =>
+      PartRepo.make({
+        ...real,
+        complete: () => Effect.die(new Error("the terminal write died")),
+        fail: () => Effect.die(new Error("the terminal write died"))
+      })
+    ))
+  ).pipe(Layer.provideMerge(SqliteStoreLive(file))) as unknown as ReturnType<typeof SqliteStoreLive>
 
 /** Runs one tool call through the session service (the path `POST /session/:id/tool` takes). */
 const startTool = (tool: string, input: unknown, timeout?: number) =>
@@ -138,4 +153,25 @@ describe("ToolRunner", () => {
       assert.strictEqual((yield* sessions.parts(session.id)).length, 0)
       assert.strictEqual((yield* sessions.get(session.id)).status, "idle")
     }).pipe(Effect.provide(runtime())))
+
+  it.effect("a terminal write that dies still tells whoever awaits the part how it ended, for a result and for a stop", () =>
+    Effect.gen(function*() {
+      const runner = yield* ToolRunner
+      const session = yield* (yield* SessionService).create()
+      const completed = yield* runner.runTool({ sessionId: session.id, tool: testTools.sleep, input: { ms: 10 } })
+      const timedOut = yield* runner.runTool({ sessionId: session.id, tool: testTools.forever, input: {}, timeout: Duration.millis(1_000) })
+      const waits = yield* Effect.fork(Effect.all([completed.await, timedOut.await]))
+      yield* TestClock.adjust(1_000)
+      const outcomes = yield* Fiber.poll(waits)
+      assert.isTrue(Option.isSome(outcomes), "both awaits returned")
+      assert.deepStrictEqual(yield* Fiber.join(waits), [
+        { _tag: "Completed", value: "slept 10", output: "slept 10" },
+        { _tag: "Failed", reason: new ToolTimeout({ timeout: 1_000 }), output: null }
+      ])
+      // Neither end is in the store: both are held, to be retried.
+      assert.strictEqual((yield* getPart(completed.partId)).status, "running")
+      assert.strictEqual((yield* getPart(timedOut.partId)).status, "running")
+      assert.strictEqual((yield* (yield* PendingWrites).health).pendingWrites, 2)
+      assert.deepStrictEqual(yield* runner.running, [])
+    }).pipe(Effect.provide(runtime({ store: dyingTerminalWrites }))))
 })

@@ -160,17 +160,10 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       )
     }, Effect.orDie)
 
-    /** `pending → running`, with the owner and deadline recorded before the work starts. */
-    const start = Effect.fnUntraced(function*(
-      id: PartId,
-      options: { readonly ownerId: InstanceId; readonly at: number; readonly deadlineAt: number | null }
-    ) {
-      const rows = yield* sql`UPDATE ${parts} SET status = 'running', started_at = ${options.at}, deadline_at = ${options.deadlineAt}
-        WHERE id = ${id} AND status = 'pending' AND owner_id = ${options.ownerId} RETURNING id`
-      return rows.length > 0
-    }, Effect.orDie)
-
-    /** `running → completed`, only by its owner and only if nobody ended it first. */
+    /**
+     * `running → completed`, only by its owner and only if nobody ended it first. A write the store
+     * refuses is the caller's to handle (an `SqlError`, not a defect): a part's end rests on it.
+     */
     const complete = Effect.fnUntraced(function*(
       id: PartId,
       options: { readonly ownerId: InstanceId; readonly output: string; readonly at: number }
@@ -178,11 +171,12 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       const rows = yield* sql`UPDATE ${parts} SET status = 'completed', output = ${capOutput(options.output)}, ended_at = ${options.at}, reserve = NULL
         WHERE id = ${id} AND status = 'running' AND owner_id = ${options.ownerId} RETURNING id`
       return rows.length > 0
-    }, Effect.orDie)
+    })
 
     /**
      * `pending | running → error`. With `ownerId` the write is fenced on the owner (a rescue of a
-     * dead owner's part must not land on a part another instance has since taken).
+     * dead owner's part must not land on a part another instance has since taken). A refused write
+     * is the caller's to handle, as for `complete`.
      */
     const fail = Effect.fnUntraced(function*(
       id: PartId,
@@ -202,7 +196,7 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
             output = COALESCE(${output}, output), reserve = NULL
             WHERE id = ${id} AND status IN ('pending', 'running') AND owner_id = ${options.ownerId} RETURNING id`
       return rows.length > 0
-    }, Effect.orDie)
+    })
 
     const recordProcess = Effect.fn("PartRepo.recordProcess")(function*(
       id: PartId,
@@ -416,7 +410,6 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       pageOfSession,
       pageActive,
       countRunningOfOwner,
-      start,
       complete,
       fail,
       recordProcess,

@@ -92,10 +92,9 @@ const roundTrip = Effect.gen(function*() {
   const parts = yield* PartRepo
   const log = yield* EventLog
   const session = makeSession()
-  const part = makePart(session.id)
+  const part = makePart(session.id, { status: "running", startedAt: 2_000, deadlineAt: 3_000 })
   yield* sessions.insert(session)
   yield* parts.insert(part)
-  assert.isTrue(yield* parts.start(part.id, { ownerId: part.ownerId, at: 2_000, deadlineAt: 3_000 }))
   assert.isTrue(yield* parts.fail(part.id, { reason: new ToolTimeout({ timeout: 1_000 }), at: 3_000 }))
   const id = yield* log.append({ type: "part.timeout", at: 3_000, sessionId: session.id, partId: part.id })
   return {

@@ -61,43 +61,6 @@ describeBackends("PartRepo", ({ name, withStore }) => {
       assert.strictEqual((yield* read(said!)).output, text)
     })))
 
-  describe("start", () => {
-    it.effect("moves a pending part to running, recording the start and the deadline", () =>
-      withStore(Effect.gen(function*() {
-        const repo = yield* PartRepo
-        const part = yield* seedOne()
-        assert.isTrue(yield* repo.start(part.id, { ownerId: ownerA, at: 2_000, deadlineAt: 602_000 }))
-        const row = yield* read(part)
-        assert.strictEqual(row.status, "running")
-        assert.strictEqual(row.startedAt, 2_000)
-        assert.strictEqual(row.deadlineAt, 602_000)
-      })))
-
-    it.effect("only from pending: a second start, or a start of a terminal part, is refused", () =>
-      withStore(Effect.gen(function*() {
-        const repo = yield* PartRepo
-        const [running, completed, errored] = yield* seed(runningFields, completedFields, errorFields)
-        for (const part of [running!, completed!, errored!]) {
-          assert.isFalse(yield* repo.start(part.id, { ownerId: ownerA, at: 9_000, deadlineAt: null }))
-          assert.deepStrictEqual(yield* read(part), part)
-        }
-      })))
-
-    it.effect("only by the owner", () =>
-      withStore(Effect.gen(function*() {
-        const repo = yield* PartRepo
-        const part = yield* seedOne()
-        assert.isFalse(yield* repo.start(part.id, { ownerId: ownerB, at: 2_000, deadlineAt: null }))
-        assert.deepStrictEqual(yield* read(part), part)
-      })))
-
-    it.effect("an unknown part is not started", () =>
-      withStore(Effect.gen(function*() {
-        const part = makePart(makeSession().id)
-        assert.isFalse(yield* (yield* PartRepo).start(part.id, { ownerId: ownerA, at: 1, deadlineAt: null }))
-      })))
-  })
-
   describe("complete", () => {
     it.effect("completes a running part with its output and end time", () =>
       withStore(Effect.gen(function*() {
@@ -369,8 +332,6 @@ describeBackends("PartRepo", ({ name, withStore }) => {
           assert.strictEqual(yield* reserveOf(part), reservedRoom, part.id)
         }
         assert.isNull(yield* reserveOf(bornEnded!), "a row born terminal reserves nothing")
-        assert.isTrue(yield* repo.start(pending!.id, { ownerId: ownerA, at: 2_000, deadlineAt: null }))
-        assert.strictEqual(yield* reserveOf(pending!), reservedRoom, "kept while it runs")
 
         assert.isTrue(yield* repo.complete(completes!.id, { ownerId: ownerA, output: "ok", at: 3_000 }))
         assert.isTrue(yield* repo.fail(fails!.id, { reason: timeout, at: 3_000, ownerId: ownerA }))

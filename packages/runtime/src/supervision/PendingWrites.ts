@@ -65,8 +65,8 @@ export class PendingWrites extends Effect.Service<PendingWrites>()("vigil/Pendin
     let since: number | null = null
     const wake = yield* Queue.sliding<void>(1)
 
-    /** Runs a write; a store that refuses it is a typed failure, not a defect. */
-    const attempt = <A>(what: string, write: Effect.Effect<A>): Effect.Effect<A, StoreWriteFailed> =>
+    /** Runs a write; a store that refuses it (a typed failure or a defect) is a `StoreWriteFailed`. */
+    const attempt = <A, E>(what: string, write: Effect.Effect<A, E>): Effect.Effect<A, StoreWriteFailed> =>
       write.pipe(Effect.catchAllCause((cause) =>
         Cause.isInterruptedOnly(cause)
           ? Effect.failCause(cause as Cause.Cause<never>)

@@ -39,6 +39,7 @@ import type { StoreWriteFailed } from "./PendingWrites.js"
 import { ProcessControl } from "./ProcessControl.js"
 import { Settings } from "../Settings.js"
 import { ToolRoot } from "../agent/Tools.js"
+import { Verdict } from "./Verdict.js"
 
 /** A body that ends its part with a given reason (a `task` whose child was cancelled, say). */
 export class PartEnded extends Data.TaggedError("PartEnded")<{ readonly reason: ErrorReason }> {}
@@ -58,8 +59,6 @@ export interface Execution<A> {
   readonly body: (context: ToolContext) => Effect.Effect<A, ToolError | PartEnded>
   /** The text stored as the part's output. */
   readonly render: (value: A) => string
-  /** Called with the part id once the part row exists, before the body runs. */
-  readonly onCreated?: (partId: PartId) => Effect.Effect<void>
 }
 
 export interface Handle<A> {
@@ -69,31 +68,43 @@ export interface Handle<A> {
 }
 
 /**
- * One running part. How it ends is decided once, by whoever comes first: the body's own exit
- * (`"body"`: the body's fiber records it), or a stop (`"stop"`: the deadline, a cancel, or the
- * shutdown; the supervisor stops the body and records it). A plain field, not a race of fibers:
- * every claim is made synchronously inside one fiber's step, and the hot path (a body that ends
- * before its deadline) then needs no fiber but the body's and its sleeping supervisor's.
+ * How a part ends: by the body's own exit (`"body"`), or by a stop with its reason (the deadline,
+ * a cancel, the shutdown). Whoever claims it first decides; the hot path (a body that ends before
+ * its deadline) is one claim.
  */
+type Ending = "body" | ErrorReason
+
+/** What a supervisor starts for its part: the body's fiber and the output it streams into. */
+interface Started<A> {
+  readonly body: Fiber.RuntimeFiber<A, ToolError | PartEnded>
+  readonly output: PartOutput
+}
+
+/** One running part, as `cancel` finds it. */
 interface Control {
-  decided: "body" | "stop" | undefined
-  stopReason: ErrorReason | undefined
-  body: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  readonly verdict: Verdict<Ending>
+  /** Set by the supervisor itself as it starts, so a cancel that claims before that finds none to interrupt. */
   supervisor: Fiber.RuntimeFiber<unknown, unknown> | undefined
   readonly done: Deferred.Deferred<Outcome<unknown>>
 }
 
+const bodyEnded: Ending = "body"
 const shutdownReason = new SessionCancelled({ by: "shutdown" })
 
 /**
- * Runs every tool execution and model step as a supervised fiber:
+ * Runs every tool execution and model step as a supervised fiber (one per part, in the runner's
+ * `FiberSet`), shaped as a bracket over the part's body:
  * - `running` (with owner and deadline) is persisted before the body starts;
- * - the body runs detached from its supervisor, so the supervisor can stop waiting for it;
- * - the deadline (`Effect.timeout` on the wait), a cancel, or the supervisor's own interruption
- *   interrupts the body and waits at most `abortGrace` for it; past that the part is still made
- *   terminal (`AbortIncomplete`), the session is freed, and the abandoned fiber is counted;
- * - the terminal state is written in `onExit` of the supervisor, with a guarded write: a result
- *   that arrives after someone else ended the part is logged as a late completion, never written.
+ * - the body runs detached (`forkDaemon`), so its supervisor can stop waiting for it;
+ * - acquire: the supervisor takes charge of it (registers itself for `cancel`);
+ * - use: it awaits the body under the deadline (`Effect.timeoutTo`, `ToolTimeout` past it), unless
+ *   the body has already ended; a cancel or the shutdown interrupts that wait;
+ * - release (uninterruptible, whatever ended the wait): for a stop, the body is interrupted and
+ *   given at most `abortGrace` (past that the part is still made terminal, `AbortIncomplete`, and
+ *   the abandoned fiber is counted and its processes ended); then the guarded terminal write (a
+ *   result that arrives after someone else ended the part is logged as a late completion, never
+ *   written), the output closed, and whoever awaits the part told how it ended, always.
+ * Whether the body's own exit or a stop ends the part is a `Verdict`, claimed once.
  */
 export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner", {
   scoped: Effect.gen(function*() {
@@ -245,150 +256,153 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
      * Whatever fails, `done` completes: nobody waits forever on a part whose end was decided.
      */
     const finish = <A>(part: Part, control: Control, outcome: Outcome<A>, output: PartOutput) =>
-      Effect.gen(function*() {
-        const recorded = yield* record(part, outcome).pipe(
-          Effect.ensuring(output.close),
-          Effect.catchTag("StoreWriteFailed", (error) =>
-            pending.hold({
-              key: `part:${part.id}`,
-              what: `the end of part ${part.id} (${part.tool}, ${outcome._tag === "Completed" ? "completed" : outcome.reason._tag})`,
-              sessionId: part.sessionId,
-              partId: part.id,
-              write: record(part, outcome).pipe(Effect.asVoid),
-              error
-            }).pipe(Effect.as(outcome))
-          )
-        )
-        yield* activity.touch(part.sessionId, { force: true }).pipe(
-          Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's end as activity", cause))
-        )
-        const endedAt = yield* Clock.currentTimeMillis
-        yield* Metric.update(
-          Metric.tagged(Metric.tagged(Metrics.partDuration, "tool", part.tool), "outcome", recorded._tag === "Completed" ? "completed" : "error"),
-          Math.max(0, endedAt - (part.startedAt ?? part.createdAt)) / 1000
-        )
-        yield* Deferred.succeed(control.done, recorded as Outcome<unknown>)
-      }).pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.logError("could not record a terminal state", cause).pipe(
-            Effect.zipRight(Deferred.succeed(control.done, outcome as Outcome<unknown>))
+      record(part, outcome).pipe(
+        Effect.ensuring(output.close),
+        Effect.catchTag("StoreWriteFailed", (error) =>
+          pending.hold({
+            key: `part:${part.id}`,
+            what: `the end of part ${part.id} (${part.tool}, ${outcome._tag === "Completed" ? "completed" : outcome.reason._tag})`,
+            sessionId: part.sessionId,
+            partId: part.id,
+            write: record(part, outcome).pipe(Effect.asVoid),
+            error
+          }).pipe(Effect.as(outcome), Effect.annotateLogs({ part: part.id, tool: part.tool }))
+        ),
+        Effect.tap(() =>
+          activity.touch(part.sessionId, { force: true }).pipe(
+            Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's end as activity", cause))
           )
         ),
-        Effect.ensuring(Effect.sync(() => controls.delete(part.id)))
+        Effect.tap((recorded) =>
+          Effect.flatMap(Clock.currentTimeMillis, (endedAt) =>
+            Metric.update(
+              Metric.tagged(Metric.tagged(Metrics.partDuration, "tool", part.tool), "outcome", recorded._tag === "Completed" ? "completed" : "error"),
+              Math.max(0, endedAt - (part.startedAt ?? part.createdAt)) / 1000
+            )
+          )
+        ),
+        Effect.catchAllCause((cause) =>
+          Effect.logError("could not record a terminal state", cause).pipe(
+            Effect.annotateLogs({ part: part.id, tool: part.tool }),
+            Effect.as(outcome)
+          )
+        ),
+        Effect.flatMap((recorded) => Deferred.succeed(control.done, recorded as Outcome<unknown>))
       )
 
-    /**
-     * The body, run detached (`forkDaemon`) so that the supervisor can stop waiting for a body
-     * whose interruption never finishes (such a fiber is counted in `leaked`). When it ends first,
-     * it records its own outcome and then lets its supervisor go.
-     */
+    /** The body. Its exit claims the verdict in the same step, so a stop that comes later finds the part decided. */
     const bodyOf = <A>(part: Part, execution: Execution<A>, control: Control, output: PartOutput) =>
       execution.body(contextFor(part, output)).pipe(
-        Effect.onExit((exit) =>
-          Effect.suspend(() => {
-            if (control.decided !== undefined) return Effect.void
-            control.decided = "body"
-            const outcome: Outcome<A> = Exit.isSuccess(exit)
-              ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
-              : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.text() }
-            return finish(part, control, outcome, output).pipe(
-              Effect.zipRight(Effect.fiberIdWith((self) =>
-                Effect.sync(() => control.supervisor?.unsafeInterruptAsFork(self))
-              ))
-            )
-          })
-        )
+        Effect.ensuring(Effect.sync(() => control.verdict.claim(bodyEnded))),
+        Effect.annotateLogs({ part: part.id, tool: part.tool })
       )
 
-    /**
-     * The supervisor: sleeps until the deadline (on the Effect clock, so TestClock drives it). A
-     * cancel or the shutdown interrupts it; the body's own end interrupts it too, after recording.
-     * Whatever stopped it, its exit handler decides (if nobody has yet) and, for a stop, interrupts
-     * the body and waits at most `abortGrace` for it before recording.
-     */
-    const supervisorOf = <A>(part: Part, execution: Execution<A>, control: Control, output: PartOutput) =>
-      Effect.suspend(() =>
-        control.decided !== undefined
-          ? Effect.void
-          : Option.isSome(execution.timeout)
-          ? Effect.sleep(execution.timeout.value)
-          : Effect.never
-      ).pipe(
-        Effect.onExit((exit) =>
-          Effect.suspend(() => {
-            // The body records its own end in its exit handler: its fiber is done when that is.
-            if (control.decided === "body") return Fiber.await(control.body!).pipe(Effect.asVoid)
-            let reason: ErrorReason
-            if (control.decided === "stop") reason = control.stopReason!
-            else {
-              control.decided = "stop"
-              reason = Exit.isSuccess(exit)
-                ? new ToolTimeout({ timeout: Duration.toMillis(Option.getOrThrow(execution.timeout)) })
-                : Exit.isInterrupted(exit)
-                ? shutdownReason // The supervisor itself was interrupted: the body still gets its grace.
-                : new ToolFailed({ message: `supervisor failed: ${Cause.pretty(exit.cause)}` })
-            }
-            return stopBody(part, control.body!, reason).pipe(
-              Effect.flatMap((ended) =>
-                finish(part, control, { _tag: "Failed", reason: ended, output: output.text() }, output)
-              ),
-              Effect.catchAllCause((cause) =>
-                Effect.logError("could not end a stopped part", cause).pipe(
-                  // Still decided: whoever awaits the part hears how it ended.
-                  Effect.zipRight(Deferred.succeed(control.done, { _tag: "Failed", reason, output: output.text() })),
-                  Effect.zipRight(Effect.sync(() => controls.delete(part.id)))
-                )
-              ),
-              // Only a stop logs here, so only a stop pays for the annotations.
-              Effect.annotateLogs({ part: part.id, tool: part.tool })
-            )
-          })
-        )
-      )
+    /** What ends the supervisor's wait: the body's end, or the deadline (on the Effect clock, so TestClock drives it). */
+    const awaitBody = (body: Fiber.RuntimeFiber<unknown, ToolError | PartEnded>, timeout: Option.Option<Duration.Duration>) =>
+      Option.isNone(timeout)
+        ? Effect.as(Fiber.await(body), bodyEnded)
+        : Fiber.await(body).pipe(Effect.timeoutTo({
+          duration: timeout.value,
+          onSuccess: (): Ending => bodyEnded,
+          onTimeout: (): Ending => new ToolTimeout({ timeout: Duration.toMillis(timeout.value) })
+        }))
+
+    /** The supervisor's claim: what ended its wait, or, when something stopped the wait itself, the shutdown or a defect. */
+    const endingOf = (waited: Exit.Exit<Ending>): Ending => {
+      if (Exit.isSuccess(waited)) return waited.value
+      // Interrupted: by a cancel (whose reason was claimed first) or by the runner's scope closing.
+      if (Exit.isInterrupted(waited)) return shutdownReason
+      return new ToolFailed({ message: `supervisor failed: ${Cause.pretty(waited.cause)}` })
+    }
 
     /**
-     * Creates the part, persists `running` (with owner and deadline, before the body starts), and
-     * starts the body and its supervisor. A call with `onCreated` gets the part id between a
-     * `pending` row and the `running` one; without it the row is written `running` at once.
+     * The release: whatever ended the wait claims the verdict unless someone did already, and the
+     * verdict decides: the body's outcome, or a stop (the body interrupted, and given the grace).
+     * Uninterruptible, so a shutdown that interrupts the wait still runs all of it.
      */
+    const end = <A>(
+      part: Part,
+      execution: Execution<A>,
+      control: Control,
+      started: Started<A>,
+      waited: Exit.Exit<Ending>
+    ) => {
+      const { body, output } = started
+      const ending = control.verdict.claim(endingOf(waited))
+      let decided: Outcome<A> | undefined
+      // The body claimed as it exited, so its exit is there; a stop waits at most the grace for it.
+      const outcome: Effect.Effect<Outcome<A>> = ending === "body"
+        ? Effect.map(Fiber.await(body), (exit) =>
+          Exit.isSuccess(exit)
+            ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
+            : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.text() })
+        : Effect.map(stopBody(part, body, ending), (ended) => ({ _tag: "Failed", reason: ended, output: output.text() }))
+      const ended = outcome.pipe(
+        Effect.flatMap((outcome) => {
+          decided = outcome
+          return finish(part, control, outcome, output)
+        }),
+        Effect.catchAllCause((cause) => Effect.logError("could not end a part", cause).pipe(Effect.annotateLogs({ part: part.id, tool: part.tool }))),
+        // Whatever failed above, the end is decided: whoever awaits the part hears how it ended
+        // (a no-op once `finish` told them).
+        Effect.ensuring(Effect.suspend(() => {
+          controls.delete(part.id)
+          return Deferred.succeed(
+            control.done,
+            decided ?? { _tag: "Failed", reason: ending === "body" ? new ToolFailed({ message: "the part's end could not be recorded" }) : ending, output: output.text() }
+          )
+        }))
+      )
+      // Only a stop logs on its way, so only a stop pays for the annotations.
+      return ending === "body" ? ended : Effect.annotateLogs(ended, { part: part.id, tool: part.tool })
+    }
+
+    /**
+     * A part's supervisor, a bracket over its running body. It registers itself for `cancel` as it
+     * starts, so a cancel either finds it to interrupt or has claimed before it starts. A body that
+     * has already ended by then (a quick tool) is not waited for: no deadline fibers for it at all.
+     */
+    const supervise = <A>(part: Part, execution: Execution<A>, control: Control, started: Started<A>) =>
+      Effect.acquireUseRelease(
+        Effect.withFiberRuntime<Started<A>>((self) => {
+          control.supervisor = self
+          return Effect.succeed(started)
+        }),
+        ({ body }) => (control.verdict.claimed ? Effect.succeed(bodyEnded) : Effect.interruptible(awaitBody(body, execution.timeout))),
+        (started, waited) => end(part, execution, control, started, waited)
+      )
+
+    /** Creates the part, persists `running` (with owner and deadline, before the body starts), and starts its body and supervisor. */
     const execute = Effect.fnUntraced(function*<A>(execution: Execution<A>) {
       const now = yield* Clock.currentTimeMillis
-      const deadlineAt = Option.isSome(execution.timeout) ? now + Duration.toMillis(execution.timeout.value) : null
-      const fields = {
+      const running = newPart({
         sessionId: execution.sessionId,
         kind: execution.kind,
         tool: execution.name,
         input: execution.input,
         callId: execution.callId ?? null,
+        status: "running",
         createdAt: now,
+        startedAt: now,
+        deadlineAt: Option.isSome(execution.timeout) ? now + Duration.toMillis(execution.timeout.value) : null,
         ownerId: lease.id
-      }
-      let running: Part
-      if (execution.onCreated) {
-        const pending = newPart({ ...fields, status: "pending" })
-        yield* parts.insert(pending)
-        yield* execution.onCreated(pending.id)
-        yield* parts.start(pending.id, { ownerId: lease.id, at: now, deadlineAt })
-        running = new Part({ ...pending, status: "running", startedAt: now, deadlineAt }, true)
-      } else {
-        running = newPart({ ...fields, status: "running", startedAt: now, deadlineAt })
-        yield* parts.insert(running)
-      }
+      })
+      yield* parts.insert(running)
       yield* publish(running)
       yield* activity.touch(execution.sessionId, { force: true })
-      const control: Control = {
-        decided: undefined,
-        stopReason: undefined,
-        body: undefined,
-        supervisor: undefined,
-        done: yield* Deferred.make<Outcome<unknown>>()
-      }
-      controls.set(running.id, control)
+      const control: Control = { verdict: new Verdict<Ending>(), supervisor: undefined, done: yield* Deferred.make<Outcome<unknown>>() }
       const output = outputFiles.track(running.id)
-      control.body = yield* Effect.forkDaemon(
-        bodyOf(running, execution, control, output).pipe(Effect.annotateLogs({ part: running.id, tool: running.tool }))
-      )
-      control.supervisor = yield* FiberSet.run(supervisors, supervisorOf(running, execution, control, output))
+      // One uninterruptible step: a part `cancel` can find always has a body and a supervisor that
+      // will end it, and the bracket runs whole even when interrupted at once (a set already closed
+      // by the shutdown interrupts what it is given). The body, forked from here, is said
+      // interruptible: a stop must reach it.
+      yield* Effect.uninterruptible(Effect.suspend(() => {
+        controls.set(running.id, control)
+        return Effect.forkDaemon(Effect.interruptible(bodyOf(running, execution, control, output))).pipe(
+          Effect.flatMap((body) => Effect.forkDaemon(supervise(running, execution, control, { body, output }))),
+          Effect.tap((supervisor) => Effect.sync(() => FiberSet.unsafeAdd(supervisors, supervisor)))
+        )
+      }))
       return { partId: running.id, await: Deferred.await(control.done) as Effect.Effect<Outcome<A>> } satisfies Handle<A>
     })
 
@@ -439,11 +453,9 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const cancel = Effect.fn("ToolRunner.cancel")(function*(partId: PartId, reason: ErrorReason) {
       const control = controls.get(partId)
       if (control === undefined) return false
-      if (control.decided === undefined) {
-        control.decided = "stop"
-        control.stopReason = reason
-        const supervisor = control.supervisor
-        if (supervisor !== undefined) yield* Effect.fiberIdWith((self) => Effect.sync(() => supervisor.unsafeInterruptAsFork(self)))
+      const supervisor = control.supervisor
+      if (control.verdict.claim(reason) === reason && supervisor !== undefined) {
+        yield* Effect.fiberIdWith((self) => Effect.sync(() => supervisor.unsafeInterruptAsFork(self)))
       }
       yield* Deferred.await(control.done)
       return true
