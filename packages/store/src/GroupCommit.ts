@@ -1,0 +1,140 @@
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Connection } from "@effect/sql/SqlConnection"
+import type { Statement } from "@effect/sql/Statement"
+import { Deferred, Effect, Exit } from "effect"
+
+/**
+ * At most this many writes share one transaction, so that it stays short: better-sqlite3 blocks
+ * the thread while it runs (a few ms at this size).
+ */
+export const maxBatch = 256
+
+interface Write {
+  readonly statement: Statement<unknown>
+  /** How the write ended, once its batch is done. */
+  exit: Exit.Exit<unknown, SqlError> | undefined
+  /** Wakes its caller; the leader (which runs the batch itself) has none. */
+  readonly done: Deferred.Deferred<unknown, SqlError> | undefined
+}
+
+const noTransaction = (conn: Connection, statement: string) => conn.executeUnprepared(statement, [], undefined)
+
+/**
+ * Group commit: the writes that concurrent fibers make in one scheduler turn share one
+ * transaction, as databases batch their log flushes. A commit costs more than the small writes
+ * in it (SQLite appends every page it changed to the WAL at each commit; PostgreSQL waits for a
+ * round trip and a log flush), so a burst of tool calls pays for one commit, not one each.
+ *
+ * The first write of a turn leads: it yields once, so every other fiber ready in this turn can
+ * add its write, then runs them all between `BEGIN` and `COMMIT` and wakes their callers. A
+ * lone write runs as it would without this (autocommit), after that one yield. A write returns
+ * only once its transaction is committed (what it returns, such as the rows of a guarded
+ * `UPDATE … RETURNING`, is its own statement's: exact per write), so a caller that goes on after
+ * it (a body that starts once its `running` row is written, a terminal state that is reported)
+ * never goes on from something a crash could undo. When the batch fails (a bad row, a full
+ * disk, a lost connection), it is rolled back and each of its writes is run again on its own,
+ * so a bad row fails only its own write, and each gets its own error.
+ *
+ * Batches run one at a time: on PostgreSQL, where a commit is a round trip, the next turns'
+ * writes gather meanwhile into the next batch. A caller already inside a transaction of its own
+ * writes in it, unbatched: its write must commit or roll back with the rest of that transaction.
+ * The statements are run on the connection as compiled, with no per-statement span and no row
+ * transform: they are the repositories' own, of this client, on its raw (`withoutTransforms`) side.
+ */
+export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommit", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The batch that the current turn's writes join; `undefined` when none is gathering.
+    let open: Array<Write> | undefined
+
+    // Each statement on the connection itself: a batch is spanned once, not once a statement.
+    const execute = (conn: Connection, write: Write) => {
+      const [text, params] = write.statement.compile()
+      return conn.execute(text, params, undefined)
+    }
+
+    /** One write in its own (implicit) transaction. */
+    const alone = (write: Write) => Effect.scoped(Effect.flatMap(sql.reserve, (conn) => execute(conn, write)))
+
+    /** The batch in one transaction; false (rolled back) when any part of it failed. */
+    const together = (batch: ReadonlyArray<Write>) =>
+      Effect.scoped(Effect.gen(function*() {
+        const conn = yield* sql.reserve
+        yield* noTransaction(conn, "BEGIN")
+        const exits: Array<Exit.Exit<unknown, SqlError>> = []
+        for (const write of batch) {
+          const exit = yield* Effect.exit(execute(conn, write))
+          if (Exit.isFailure(exit)) break
+          exits.push(exit)
+        }
+        if (exits.length < batch.length || Exit.isFailure(yield* Effect.exit(noTransaction(conn, "COMMIT")))) {
+          // Best effort: a failed COMMIT may have ended the transaction already.
+          yield* Effect.ignore(noTransaction(conn, "ROLLBACK"))
+          return false
+        }
+        for (let i = 0; i < batch.length; i++) batch[i]!.exit = exits[i]
+        return true
+      }))
+
+    const flush = (batch: ReadonlyArray<Write>) =>
+      Effect.gen(function*() {
+        if (batch.length === 1) batch[0]!.exit = yield* Effect.exit(alone(batch[0]!))
+        else if (!(yield* together(batch).pipe(Effect.catchAllCause(() => Effect.succeed(false))))) {
+          yield* Effect.logWarning(`a batch of ${batch.length} writes failed: each is run again on its own`)
+          for (const write of batch) write.exit = yield* Effect.exit(alone(write))
+        }
+        for (const write of batch) if (write.done !== undefined) Deferred.unsafeDone(write.done, write.exit!)
+      })
+
+    // One batch at a time; the leaders waiting for their turn, in order. (A plain flag, not a
+    // semaphore: with better-sqlite3 a flush never yields, so the turn is nearly always free.)
+    let flushing = false
+    const waiting: Array<() => void> = []
+    const turn = Effect.async<void>((resume) => {
+      if (!flushing) {
+        flushing = true
+        resume(Effect.void)
+      } else waiting.push(() => resume(Effect.void))
+    })
+    const nextTurn = Effect.sync(() => {
+      const next = waiting.shift()
+      if (next === undefined) flushing = false
+      else next()
+    })
+
+    // Uninterruptible: the other writes of the batch wait on their leader.
+    const lead = (batch: Array<Write>) =>
+      Effect.uninterruptible(Effect.zipRight(
+        Effect.yieldNow(),
+        Effect.zipRight(
+          turn,
+          Effect.ensuring(
+            Effect.suspend(() => {
+              if (open === batch) open = undefined
+              return flush(batch)
+            }),
+            nextTurn
+          )
+        )
+      ))
+
+    /** Runs `write` in this turn's shared transaction and returns its result once it is committed. */
+    const run = <A>(statement: Statement<A>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
+      Effect.withFiberRuntime<ReadonlyArray<A>, SqlError>((fiber) => {
+        if (fiber.currentContext.unsafeMap.has(SqlClient.TransactionConnection.key)) return statement
+        if (open !== undefined) {
+          const done = Deferred.unsafeMake<unknown, SqlError>(fiber.id())
+          open.push({ statement, exit: undefined, done })
+          if (open.length >= maxBatch) open = undefined
+          return Deferred.await(done) as Effect.Effect<ReadonlyArray<A>, SqlError>
+        }
+        const mine: Write = { statement, exit: undefined, done: undefined }
+        const batch = [mine]
+        open = batch
+        return Effect.zipRight(lead(batch), Effect.suspend(() => mine.exit as Exit.Exit<ReadonlyArray<A>, SqlError>))
+      })
+
+    return { run } as const
+  })
+}) {}
