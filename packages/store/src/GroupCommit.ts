@@ -14,8 +14,8 @@ interface Write {
   readonly statement: Statement<unknown>
   /** How the write ended, once its batch is done. */
   exit: Exit.Exit<unknown, SqlError> | undefined
-  /** Wakes its caller; the leader (which runs the batch itself) has none. */
-  readonly done: Deferred.Deferred<unknown, SqlError> | undefined
+  /** Wakes its caller. */
+  readonly done: Deferred.Deferred<unknown, SqlError>
 }
 
 const noTransaction = (conn: Connection, statement: string) => conn.executeUnprepared(statement, [], undefined)
@@ -26,16 +26,18 @@ const noTransaction = (conn: Connection, statement: string) => conn.executeUnpre
  * in it (SQLite appends every page it changed to the WAL at each commit; PostgreSQL waits for a
  * round trip and a log flush), so a burst of tool calls pays for one commit, not one each.
  *
- * The first write of a turn leads: it yields once, so every other fiber ready in this turn can
- * add its write, then runs them all between `BEGIN` and `COMMIT` and wakes their callers. A
- * lone write runs as it would without this (autocommit), after that one yield. A write returns
- * only once its transaction is committed (what it returns, such as the rows of a guarded
- * `UPDATE … RETURNING`, is its own statement's: exact per write), so a caller that goes on after
- * it (a body that starts once its `running` row is written, a terminal state that is reported)
- * never goes on from something a crash could undo. When the batch fails (a bad row, a full
- * disk, a lost connection), it is rolled back and each of its writes is run again on its own,
- * so a bad row fails only its own write, and each gets its own error.
+ * The first write of a turn opens a batch and forks its flush, which starts once the fibers
+ * already scheduled in this turn have run (and added their writes); it runs them all between
+ * `BEGIN` and `COMMIT`, then wakes their callers. A lone write runs as it would without this
+ * (autocommit). A write returns only once its transaction is committed (what it returns, such as
+ * the rows of a guarded `UPDATE … RETURNING`, is its own statement's: exact per write), so a
+ * caller that goes on after it (a body that starts once its `running` row is written, a terminal
+ * state that is reported) never goes on from something a crash could undo. When the batch fails
+ * (a bad row, a full disk, a lost connection), it is rolled back and each of its writes is run
+ * again on its own, so a bad row fails only its own write, and each gets its own error.
  *
+ * The flush runs in a fiber of its own, so a caller can still be interrupted while it waits (its
+ * write may then land or not, as an interrupted statement's may), and the others' writes go on.
  * Batches run one at a time: on PostgreSQL, where a commit is a round trip, the next turns'
  * writes gather meanwhile into the next batch. A caller already inside a transaction of its own
  * writes in it, unbatched: its write must commit or roll back with the rest of that transaction.
@@ -43,8 +45,10 @@ const noTransaction = (conn: Connection, statement: string) => conn.executeUnpre
  * transform: they are the repositories' own, of this client, on its raw (`withoutTransforms`) side.
  */
 export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommit", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const scope = yield* Effect.scope
+    const lock = yield* Effect.makeSemaphore(1)
     // The batch that the current turn's writes join; `undefined` when none is gathering.
     let open: Array<Write> | undefined
 
@@ -84,55 +88,35 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
           yield* Effect.logWarning(`a batch of ${batch.length} writes failed: each is run again on its own`)
           for (const write of batch) write.exit = yield* Effect.exit(alone(write))
         }
-        for (const write of batch) if (write.done !== undefined) Deferred.unsafeDone(write.done, write.exit!)
       })
 
-    // One batch at a time; the leaders waiting for their turn, in order. (A plain flag, not a
-    // semaphore: with better-sqlite3 a flush never yields, so the turn is nearly always free.)
-    let flushing = false
-    const waiting: Array<() => void> = []
-    const turn = Effect.async<void>((resume) => {
-      if (!flushing) {
-        flushing = true
-        resume(Effect.void)
-      } else waiting.push(() => resume(Effect.void))
-    })
-    const nextTurn = Effect.sync(() => {
-      const next = waiting.shift()
-      if (next === undefined) flushing = false
-      else next()
-    })
+    // Whatever ends the flush (the store's scope closing, say), every caller hears of its write:
+    // how it ended, or that it was cut off (a write with no exit yet was not committed by us).
+    const settle = (batch: ReadonlyArray<Write>) =>
+      Effect.sync(() => {
+        for (const write of batch) Deferred.unsafeDone(write.done, write.exit ?? Exit.die(new Error("the store closed before this write ran")))
+      })
 
-    // Uninterruptible: the other writes of the batch wait on their leader.
-    const lead = (batch: Array<Write>) =>
-      Effect.uninterruptible(Effect.zipRight(
-        Effect.yieldNow(),
-        Effect.zipRight(
-          turn,
-          Effect.ensuring(
-            Effect.suspend(() => {
-              if (open === batch) open = undefined
-              return flush(batch)
-            }),
-            nextTurn
-          )
-        )
-      ))
+    const flushInTurn = (batch: Array<Write>) =>
+      lock.withPermits(1)(Effect.suspend(() => {
+        if (open === batch) open = undefined
+        return flush(batch)
+      })).pipe(Effect.ensuring(settle(batch)), Effect.annotateLogs({ module: "GroupCommit" }))
 
-    /** Runs `write` in this turn's shared transaction and returns its result once it is committed. */
+    /** Runs `statement` in this turn's shared transaction and returns its rows once it is committed. */
     const run = <A>(statement: Statement<A>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
       Effect.withFiberRuntime<ReadonlyArray<A>, SqlError>((fiber) => {
         if (fiber.currentContext.unsafeMap.has(SqlClient.TransactionConnection.key)) return statement
+        const done = Deferred.unsafeMake<unknown, SqlError>(fiber.id())
+        const wait = Deferred.await(done) as Effect.Effect<ReadonlyArray<A>, SqlError>
         if (open !== undefined) {
-          const done = Deferred.unsafeMake<unknown, SqlError>(fiber.id())
           open.push({ statement, exit: undefined, done })
           if (open.length >= maxBatch) open = undefined
-          return Deferred.await(done) as Effect.Effect<ReadonlyArray<A>, SqlError>
+          return wait
         }
-        const mine: Write = { statement, exit: undefined, done: undefined }
-        const batch = [mine]
+        const batch: Array<Write> = [{ statement, exit: undefined, done }]
         open = batch
-        return Effect.zipRight(lead(batch), Effect.suspend(() => mine.exit as Exit.Exit<ReadonlyArray<A>, SqlError>))
+        return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), wait)
       })
 
     return { run } as const
