@@ -26,13 +26,13 @@ const noTransaction = (conn: Connection, statement: string) => conn.executeUnpre
  * in it (SQLite appends every page it changed to the WAL at each commit; PostgreSQL waits for a
  * round trip and a log flush), so a burst of tool calls pays for one commit, not one each.
  *
- * The first write of a turn opens a batch and forks its flush, which starts once the fibers
- * already scheduled in this turn have run (and added their writes); it runs them all between
- * `BEGIN` and `COMMIT`, then wakes their callers. A lone write runs as it would without this
- * (autocommit). A write returns only once its transaction is committed (what it returns, such as
- * the rows of a guarded `UPDATE … RETURNING`, is its own statement's: exact per write), so a
- * caller that goes on after it (a body that starts once its `running` row is written, a terminal
- * state that is reported) never goes on from something a crash could undo. When the batch fails
+ * The first write of a turn opens a batch and yields once, so that the fibers already scheduled
+ * in this turn run (and add their writes); then a fiber of its own runs them all between `BEGIN`
+ * and `COMMIT`, and wakes their callers. A lone write runs as it would without this (autocommit).
+ * A write returns only once its transaction is committed (what it returns, such as the rows of a
+ * guarded `UPDATE … RETURNING`, is its own statement's: exact per write), so a caller that goes
+ * on after it (a body that starts once its `running` row is written, a terminal state that is
+ * reported) never goes on from something a crash could undo. When the batch fails
  * (a bad row, a full disk, a lost connection), it is rolled back and each of its writes is run
  * again on its own, so a bad row fails only its own write, and each gets its own error.
  *
@@ -103,20 +103,38 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
         return flush(batch)
       })).pipe(Effect.ensuring(settle(batch)), Effect.annotateLogs({ module: "GroupCommit" }))
 
+    /**
+     * The first write of a turn yields once, so that the fibers already scheduled in this turn
+     * can add theirs. If none did, it runs here, as a lone statement; else the batch is flushed by
+     * a fiber of its own. Uninterruptible until that is decided: the batch's writes wait on it.
+     */
+    const lead = (batch: Array<Write>, write: Write) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.zipRight(
+          Effect.yieldNow(),
+          Effect.suspend(() => {
+            if (batch.length === 1 && open === batch) {
+              open = undefined
+              return restore(lock.withPermits(1)(alone(write)))
+            }
+            return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), restore(Deferred.await(write.done)))
+          })
+        )
+      )
+
     /** Runs `statement` in this turn's shared transaction and returns its rows once it is committed. */
     const run = <A>(statement: Statement<A>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
       Effect.withFiberRuntime<ReadonlyArray<A>, SqlError>((fiber) => {
         if (fiber.currentContext.unsafeMap.has(SqlClient.TransactionConnection.key)) return statement
-        const done = Deferred.unsafeMake<unknown, SqlError>(fiber.id())
-        const wait = Deferred.await(done) as Effect.Effect<ReadonlyArray<A>, SqlError>
+        const write: Write = { statement, exit: undefined, done: Deferred.unsafeMake<unknown, SqlError>(fiber.id()) }
         if (open !== undefined) {
-          open.push({ statement, exit: undefined, done })
+          open.push(write)
           if (open.length >= maxBatch) open = undefined
-          return wait
+          return Deferred.await(write.done) as Effect.Effect<ReadonlyArray<A>, SqlError>
         }
-        const batch: Array<Write> = [{ statement, exit: undefined, done }]
+        const batch = [write]
         open = batch
-        return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), wait)
+        return lead(batch, write) as Effect.Effect<ReadonlyArray<A>, SqlError>
       })
 
     return { run } as const
