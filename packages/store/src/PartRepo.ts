@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import type { InstanceId } from "@vigil/domain"
 import { capText, ErrorReason, isPartTerminal, Part, PartId, SessionId } from "@vigil/domain"
 import { Effect, Option, Schema } from "effect"
+import { GroupCommit } from "./GroupCommit.js"
 import { decodeParts, reasonJson } from "./Rows.js"
 import { StoreTables } from "./Tables.js"
 
@@ -126,8 +127,12 @@ const decodeEndedPart = (row: Record<string, unknown>): EndedPart => {
  * - a completion never overwrites an error written by the watchdog, an abort or a rescue;
  * - a force-error never overwrites a completion;
  * - a terminal part is never rewritten.
+ *
+ * The writes on a tool call's path (`insert`, `complete`, `fail`) go through `GroupCommit`: the
+ * calls of one scheduler turn share a transaction, and each returns once it is committed.
  */
 export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
+  dependencies: [GroupCommit.Default],
   effect: Effect.gen(function*() {
     // The raw client: columns as the database spells them, whatever transforms the app's client
     // has. Reads of many narrow rows (the walks over the live tree) are mapped by hand: a name
@@ -136,16 +141,17 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
     const tables = yield* StoreTables
     const parts = sql.literal(tables.parts)
     const sessions = sql.literal(tables.sessions)
+    const commits = yield* GroupCommit
 
     // The columns spelled out (not `sql.insert`): the statement text is the same on every call, with
     // no per-call name transform, and it is on every tool call's path.
     const insert = Effect.fnUntraced(function*(part: Part) {
-      yield* sql`INSERT INTO ${parts} (id, session_id, kind, tool, input, call_id, status, output, error, created_at,
+      yield* commits.run(sql`INSERT INTO ${parts} (id, session_id, kind, tool, input, call_id, status, output, error, created_at,
         started_at, ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start, reserve)
         VALUES (${part.id}, ${part.sessionId}, ${part.kind}, ${part.tool}, ${JSON.stringify(part.input ?? null)},
           ${part.callId}, ${part.status}, ${capPartOutput(part)}, ${reasonJson(part.error)},
           ${part.createdAt}, ${part.startedAt}, ${part.endedAt}, ${part.deadlineAt}, ${part.ownerId},
-          ${part.childSessionId}, ${part.pid}, ${part.pgid}, ${part.procStart}, ${reserveOf(part)})`
+          ${part.childSessionId}, ${part.pid}, ${part.pgid}, ${part.procStart}, ${reserveOf(part)})`)
     }, Effect.orDie)
 
     const get = Effect.fn("PartRepo.get")(function*(id: PartId) {
@@ -168,8 +174,8 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       id: PartId,
       options: { readonly ownerId: InstanceId; readonly output: string; readonly at: number }
     ) {
-      const rows = yield* sql`UPDATE ${parts} SET status = 'completed', output = ${capOutput(options.output)}, ended_at = ${options.at}, reserve = NULL
-        WHERE id = ${id} AND status = 'running' AND owner_id = ${options.ownerId} RETURNING id`
+      const rows = yield* commits.run(sql`UPDATE ${parts} SET status = 'completed', output = ${capOutput(options.output)}, ended_at = ${options.at}, reserve = NULL
+        WHERE id = ${id} AND status = 'running' AND owner_id = ${options.ownerId} RETURNING id`)
       return rows.length > 0
     })
 
@@ -188,13 +194,15 @@ export class PartRepo extends Effect.Service<PartRepo>()("vigil/PartRepo", {
       }
     ) {
       const output = options.output === undefined || options.output === null ? null : capOutput(options.output)
-      const rows = options.ownerId === undefined
-        ? yield* sql`UPDATE ${parts} SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
+      const rows = yield* commits.run(
+        options.ownerId === undefined
+          ? sql`UPDATE ${parts} SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
             output = COALESCE(${output}, output), reserve = NULL
             WHERE id = ${id} AND status IN ('pending', 'running') RETURNING id`
-        : yield* sql`UPDATE ${parts} SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
+          : sql`UPDATE ${parts} SET status = 'error', error = ${reasonJson(options.reason)}, ended_at = ${options.at},
             output = COALESCE(${output}, output), reserve = NULL
             WHERE id = ${id} AND status IN ('pending', 'running') AND owner_id = ${options.ownerId} RETURNING id`
+      )
       return rows.length > 0
     })
 

@@ -1,0 +1,142 @@
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Connection } from "@effect/sql/SqlConnection"
+import type { Statement } from "@effect/sql/Statement"
+import { Deferred, Effect, Exit } from "effect"
+
+/**
+ * At most this many writes share one transaction, so that it stays short: better-sqlite3 blocks
+ * the thread while it runs (a few ms at this size).
+ */
+export const maxBatch = 256
+
+interface Write {
+  readonly statement: Statement<unknown>
+  /** How the write ended, once its batch is done. */
+  exit: Exit.Exit<unknown, SqlError> | undefined
+  /** Wakes its caller. */
+  readonly done: Deferred.Deferred<unknown, SqlError>
+}
+
+const noTransaction = (conn: Connection, statement: string) => conn.executeUnprepared(statement, [], undefined)
+
+/**
+ * Group commit: the writes that concurrent fibers make in one scheduler turn share one
+ * transaction, as databases batch their log flushes. A commit costs more than the small writes
+ * in it (SQLite appends every page it changed to the WAL at each commit; PostgreSQL waits for a
+ * round trip and a log flush), so a burst of tool calls pays for one commit, not one each.
+ *
+ * The first write of a turn opens a batch and yields once, so that the fibers already scheduled
+ * in this turn run (and add their writes); then a fiber of its own runs them all between `BEGIN`
+ * and `COMMIT`, and wakes their callers. A lone write runs as it would without this (autocommit).
+ * A write returns only once its transaction is committed (what it returns, such as the rows of a
+ * guarded `UPDATE … RETURNING`, is its own statement's: exact per write), so a caller that goes
+ * on after it (a body that starts once its `running` row is written, a terminal state that is
+ * reported) never goes on from something a crash could undo. When the batch fails
+ * (a bad row, a full disk, a lost connection), it is rolled back and each of its writes is run
+ * again on its own, so a bad row fails only its own write, and each gets its own error.
+ *
+ * The flush runs in a fiber of its own, so a caller can still be interrupted while it waits (its
+ * write may then land or not, as an interrupted statement's may), and the others' writes go on.
+ * Batches run one at a time: on PostgreSQL, where a commit is a round trip, the next turns'
+ * writes gather meanwhile into the next batch. A caller already inside a transaction of its own
+ * writes in it, unbatched: its write must commit or roll back with the rest of that transaction.
+ * The statements are run on the connection as compiled, with no per-statement span and no row
+ * transform: they are the repositories' own, of this client, on its raw (`withoutTransforms`) side.
+ */
+export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommit", {
+  scoped: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const scope = yield* Effect.scope
+    const lock = yield* Effect.makeSemaphore(1)
+    // The batch that the current turn's writes join; `undefined` when none is gathering.
+    let open: Array<Write> | undefined
+
+    // Each statement on the connection itself: a batch is spanned once, not once a statement.
+    const execute = (conn: Connection, write: Write) => {
+      const [text, params] = write.statement.compile()
+      return conn.execute(text, params, undefined)
+    }
+
+    /** One write in its own (implicit) transaction. */
+    const alone = (write: Write) => Effect.scoped(Effect.flatMap(sql.reserve, (conn) => execute(conn, write)))
+
+    /** The batch in one transaction; false (rolled back) when any part of it failed. */
+    const together = (batch: ReadonlyArray<Write>) =>
+      Effect.scoped(Effect.gen(function*() {
+        const conn = yield* sql.reserve
+        yield* noTransaction(conn, "BEGIN")
+        const exits: Array<Exit.Exit<unknown, SqlError>> = []
+        for (const write of batch) {
+          const exit = yield* Effect.exit(execute(conn, write))
+          if (Exit.isFailure(exit)) break
+          exits.push(exit)
+        }
+        if (exits.length < batch.length || Exit.isFailure(yield* Effect.exit(noTransaction(conn, "COMMIT")))) {
+          // Best effort: a failed COMMIT may have ended the transaction already.
+          yield* Effect.ignore(noTransaction(conn, "ROLLBACK"))
+          return false
+        }
+        for (let i = 0; i < batch.length; i++) batch[i]!.exit = exits[i]
+        return true
+      }))
+
+    const flush = (batch: ReadonlyArray<Write>) =>
+      Effect.gen(function*() {
+        if (batch.length === 1) batch[0]!.exit = yield* Effect.exit(alone(batch[0]!))
+        else if (!(yield* together(batch).pipe(Effect.catchAllCause(() => Effect.succeed(false))))) {
+          yield* Effect.logWarning(`a batch of ${batch.length} writes failed: each is run again on its own`)
+          for (const write of batch) write.exit = yield* Effect.exit(alone(write))
+        }
+      })
+
+    // Whatever ends the flush (the store's scope closing, say), every caller hears of its write:
+    // how it ended, or that it was cut off (a write with no exit yet was not committed by us).
+    const settle = (batch: ReadonlyArray<Write>) =>
+      Effect.sync(() => {
+        for (const write of batch) Deferred.unsafeDone(write.done, write.exit ?? Exit.die(new Error("the store closed before this write ran")))
+      })
+
+    const flushInTurn = (batch: Array<Write>) =>
+      lock.withPermits(1)(Effect.suspend(() => {
+        if (open === batch) open = undefined
+        return flush(batch)
+      })).pipe(Effect.ensuring(settle(batch)), Effect.annotateLogs({ module: "GroupCommit" }))
+
+    /**
+     * The first write of a turn yields once, so that the fibers already scheduled in this turn
+     * can add theirs. If none did, it runs here, as a lone statement; else the batch is flushed by
+     * a fiber of its own. Uninterruptible until that is decided: the batch's writes wait on it.
+     */
+    const lead = (batch: Array<Write>, write: Write) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.zipRight(
+          Effect.yieldNow(),
+          Effect.suspend(() => {
+            if (batch.length === 1 && open === batch) {
+              open = undefined
+              return restore(lock.withPermits(1)(alone(write)))
+            }
+            return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), restore(Deferred.await(write.done)))
+          })
+        )
+      )
+
+    /** Runs `statement` in this turn's shared transaction and returns its rows once it is committed. */
+    const run = <A>(statement: Statement<A>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
+      Effect.withFiberRuntime<ReadonlyArray<A>, SqlError>((fiber) => {
+        if (fiber.currentContext.unsafeMap.has(SqlClient.TransactionConnection.key)) return statement
+        const write: Write = { statement, exit: undefined, done: Deferred.unsafeMake<unknown, SqlError>(fiber.id()) }
+        if (open !== undefined) {
+          open.push(write)
+          if (open.length >= maxBatch) open = undefined
+          return Deferred.await(write.done) as Effect.Effect<ReadonlyArray<A>, SqlError>
+        }
+        const batch = [write]
+        open = batch
+        return lead(batch, write) as Effect.Effect<ReadonlyArray<A>, SqlError>
+      })
+
+    return { run } as const
+  })
+}) {}
