@@ -115,7 +115,10 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
           Effect.suspend(() => {
             if (batch.length === 1 && open === batch) {
               open = undefined
-              return restore(lock.withPermits(1)(alone(write)))
+              // As the client runs any statement: in autocommit, with no reserved connection and
+              // no turn at the batches' lock (on SQLite the client's own lock orders it behind a
+              // batch in flight). The sequential path pays for the one yield, nothing more.
+              return restore(write.statement)
             }
             return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), restore(Deferred.await(write.done)))
           })

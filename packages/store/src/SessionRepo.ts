@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import type { InstanceId, SessionStatus } from "@vigil/domain"
 import { ErrorReason, isSessionActive, Session, SessionId } from "@vigil/domain"
 import { Effect, Option, Schema } from "effect"
+import { GroupCommit } from "./GroupCommit.js"
 import { decodeReason, decodeSessions, reasonJson } from "./Rows.js"
 import { StoreTables } from "./Tables.js"
 
@@ -59,11 +60,15 @@ const sessionOfRow = (row: Record<string, unknown>): Session => {
  * turn ending, the idle monitor, an abort) cannot both win.
  */
 export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRepo", {
+  // The same GroupCommit as PartRepo's (one layer, built once per store): a tool call's activity
+  // touches share the transaction of the part writes made in the same turn.
+  dependencies: [GroupCommit.Default],
   effect: Effect.gen(function*() {
     // The raw client: columns as the database spells them, whatever transforms the app's client
     // has, and no per-row name transform on the walks over 100,000 rows.
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const sessions = sql.literal((yield* StoreTables).sessions)
+    const commits = yield* GroupCommit
     const sessionsOfRows = (rows: ReadonlyArray<Record<string, unknown>>) => Effect.try(() => rows.map(sessionOfRow))
 
     const insert = Effect.fn("SessionRepo.insert")(function*(session: Session) {
@@ -249,7 +254,7 @@ export class SessionRepo extends Effect.Service<SessionRepo>()("vigil/SessionRep
     /** Progress: moves `lastActivityAt` forward, never back. */
     const touch = Effect.fnUntraced(function*(ids: ReadonlyArray<SessionId>, at: number) {
       if (ids.length === 0) return
-      yield* sql`UPDATE ${sessions} SET last_activity_at = ${at} WHERE id IN ${sql.in(ids)} AND last_activity_at < ${at}`
+      yield* commits.run(sql`UPDATE ${sessions} SET last_activity_at = ${at} WHERE id IN ${sql.in(ids)} AND last_activity_at < ${at}`)
     }, Effect.orDie)
 
     /** Owners that have busy or waiting sessions. */

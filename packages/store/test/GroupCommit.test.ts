@@ -102,7 +102,24 @@ for (const backend of backends) {
           for (const part of batch) assert.strictEqual(Option.getOrThrow(yield* parts.get(part.id)).status, "completed")
         })))
 
-    it.effect("a lone write is one statement, with no transaction around it", () =>
+    it.effect("a session's activity touch shares the transaction of the part writes made in its turn (one GroupCommit per store)", () =>
+      withStore(backend, (log) =>
+        Effect.gen(function*() {
+          const parts = yield* PartRepo
+          const sessions = yield* SessionRepo
+          const session = makeSession()
+          yield* sessions.insert(session)
+          const batch = Array.from({ length: 4 }, () => makePart(session.id, running))
+          log.length = 0
+          yield* Effect.all([
+            ...batch.map((part) => parts.insert(part)),
+            sessions.touch([session.id], 9_000)
+          ], { concurrency: "unbounded", discard: true })
+          assert.deepStrictEqual(log, ["BEGIN", ...batch.map(() => "INSERT"), "UPDATE", "COMMIT"])
+          assert.strictEqual(Option.getOrThrow(yield* sessions.get(session.id)).lastActivityAt, 9_000)
+        })))
+
+    it.effect("a lone write runs as the client runs any statement: no transaction, no reserved connection", () =>
       withStore(backend, (log) =>
         Effect.gen(function*() {
           const parts = yield* PartRepo
@@ -112,7 +129,8 @@ for (const backend of backends) {
           log.length = 0
           yield* parts.insert(part)
           assert.isTrue(yield* parts.complete(part.id, { ownerId: ownerA, output: "ok", at: 3_000 }))
-          assert.deepStrictEqual(log, ["INSERT", "UPDATE"])
+          assert.deepStrictEqual(log, [])
+          assert.strictEqual(Option.getOrThrow(yield* parts.get(part.id)).status, "completed")
         })))
 
     it.effect("the guarded writes of one batch each answer for themselves: exactly the running, owned rows are won", () =>
