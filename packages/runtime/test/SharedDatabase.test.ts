@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { RecoveryReport, SupervisionEvent } from "@vigil/domain"
-import { makePartId, makeSessionId, OrphanedByCrash, Part, Session } from "@vigil/domain"
+import { makeSessionId, newPart, OrphanedByCrash, Part, Session } from "@vigil/domain"
 import type { Store } from "@vigil/store"
 import { EventLog, InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
 import { PgStoreLive } from "@vigil/store/pg"
@@ -54,25 +54,15 @@ const seedDeadOwner = (count: number) =>
         createdAt: now
       })
       yield* (yield* SessionRepo).insert(session)
-      const part = new Part({
-        id: makePartId(),
+      const part = newPart({
         sessionId: session.id,
         kind: "tool",
         tool: "read",
         input: { path: "x" },
-        callId: null,
         status: "running",
-        output: null,
-        error: null,
         createdAt: now,
         startedAt: now,
-        endedAt: null,
-        deadlineAt: null,
-        ownerId: owner.id,
-        childSessionId: null,
-        pid: null,
-        pgid: null,
-        procStart: null
+        ownerId: owner.id
       })
       yield* (yield* PartRepo).insert(part)
       parts.push(part)

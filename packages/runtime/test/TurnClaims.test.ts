@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { SessionId } from "@vigil/domain"
-import { makeInstanceId, makePartId, makeSessionId, OrphanedByCrash, Part, Session, SessionCancelled } from "@vigil/domain"
+import { makeInstanceId, makeSessionId, newPart, OrphanedByCrash, Session, SessionCancelled } from "@vigil/domain"
 import { EventLog, InstanceRepo, PartRepo, SessionRepo } from "@vigil/store"
 import type { Context } from "effect"
 import { Clock, Effect, Fiber, Layer, Option, TestClock } from "effect"
@@ -151,25 +151,16 @@ const leftByDeadOwner = Effect.gen(function*() {
   })
   yield* repo.insert(session)
   yield* repo.claim(session.id, { ownerId: dead.id, turnId: "turn_dead", at: now })
-  const part = new Part({
-    id: makePartId(),
+  const part = newPart({
     sessionId: session.id,
     kind: "tool",
     tool: "sleep",
     input: { ms: 1 },
     callId: "call_1",
     status: "running",
-    output: null,
-    error: null,
     createdAt: now,
     startedAt: now,
-    endedAt: null,
-    deadlineAt: null,
-    ownerId: dead.id,
-    childSessionId: null,
-    pid: null,
-    pgid: null,
-    procStart: null
+    ownerId: dead.id
   })
   yield* Effect.flatMap(PartRepo, (parts) => parts.insert(part))
   return { part, session: new Session({ ...session, status: "busy", ownerId: dead.id }) }

@@ -1,5 +1,5 @@
 import type { InstanceId, PartId, RecoveryReport, SessionId, Settings as SettingsShape } from "@vigil/domain"
-import { Instance, makeInstanceId, makePartId, Part } from "@vigil/domain"
+import { Instance, makeInstanceId, newPart } from "@vigil/domain"
 import type { AnyTool } from "@vigil/tools"
 import type { ToolContext } from "@vigil/tools"
 import { ToolError } from "@vigil/tools"
@@ -123,25 +123,17 @@ export const runningPart = (fields: {
 }) =>
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const part = new Part({
-      id: makePartId(),
+    const part = newPart({
       sessionId: fields.sessionId,
       kind: "tool",
       tool: fields.tool,
       input: fields.input ?? {},
-      callId: null,
       status: "running",
-      output: null,
-      error: null,
       createdAt: now,
       startedAt: now,
-      endedAt: null,
       deadlineAt: now + fields.deadlineIn,
       ownerId: fields.ownerId,
-      childSessionId: fields.childSessionId ?? null,
-      pid: null,
-      pgid: null,
-      procStart: null
+      childSessionId: fields.childSessionId ?? null
     })
     yield* (yield* PartRepo).insert(part)
     return part.id
