@@ -45,8 +45,12 @@ const untilEnded = (url: string, partId: string, onPoll: () => void = () => unde
   eventually(async () => {
     onPoll()
     const part = (await request(`${url}/part/${partId}`)).body
-    return part.status === "completed" || part.status === "error" ? part : undefined
-  }, 240_000, `part ${partId} to end`)
+    if (part.status !== "completed" && part.status !== "error") return undefined
+    // A part ends before its turn does (the turn frees the session after the part's end is
+    // written): the session takes the next call once it is at rest.
+    const session = (await request(`${url}/session/${part.sessionId}`)).body
+    return session.status === "busy" ? undefined : part
+  }, 240_000, `part ${partId} and its turn to end`)
 
 describe("memory stays bounded, on a real server with a small heap", () => {
   it("a `yes | head -c 200M` flood: the server lives, the part keeps head and tail, the file has the rest", async () => {
