@@ -3,9 +3,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { runInNewContext } from "node:vm"
 import { setFlagsFromString } from "node:v8"
-import type { Settings as SettingsShape } from "../packages/domain/src/index.js"
+import type { SessionId, Settings as SettingsShape } from "../packages/domain/src/index.js"
 import { makeSessionId, Session } from "../packages/domain/src/index.js"
-import { InstanceLease, Tools, Vigil } from "../packages/runtime/src/index.js"
+import { InstanceLease, ToolRunner, Tools, Vigil, Watchdog } from "../packages/runtime/src/index.js"
 import { SessionRepo } from "../packages/store/src/index.js"
 import type { AnyTool } from "../packages/tools/src/index.js"
 import { Clock, Duration, Effect, Exit, Layer, Option, Schema, Scope } from "./effect.js"
@@ -156,3 +156,35 @@ export const settledHeap = (): { readonly heapUsed: number; readonly collected: 
   for (let i = 0; i < 3; i++) collected = collectGarbage() || collected
   return { heapUsed: process.memoryUsage().heapUsed, collected }
 }
+
+/**
+ * Figure 2's and 13's healthy watchdog: `running` sleeping tools of this instance, spread over
+ * `sessions` busy sessions, then `scans` timed scans after 3 of warm-up; a scan that acts on
+ * healthy work fails the figure.
+ */
+export const timeHealthyScans = (options: {
+  readonly title: string
+  readonly sessions: number
+  readonly running: number
+  readonly scans: number
+}) =>
+  Effect.gen(function*() {
+    const runner = yield* ToolRunner
+    const watchdog = yield* Watchdog
+    const sessions: Array<SessionId> = []
+    for (let i = 0; i < options.sessions; i++) sessions.push(yield* openSession(`${options.title} ${i}`))
+    for (let i = 0; i < options.running; i++) {
+      yield* runner.runTool({ sessionId: sessions[i % sessions.length]!, tool: benchTools.sleep60, input: {} })
+    }
+    const timings: Array<number> = []
+    for (let i = 0; i < options.scans + 3; i++) {
+      const started = performance.now()
+      const summary = yield* watchdog.scan
+      const took = performance.now() - started
+      if (summary.stuckParts !== 0 || summary.orphansRescued !== 0) {
+        return yield* Effect.dieMessage(`a scan of healthy work acted: ${JSON.stringify(summary)}`)
+      }
+      if (i >= 3) timings.push(took)
+    }
+    return timings
+  })

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto"
 import PgBoss from "pg-boss"
 import { makePartId, makeSessionId } from "../../packages/domain/src/index.js"
-import type { SessionId } from "../../packages/domain/src/index.js"
 import {
   InstanceLease,
   ProcessControl,
@@ -9,8 +8,7 @@ import {
   Recovery,
   ToolRunner,
   Tools,
-  Vigil,
-  Watchdog
+  Vigil
 } from "../../packages/runtime/src/index.js"
 import { PgStoreLive } from "../../packages/store/src/Postgres.js"
 import { adminQuery, freshPgSchema, testDatabaseUrl } from "../../packages/store/src/TestDatabase.js"
@@ -19,7 +17,7 @@ import { openPg } from "../Database.js"
 import { Effect, Layer } from "../effect.js"
 import type { Row } from "../Report.js"
 import { max, median, row, show } from "../Report.js"
-import { benchSettings, benchTools, buildOpen, openSession } from "../Support.js"
+import { benchSettings, benchTools, buildOpen, openSession, timeHealthyScans } from "../Support.js"
 
 /**
  * The PostgreSQL figures, on the test server `scripts/with-postgres.sh` starts (fsync and
@@ -366,23 +364,7 @@ export const postgresRecoveryFigures = (_dir: string) =>
           if (again.orphanedParts !== pgOrphans) return yield* Effect.dieMessage(`a replayed rescue ended ${again.orphanedParts} parts, expected ${pgOrphans}`)
         }
         const lease = yield* InstanceLease
-        const runner = yield* ToolRunner
-        const watchdog = yield* Watchdog
-        const sessions: Array<SessionId> = []
-        for (let i = 0; i < watchdogSessions; i++) sessions.push(yield* openSession(`pg watchdog ${i}`))
-        for (let i = 0; i < runningHere; i++) {
-          yield* runner.runTool({ sessionId: sessions[i % sessions.length]!, tool: benchTools.sleep60, input: {} })
-        }
-        const timings: Array<number> = []
-        for (let i = 0; i < scans + 3; i++) {
-          const started = performance.now()
-          const summary = yield* watchdog.scan
-          const took = performance.now() - started
-          if (summary.stuckParts !== 0 || summary.orphansRescued !== 0) {
-            return yield* Effect.dieMessage(`a scan of healthy work acted: ${JSON.stringify(summary)}`)
-          }
-          if (i >= 3) timings.push(took)
-        }
+        const timings = yield* timeHealthyScans({ title: "pg watchdog", sessions: watchdogSessions, running: runningHere, scans })
         const bareScan = yield* Effect.promise(() => barePgScan(pool, lease.id))
         return { report, replayed, timings, bareScan }
       }).pipe(Effect.provide(runtime.context), Effect.onError(() => runtime.close))

@@ -1,7 +1,6 @@
 import { closeSync, copyFileSync, fsyncSync, openSync, rmSync } from "node:fs"
 import { join } from "node:path"
-import type { SessionId } from "../../packages/domain/src/index.js"
-import { InstanceLease, Recovery, RecoveryComplete, ToolRunner, Watchdog } from "../../packages/runtime/src/index.js"
+import { InstanceLease, Recovery, RecoveryComplete } from "../../packages/runtime/src/index.js"
 import type { Database } from "../Database.js"
 import { openDatabase } from "../Database.js"
 import { bareScanTimings } from "../Floors.js"
@@ -10,7 +9,7 @@ import type { Row } from "../Report.js"
 import { max, median, row, show } from "../Report.js"
 import type { OrphanLayout } from "../Seed.js"
 import { history, orphanCount, restoreOrphans, seedHistory } from "../Seed.js"
-import { benchRuntime, benchTools, buildOpen, openSession } from "../Support.js"
+import { benchRuntime, benchTools, buildOpen, timeHealthyScans } from "../Support.js"
 
 const scans = 20
 const replayCount = 4
@@ -77,23 +76,7 @@ const onHistory = (dir: string, layout: OrphanLayout) =>
         }
       }
       const lease = yield* InstanceLease
-      const runner = yield* ToolRunner
-      const watchdog = yield* Watchdog
-      const sessions: Array<SessionId> = []
-      for (let i = 0; i < watchdogSessions; i++) sessions.push(yield* openSession(`watchdog ${i}`))
-      for (let i = 0; i < runningHere; i++) {
-        yield* runner.runTool({ sessionId: sessions[i % sessions.length]!, tool: benchTools.sleep60, input: {} })
-      }
-      const timings: Array<number> = []
-      for (let i = 0; i < scans + 3; i++) {
-        const started = performance.now()
-        const summary = yield* watchdog.scan
-        const took = performance.now() - started
-        if (summary.stuckParts !== 0 || summary.orphansRescued !== 0) {
-          return yield* Effect.dieMessage(`a scan of healthy work acted: ${JSON.stringify(summary)}`)
-        }
-        if (i >= 3) timings.push(took)
-      }
+      const timings = yield* timeHealthyScans({ title: "watchdog", sessions: watchdogSessions, running: runningHere, scans })
       const bareScan = yield* Effect.sync(() => {
         const db = openDatabase(file)
         try {
