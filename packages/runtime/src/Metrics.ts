@@ -56,6 +56,22 @@ export const partDuration = Metric.histogram(
   "tool call durations, by tool and outcome"
 )
 
+const partDurations = new Map<string, Metric.Metric.Histogram<number>>()
+
+/**
+ * `partDuration` tagged with a tool and an outcome, made once per pair: a tagged metric is a new
+ * key to allocate and hash each time it is made, and this one is on every tool call's path.
+ */
+export const partDurationOf = (tool: string, outcome: "completed" | "error"): Metric.Metric.Histogram<number> => {
+  const key = `${outcome} ${tool}`
+  let metric = partDurations.get(key)
+  if (metric === undefined) {
+    metric = Metric.tagged(Metric.tagged(partDuration, "tool", tool), "outcome", outcome)
+    partDurations.set(key, metric)
+  }
+  return metric
+}
+
 /** Set when scraped, from the store: this instance's running parts and busy sessions, and the live instances it sees. */
 export const runningParts = Metric.gauge("vigil_running_parts", { description: "this instance's running parts" })
 export const busySessions = Metric.gauge("vigil_busy_sessions", {

@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { Statement } from "@effect/sql/Statement"
+import type { FiberId } from "effect"
 import { Deferred, Effect, Exit } from "effect"
 
 /**
@@ -14,8 +15,8 @@ interface Write {
   readonly statement: Statement<unknown>
   /** How the write ended, once its batch is done. */
   exit: Exit.Exit<unknown, SqlError> | undefined
-  /** Wakes its caller. */
-  readonly done: Deferred.Deferred<unknown, SqlError>
+  /** Wakes its caller; made once it is known to wait (a lone write runs in its caller's own fiber). */
+  done: Deferred.Deferred<unknown, SqlError> | undefined
 }
 
 const noTransaction = (conn: Connection, statement: string) => conn.executeUnprepared(statement, [], undefined)
@@ -94,7 +95,9 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
     // how it ended, or that it was cut off (a write with no exit yet was not committed by us).
     const settle = (batch: ReadonlyArray<Write>) =>
       Effect.sync(() => {
-        for (const write of batch) Deferred.unsafeDone(write.done, write.exit ?? Exit.die(new Error("the store closed before this write ran")))
+        for (const write of batch) {
+          if (write.done !== undefined) Deferred.unsafeDone(write.done, write.exit ?? Exit.die(new Error("the store closed before this write ran")))
+        }
       })
 
     const flushInTurn = (batch: Array<Write>) =>
@@ -108,7 +111,7 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
      * can add theirs. If none did, it runs here, as a lone statement; else the batch is flushed by
      * a fiber of its own. Uninterruptible until that is decided: the batch's writes wait on it.
      */
-    const lead = (batch: Array<Write>, write: Write) =>
+    const lead = (batch: Array<Write>, write: Write, fiberId: FiberId.FiberId) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.zipRight(
           Effect.yieldNow(),
@@ -120,7 +123,8 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
               // batch in flight). The sequential path pays for the one yield, nothing more.
               return restore(write.statement)
             }
-            return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), restore(Deferred.await(write.done)))
+            const done = write.done = Deferred.unsafeMake<unknown, SqlError>(fiberId)
+            return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), restore(Deferred.await(done)))
           })
         )
       )
@@ -129,15 +133,16 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
     const run = <A>(statement: Statement<A>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
       Effect.withFiberRuntime<ReadonlyArray<A>, SqlError>((fiber) => {
         if (fiber.currentContext.unsafeMap.has(SqlClient.TransactionConnection.key)) return statement
-        const write: Write = { statement, exit: undefined, done: Deferred.unsafeMake<unknown, SqlError>(fiber.id()) }
         if (open !== undefined) {
-          open.push(write)
+          const done = Deferred.unsafeMake<unknown, SqlError>(fiber.id())
+          open.push({ statement, exit: undefined, done })
           if (open.length >= maxBatch) open = undefined
-          return Deferred.await(write.done) as Effect.Effect<ReadonlyArray<A>, SqlError>
+          return Deferred.await(done) as Effect.Effect<ReadonlyArray<A>, SqlError>
         }
+        const write: Write = { statement, exit: undefined, done: undefined }
         const batch = [write]
         open = batch
-        return lead(batch, write) as Effect.Effect<ReadonlyArray<A>, SqlError>
+        return lead(batch, write, fiber.id()) as Effect.Effect<ReadonlyArray<A>, SqlError>
       })
 
     return { run } as const

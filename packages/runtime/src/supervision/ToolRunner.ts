@@ -276,7 +276,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         Effect.tap((recorded) =>
           Effect.flatMap(Clock.currentTimeMillis, (endedAt) =>
             Metric.update(
-              Metric.tagged(Metric.tagged(Metrics.partDuration, "tool", part.tool), "outcome", recorded._tag === "Completed" ? "completed" : "error"),
+              Metrics.partDurationOf(part.tool, recorded._tag === "Completed" ? "completed" : "error"),
               Math.max(0, endedAt - (part.startedAt ?? part.createdAt)) / 1000
             )
           )
