@@ -3,6 +3,7 @@ import { SqlClient } from "@effect/sql"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import type { Part } from "@vigil/domain"
 import { ToolFailed } from "@vigil/domain"
 import type { Store } from "@vigil/store"
 import { PartRepo, SessionRepo, SqlitePragmas, SqlStoreLive } from "@vigil/store"
@@ -12,6 +13,7 @@ import { Cause, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { spawn } from "node:child_process"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { aloneBeforeSkipping, probeEvery } from "../src/GroupCommit.js"
 import { makePart, makeSession, ownerA, ownerB, tempDbFile } from "./fixtures.js"
 
 /**
@@ -131,6 +133,53 @@ for (const backend of backends) {
           assert.isTrue(yield* parts.complete(part.id, { ownerId: ownerA, output: "ok", at: 3_000 }))
           assert.deepStrictEqual(log, [])
           assert.strictEqual(Option.getOrThrow(yield* parts.get(part.id)).status, "completed")
+        })))
+
+    it.effect("after a long run of lone writes, a burst is noticed within the probe interval and shares transactions again", () =>
+      withStore(backend, (log) =>
+        Effect.gen(function*() {
+          const parts = yield* PartRepo
+          const session = makeSession()
+          yield* (yield* SessionRepo).insert(session)
+          for (let i = 0; i < aloneBeforeSkipping + probeEvery; i++) yield* parts.insert(makePart(session.id, running))
+          // Bursts of 4: the writes that skip the gathering run alone until a probe leads; it
+          // finds the rest of its burst, and from then on every burst is one transaction.
+          const burst = () => {
+            const batch = Array.from({ length: 4 }, () => makePart(session.id, running))
+            log.length = 0
+            return Effect.as(Effect.forEach(batch, (part) => parts.insert(part), { concurrency: "unbounded", discard: true }), [...log])
+          }
+          let bursts = 0
+          while (!log.includes("BEGIN")) {
+            yield* burst()
+            bursts++
+            assert.isAtMost(bursts, probeEvery / 4 + 1, "no probe found the burst")
+          }
+          yield* burst()
+          assert.deepStrictEqual(log, ["BEGIN", "INSERT", "INSERT", "INSERT", "INSERT", "COMMIT"])
+        })))
+
+    it.effect("a write that has long been alone does not wait for company: it runs before any other fiber does", () =>
+      withStore(backend, () =>
+        Effect.gen(function*() {
+          const parts = yield* PartRepo
+          const session = makeSession()
+          yield* (yield* SessionRepo).insert(session)
+          // The first write of a store gathers: a fiber forked just before it runs during its yield.
+          const ranDuring = (part: Part) =>
+            Effect.gen(function*() {
+              let ran = false
+              yield* Effect.forkDaemon(Effect.sync(() => (ran = true)))
+              yield* parts.insert(part)
+              return ran
+            })
+          assert.isTrue(yield* ranDuring(makePart(session.id, running)))
+          for (let i = 0; i < aloneBeforeSkipping; i++) yield* parts.insert(makePart(session.id, running))
+          // On SQLite a statement never waits, so a skipped gather leaves the forked fiber unrun
+          // (on PostgreSQL the statement's own round trip lets it run).
+          const ranAfterwards = yield* ranDuring(makePart(session.id, running))
+          if (backend.name === "sqlite") assert.isFalse(ranAfterwards)
+          assert.strictEqual((yield* parts.bySession(session.id)).length, aloneBeforeSkipping + 2)
         })))
 
     it.effect("the guarded writes of one batch each answer for themselves: exactly the running, owned rows are won", () =>
