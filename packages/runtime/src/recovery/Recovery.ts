@@ -1,6 +1,7 @@
 import type { Part, RecoveryReport, SessionId } from "@vigil/domain"
 import { isPartTerminal, OrphanedByCrash, PartId } from "@vigil/domain"
 import { PartRepo, SessionRepo } from "@vigil/store"
+import { SqlClient } from "@effect/sql"
 import { Clock, Effect, Metric, Option } from "effect"
 import { Events } from "../events/Events.js"
 import { InstanceLease } from "./InstanceLease.js"
@@ -19,6 +20,7 @@ export class Recovery extends Effect.Service<Recovery>()("vigil/Recovery", {
   effect: Effect.gen(function*() {
     const parts = yield* PartRepo
     const sessions = yield* SessionRepo
+    const sql = yield* SqlClient.SqlClient
     const liveness = yield* Liveness
     const events = yield* Events
     const processes = yield* ProcessControl
@@ -59,13 +61,21 @@ export class Recovery extends Effect.Service<Recovery>()("vigil/Recovery", {
       const started = yield* Clock.currentTimeMillis
       const startedReal = performance.now()
       const owners = new Set([...(yield* parts.activeOwners()), ...(yield* sessions.activeOwners())])
-      const dead = yield* liveness.deadAmong([...owners])
+      const dead = [...(yield* liveness.deadAmong([...owners]))]
+      // Every dead owner's parts and sessions end in one transaction: one commit writes each page
+      // it changed once, where a commit per owner wrote the index pages they share again for each
+      // (figure 1, ten dead owners: 7,000 WAL frames down to 790). Processes and events follow the
+      // commit: nothing is signalled or told for an end that could still be rolled back.
+      const endings = options.dryRun || dead.length === 0 ? [] : yield* sql.withTransaction(Effect.forEach(dead, ([ownerId]) => {
+        const reason = new OrphanedByCrash({ ownerId })
+        return Effect.zip(parts.endActiveOfOwner(ownerId, reason, started), sessions.endActiveOfOwner(ownerId, reason, started))
+      })).pipe(Effect.orDie)
       const partIds: Array<PartId> = []
       const sessionIds: Array<SessionId> = []
       let orphanedParts = 0
       let sessionsFreed = 0
       let processesKilled = 0
-      for (const [ownerId, { cause, instance }] of dead) {
+      for (const [index, [ownerId, { cause, instance }]] of dead.entries()) {
         const reason = new OrphanedByCrash({ ownerId })
         if (options.dryRun) {
           const active = yield* parts.activeOfOwner(ownerId)
@@ -73,8 +83,7 @@ export class Recovery extends Effect.Service<Recovery>()("vigil/Recovery", {
           partIds.push(...active.slice(0, 100 - partIds.length).map((part) => part.id))
           continue
         }
-        const ended = yield* parts.endActiveOfOwner(ownerId, reason, started)
-        const freed = yield* sessions.endActiveOfOwner(ownerId, reason, started)
+        const [ended, freed] = endings[index]!
         orphanedParts += ended.length
         sessionsFreed += freed.length
         partIds.push(...ended.slice(0, Math.max(0, 100 - partIds.length)).map((part) => part.id))
