@@ -1,4 +1,5 @@
 import { join } from "node:path"
+import type { SessionId } from "../../packages/domain/src/index.js"
 import { makePartId, makeSessionId } from "../../packages/domain/src/index.js"
 import { ToolRunner } from "../../packages/runtime/src/index.js"
 import { openDatabase } from "../Database.js"
@@ -6,6 +7,7 @@ import { Effect } from "../effect.js"
 import type { Row } from "../Report.js"
 import { median, row } from "../Report.js"
 import { migrate } from "../Seed.js"
+import { SqlClient } from "../sql.js"
 import { benchRuntime, benchTools, buildOpen, openSession } from "../Support.js"
 
 const warmup = 1_000
@@ -18,8 +20,9 @@ const floorPerRound = 20_000
  * running, run the body in its supervised fiber, persist completed, all awaited), one at a time,
  * eight and thirty-two at a time (group commit shares a transaction among concurrent calls);
  * against the floor: the two writes a part cannot do without (insert it, update it to completed)
- * with better-sqlite3 prepared statements, on a file of the same schema. Each rate is the median
- * of five rounds; the rounds of the four kinds are interleaved.
+ * with better-sqlite3 prepared statements, on a file of the same schema; and beside it the same
+ * two writes through the runtime's own client (@effect/sql), the floor of the stack itself. Each
+ * rate is the median of five rounds; the rounds of the five kinds are interleaved.
  */
 export const throughputFigures = (dir: string) =>
   Effect.gen(function*() {
@@ -32,6 +35,7 @@ export const throughputFigures = (dir: string) =>
         Effect.gen(function*() {
           const runner = yield* ToolRunner
           const sessionId = yield* openSession("throughput")
+          const clientRound = yield* clientWrites(sessionId)
           const lifecycle = runner.runTool({ sessionId, tool: benchTools.noop, input: {} }).pipe(
             Effect.flatMap((handle) => handle.await),
             Effect.flatMap((outcome) =>
@@ -51,8 +55,11 @@ export const throughputFigures = (dir: string) =>
           const concurrent: Array<number> = []
           const concurrent32: Array<number> = []
           const floor: Array<number> = []
+          const client: Array<number> = []
+          yield* clientRound(warmup)
           for (let round = 0; round < rounds; round++) {
             floor.push(floorRound.run(floorPerRound))
+            client.push(yield* clientRound(perRound))
             sequential.push(yield* perSecond(perRound, 1))
             concurrent.push(yield* perSecond(perRound, 8))
             concurrent32.push(yield* perSecond(perRound, 32))
@@ -61,7 +68,8 @@ export const throughputFigures = (dir: string) =>
             sequential: median(sequential),
             concurrent: median(concurrent),
             concurrent32: median(concurrent32),
-            floor: median(floor)
+            floor: median(floor),
+            client: median(client)
           }
         }).pipe(Effect.provide(runtime.context)),
       (floorRound) => Effect.sync(() => floorRound.close())
@@ -72,6 +80,16 @@ export const throughputFigures = (dir: string) =>
     const targetRate = { kind: "min", limit: 5_000 } as const
     const bare = { value: floor, what: "bare insert + update pairs" }
     return [
+      row({
+        figure: 3,
+        name: "the same two writes through the store's client (@effect/sql), sequential",
+        value: rates.client,
+        unit: "/s",
+        floor: bare,
+        note: "no supervision at all: the floor's two statements as sql`…` on the runtime's own SqlClient (each compiled, " +
+          "spanned and run on its connection, as every store write is). The stack's own floor: a sequential lifecycle makes " +
+          "these two writes and more, so it cannot run faster than this row"
+      }),
       row({
         figure: 3,
         name: "no-op tool lifecycle via runTool, sequential",
@@ -102,6 +120,30 @@ export const throughputFigures = (dir: string) =>
         ratioTarget: 3
       })
     ] satisfies ReadonlyArray<Row>
+  })
+
+/**
+ * The floor's two writes through the runtime's own SqlClient, on its connection: rounds of pairs,
+ * each returning pairs per second. What the store's client costs before supervision adds anything.
+ */
+const clientWrites = (sessionId: SessionId) =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    return (count: number) =>
+      Effect.gen(function*() {
+        const started = performance.now()
+        for (let i = 0; i < count; i++) {
+          const id = makePartId()
+          const at = Date.now()
+          yield* sql`INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
+              ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
+            VALUES (${id}, ${sessionId}, 'tool', 'noop', '{}', NULL, 'running', NULL, NULL, ${at}, ${at}, NULL, ${at + 600_000}, 'ins_floor',
+              NULL, NULL, NULL, NULL)`
+          yield* sql`UPDATE vigil_parts SET status = 'completed', output = '', ended_at = ${Date.now()}
+            WHERE id = ${id} AND status = 'running' AND owner_id = 'ins_floor'`
+        }
+        return count / ((performance.now() - started) / 1000)
+      }).pipe(Effect.orDie)
   })
 
 /**

@@ -1,0 +1,1 @@
+export * from "../packages/store/node_modules/@effect/sql/dist/dts/index.js"
