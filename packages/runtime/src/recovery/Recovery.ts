@@ -1,8 +1,8 @@
-import type { Part, RecoveryReport, SessionId } from "@vigil/domain"
+import type { InstanceId, Part, RecoveryReport, SessionId } from "@vigil/domain"
 import { isPartTerminal, OrphanedByCrash, PartId } from "@vigil/domain"
 import { PartRepo, SessionRepo } from "@vigil/store"
 import { SqlClient } from "@effect/sql"
-import { Clock, Effect, Metric, Option } from "effect"
+import { Cause, Clock, Effect, Metric, Option } from "effect"
 import { Events } from "../events/Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
@@ -65,11 +65,32 @@ export class Recovery extends Effect.Service<Recovery>()("vigil/Recovery", {
       // Every dead owner's parts and sessions end in one transaction: one commit writes each page
       // it changed once, where a commit per owner wrote the index pages they share again for each
       // (figure 1, ten dead owners: 7,000 WAL frames down to 790). Processes and events follow the
-      // commit: nothing is signalled or told for an end that could still be rolled back.
-      const endings = options.dryRun || dead.length === 0 ? [] : yield* sql.withTransaction(Effect.forEach(dead, ([ownerId]) => {
+      // commit: nothing is signalled or told for an end that could still be rolled back. When the
+      // transaction fails, each owner is ended on its own, so one that cannot be (its rows refused)
+      // keeps nobody else's orphans running; it is logged and tried again by the next recovery.
+      const endOwner = (ownerId: InstanceId) => {
         const reason = new OrphanedByCrash({ ownerId })
         return Effect.zip(parts.endActiveOfOwner(ownerId, reason, started), sessions.endActiveOfOwner(ownerId, reason, started))
-      })).pipe(Effect.orDie)
+      }
+      // A refusal (a failure or a defect of the store), not an interruption, is what falls back
+      // (an interrupted-only cause holds no failure).
+      const onRefusal = <A, E, B, R>(handle: (cause: Cause.Cause<E>) => Effect.Effect<B, never, R>) => (effect: Effect.Effect<A, E, R>) =>
+        Effect.catchAllCause(effect, (cause) => Cause.isInterruptedOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : handle(cause))
+      // Each owner in a transaction of its own: its parts and its sessions end together or not at all.
+      const endEachAlone = Effect.forEach(dead, ([ownerId]) =>
+        sql.withTransaction(endOwner(ownerId)).pipe(onRefusal((cause) =>
+          Effect.logWarning("could not end a dead owner's work; the next recovery tries again", cause).pipe(
+            Effect.annotateLogs({ owner: ownerId }),
+            Effect.as([[], []] as const)
+          )
+        )))
+      const endings = options.dryRun || dead.length === 0 ? [] : yield* sql.withTransaction(Effect.forEach(dead, ([ownerId]) => endOwner(ownerId))).pipe(
+        onRefusal((cause) =>
+          Effect.logWarning("the recovery's one transaction failed: each dead owner is ended on its own", cause).pipe(
+            Effect.zipRight(endEachAlone)
+          )
+        )
+      )
       const partIds: Array<PartId> = []
       const sessionIds: Array<SessionId> = []
       let orphanedParts = 0
