@@ -13,8 +13,8 @@ export const maxBatch = 256
 
 /**
  * After this many writes in a row found nobody to share their transaction with, writes stop
- * waiting for company: all the gathering yield would buy them is a hop of the scheduler (a start
- * of 10,000 tools one after another paid 40% more for it, measured in figure 4). One write in
+ * waiting for company: all the gathering yield would buy them is a hop of the scheduler (figure
+ * 4's start of 10,000 tools one after another: 5.3 s with the yield, 3.7 s without). One write in
  * `probeEvery` still gathers, so a burst is noticed within that many writes and every write
  * gathers again.
  */
