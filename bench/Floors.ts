@@ -36,24 +36,35 @@ export const bareScanTimings = (db: Database, self: string, options: { readonly 
 export const bareOwner = "ins_floor"
 
 /**
- * A busy session of `bareOwner` and the two writes of a tool part bare, as PartRepo writes its
- * columns: insert it running (deadline ten minutes away), end it.
+ * A tool part's writes as PartRepo writes its columns, as SQL text with `?` parameters, for the
+ * floors to run bare (better-sqlite3) or through a client (`sql.unsafe`), the same statements:
+ * - `insertRunning`: id, session id, created and started at, deadline;
+ * - `complete`: ended at, id (completed with an empty output);
+ * - `fail`: the error, ended at, id.
  */
-export const bareParts = (db: Database) => {
+export const barePartWrites = (tool: string) => ({
+  insertRunning: `INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
+       ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
+     VALUES (?, ?, 'tool', '${tool}', '{}', NULL, 'running', NULL, NULL, ?, ?, NULL, ?, '${bareOwner}', NULL, NULL, NULL, NULL)`,
+  complete: `UPDATE vigil_parts SET status = 'completed', output = '', ended_at = ? WHERE id = ? AND status = 'running' AND owner_id = '${bareOwner}'`,
+  fail: `UPDATE vigil_parts SET status = 'error', error = ?, ended_at = ? WHERE id = ? AND status = 'running' AND owner_id = '${bareOwner}'`
+})
+
+/**
+ * A busy session of `bareOwner` and the writes of a `tool` part bare (`barePartWrites`): insert
+ * it running (deadline ten minutes away), then complete it or end it with an error.
+ */
+export const bareParts = (db: Database, tool = "sleep60") => {
   const now = Date.now()
   const sessionId = makeSessionId()
   db.prepare(
     `INSERT INTO vigil_sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
      VALUES (?, NULL, NULL, 'floor', 'busy', NULL, ?, '${bareOwner}', ?)`
   ).run(sessionId, now, now)
-  const insert = db.prepare(
-    `INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
-       ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
-     VALUES (?, ?, 'tool', 'sleep60', '{}', NULL, 'running', NULL, NULL, ?, ?, NULL, ?, '${bareOwner}', NULL, NULL, NULL, NULL)`
-  )
-  const end = db.prepare(
-    `UPDATE vigil_parts SET status = 'error', error = ?, ended_at = ? WHERE id = ? AND status = 'running' AND owner_id = '${bareOwner}'`
-  )
+  const writes = barePartWrites(tool)
+  const insert = db.prepare(writes.insertRunning)
+  const complete = db.prepare(writes.complete)
+  const fail = db.prepare(writes.fail)
   return {
     insertRunning: (): string => {
       const id = makePartId()
@@ -61,6 +72,7 @@ export const bareParts = (db: Database) => {
       insert.run(id, sessionId, at, at, at + 600_000)
       return id
     },
-    end: (id: string, reason: string) => end.run(reason, Date.now(), id)
+    complete: (id: string) => complete.run(Date.now(), id),
+    end: (id: string, reason: string) => fail.run(reason, Date.now(), id)
   }
 }

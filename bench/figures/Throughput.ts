@@ -1,9 +1,10 @@
 import { join } from "node:path"
 import type { SessionId } from "../../packages/domain/src/index.js"
-import { makePartId, makeSessionId } from "../../packages/domain/src/index.js"
+import { makePartId } from "../../packages/domain/src/index.js"
 import { ToolRunner } from "../../packages/runtime/src/index.js"
 import { openDatabase } from "../Database.js"
 import { Effect } from "../effect.js"
+import { barePartWrites, bareParts } from "../Floors.js"
 import type { Row } from "../Report.js"
 import { median, row } from "../Report.js"
 import { migrate } from "../Seed.js"
@@ -86,7 +87,7 @@ export const throughputFigures = (dir: string) =>
         value: rates.client,
         unit: "/s",
         floor: bare,
-        note: "no supervision at all: the floor's two statements as sql`…` on the runtime's own SqlClient (each compiled, " +
+        note: "no supervision at all: the floor's two statements on the runtime's own SqlClient (each compiled, " +
           "spanned and run on its connection, as every store write is). The stack's own floor: a sequential lifecycle makes " +
           "these two writes and more, so it cannot run faster than this row"
       }),
@@ -123,24 +124,22 @@ export const throughputFigures = (dir: string) =>
   })
 
 /**
- * The floor's two writes through the runtime's own SqlClient, on its connection: rounds of pairs,
- * each returning pairs per second. What the store's client costs before supervision adds anything.
+ * The floor's two writes (the very statements of `bareWrites`) through the runtime's own
+ * SqlClient, on its connection: rounds of pairs, each returning pairs per second. What the
+ * store's client costs before supervision adds anything.
  */
 const clientWrites = (sessionId: SessionId) =>
   Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const writes = barePartWrites("noop")
     return (count: number) =>
       Effect.gen(function*() {
         const started = performance.now()
         for (let i = 0; i < count; i++) {
           const id = makePartId()
           const at = Date.now()
-          yield* sql`INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
-              ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
-            VALUES (${id}, ${sessionId}, 'tool', 'noop', '{}', NULL, 'running', NULL, NULL, ${at}, ${at}, NULL, ${at + 600_000}, 'ins_floor',
-              NULL, NULL, NULL, NULL)`
-          yield* sql`UPDATE vigil_parts SET status = 'completed', output = '', ended_at = ${Date.now()}
-            WHERE id = ${id} AND status = 'running' AND owner_id = 'ins_floor'`
+          yield* sql.unsafe(writes.insertRunning, [id, sessionId, at, at, at + 600_000])
+          yield* sql.unsafe(writes.complete, [Date.now(), id])
         }
         return count / ((performance.now() - started) / 1000)
       }).pipe(Effect.orDie)
@@ -152,29 +151,11 @@ const clientWrites = (sessionId: SessionId) =>
  */
 const bareWrites = (file: string) => {
   const db = openDatabase(file)
-  const now = Date.now()
-  const sessionId = makeSessionId()
-  db.prepare(
-    `INSERT INTO vigil_sessions (id, parent_id, parent_part_id, title, status, cancel_reason, last_activity_at, owner_id, created_at)
-     VALUES (?, NULL, NULL, 'floor', 'busy', NULL, ?, 'ins_floor', ?)`
-  ).run(sessionId, now, now)
-  const insert = db.prepare(
-    `INSERT INTO vigil_parts (id, session_id, kind, tool, input, call_id, status, output, error, created_at, started_at,
-       ended_at, deadline_at, owner_id, child_session_id, pid, pgid, proc_start)
-     VALUES (?, ?, 'tool', 'noop', '{}', NULL, 'running', NULL, NULL, ?, ?, NULL, ?, 'ins_floor', NULL, NULL, NULL, NULL)`
-  )
-  const complete = db.prepare(
-    `UPDATE vigil_parts SET status = 'completed', output = '', ended_at = ? WHERE id = ? AND status = 'running' AND owner_id = 'ins_floor'`
-  )
+  const parts = bareParts(db, "noop")
   return {
     run: (count: number): number => {
       const started = performance.now()
-      for (let i = 0; i < count; i++) {
-        const id = makePartId()
-        const at = Date.now()
-        insert.run(id, sessionId, at, at, at + 600_000)
-        complete.run(Date.now(), id)
-      }
+      for (let i = 0; i < count; i++) parts.complete(parts.insertRunning())
       return count / ((performance.now() - started) / 1000)
     },
     close: () => db.close()
