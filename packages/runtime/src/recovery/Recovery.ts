@@ -2,12 +2,13 @@ import type { InstanceId, Part, RecoveryReport, SessionId } from "@vigil/domain"
 import { isPartTerminal, OrphanedByCrash, PartId } from "@vigil/domain"
 import { PartRepo, SessionRepo } from "@vigil/store"
 import { SqlClient } from "@effect/sql"
-import { Cause, Clock, Effect, Metric, Option } from "effect"
+import { Clock, Effect, Metric, Option } from "effect"
 import { Events } from "../events/Events.js"
 import { InstanceLease } from "./InstanceLease.js"
 import { Liveness } from "./Liveness.js"
 import * as Metrics from "../Metrics.js"
 import { Tools, toolKinds } from "../agent/Tools.js"
+import { onRefusal } from "../supervision/PendingWrites.js"
 import { endProcessesOf, ProcessControl } from "../supervision/ProcessControl.js"
 
 /**
@@ -72,10 +73,6 @@ export class Recovery extends Effect.Service<Recovery>()("vigil/Recovery", {
         const reason = new OrphanedByCrash({ ownerId })
         return Effect.zip(parts.endActiveOfOwner(ownerId, reason, started), sessions.endActiveOfOwner(ownerId, reason, started))
       }
-      // A refusal (a failure or a defect of the store), not an interruption, is what falls back
-      // (an interrupted-only cause holds no failure).
-      const onRefusal = <A, E, B, R>(handle: (cause: Cause.Cause<E>) => Effect.Effect<B, never, R>) => (effect: Effect.Effect<A, E, R>) =>
-        Effect.catchAllCause(effect, (cause) => Cause.isInterruptedOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : handle(cause))
       // Each owner in a transaction of its own: its parts and its sessions end together or not at all.
       const endEachAlone = Effect.forEach(dead, ([ownerId]) =>
         sql.withTransaction(endOwner(ownerId)).pipe(onRefusal((cause) =>

@@ -55,6 +55,14 @@ const describe = (cause: Cause.Cause<unknown>): string => {
  * their parts stay `running` under a dead owner, and the next start's recovery ends them
  * (`OrphanedByCrash`, listed in its `recovery.orphans_rescued` event).
  */
+/**
+ * Handles a store's refusal of a write: a typed failure or a defect. An interruption is not a
+ * refusal and goes on as one (an interrupted-only cause holds no failure).
+ */
+export const onRefusal = <B, E2, R2>(handle: (cause: Cause.Cause<unknown>) => Effect.Effect<B, E2, R2>) =>
+<A, E, R>(write: Effect.Effect<A, E, R>): Effect.Effect<A | B, E2, R | R2> =>
+  Effect.catchAllCause(write, (cause) => Cause.isInterruptedOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : handle(cause))
+
 export class PendingWrites extends Effect.Service<PendingWrites>()("vigil/PendingWrites", {
   scoped: Effect.gen(function*() {
     const events = yield* Events
@@ -67,11 +75,7 @@ export class PendingWrites extends Effect.Service<PendingWrites>()("vigil/Pendin
 
     /** Runs a write; a store that refuses it (a typed failure or a defect) is a `StoreWriteFailed`. */
     const attempt = <A, E>(what: string, write: Effect.Effect<A, E>): Effect.Effect<A, StoreWriteFailed> =>
-      write.pipe(Effect.catchAllCause((cause) =>
-        Cause.isInterruptedOnly(cause)
-          ? Effect.failCause(cause as Cause.Cause<never>)
-          : Effect.fail(new StoreWriteFailed({ what, message: describe(cause) }))
-      ))
+      write.pipe(onRefusal((cause) => Effect.fail(new StoreWriteFailed({ what, message: describe(cause) }))))
 
     const hold = Effect.fnUntraced(function*(entry: {
       readonly key: string
