@@ -1,4 +1,4 @@
-import { Metric, MetricBoundaries } from "effect"
+import { Metric, MetricBoundaries, MetricKey, MetricLabel } from "effect"
 
 /**
  * What the supervision layer did on its own, counted where it acts (Effect's global metric
@@ -50,23 +50,28 @@ export const leakedFibers = Metric.counter("vigil_leaked_fibers_total", {
 })
 
 /** How long a tool call ran, by `tool` and `outcome` (completed or error), in seconds. */
-export const partDuration = Metric.histogram(
+const partDurationKey = MetricKey.histogram(
   "vigil_part_duration_seconds",
   MetricBoundaries.fromIterable([0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600]),
   "tool call durations, by tool and outcome"
 )
+export const partDuration = Metric.fromMetricKey(partDurationKey)
 
 const partDurations = new Map<string, Metric.Metric.Histogram<number>>()
 
 /**
- * `partDuration` tagged with a tool and an outcome, made once per pair: a tagged metric is a new
- * key to allocate and hash each time it is made, and this one is on every tool call's path.
+ * `partDuration` for a tool and an outcome, made once per pair from its tagged key. Not
+ * `Metric.tagged`: a tagged metric unions its tags anew at every update, so the registry is looked
+ * up by a fresh key (allocated and hashed) each time; a metric made from the tagged key keeps its
+ * registry entry, and this one is updated on every tool call's path.
  */
 export const partDurationOf = (tool: string, outcome: "completed" | "error"): Metric.Metric.Histogram<number> => {
   const key = `${outcome} ${tool}`
   let metric = partDurations.get(key)
   if (metric === undefined) {
-    metric = Metric.tagged(Metric.tagged(partDuration, "tool", tool), "outcome", outcome)
+    metric = Metric.fromMetricKey(
+      MetricKey.taggedWithLabels(partDurationKey, [MetricLabel.make("tool", tool), MetricLabel.make("outcome", outcome)])
+    )
     partDurations.set(key, metric)
   }
   return metric

@@ -2,8 +2,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { Statement } from "@effect/sql/Statement"
-import type { FiberId } from "effect"
-import { Deferred, Effect, Exit } from "effect"
+import { Effect, Exit } from "effect"
 
 /**
  * At most this many writes share one transaction, so that it stays short: better-sqlite3 blocks
@@ -25,8 +24,30 @@ interface Write {
   readonly statement: Statement<unknown>
   /** How the write ended, once its batch is done. */
   exit: Exit.Exit<unknown, SqlError> | undefined
-  /** Wakes its caller; made once it is known to wait (a lone write runs in its caller's own fiber). */
-  done: Deferred.Deferred<unknown, SqlError> | undefined
+  /** What its caller hears, once its batch is settled (whatever ended the flush). */
+  settled: Exit.Exit<unknown, SqlError> | undefined
+  /** Its caller, while it waits (a lone write runs in its caller's own fiber and never waits). */
+  resume: ((exit: Exit.Exit<unknown, SqlError>) => void) | undefined
+}
+
+const newWrite = (statement: Statement<unknown>): Write => ({ statement, exit: undefined, settled: undefined, resume: undefined })
+
+/**
+ * The caller's wait for its write's batch: a one-shot callback rather than a `Deferred` (one per
+ * write of every batch, on every tool call's path; a `Deferred` costs several times more to make
+ * and to await). Interruptible: an interrupted caller stops waiting, and its later wake is a no-op.
+ */
+const settledOf = (write: Write): Effect.Effect<unknown, SqlError> =>
+  Effect.async<unknown, SqlError>((resume) => {
+    if (write.settled !== undefined) resume(write.settled)
+    else write.resume = resume
+  })
+
+const settleWrite = (write: Write, exit: Exit.Exit<unknown, SqlError>) => {
+  write.settled = exit
+  const resume = write.resume
+  write.resume = undefined
+  if (resume !== undefined) resume(exit)
 }
 
 const noTransaction = (conn: Connection, statement: string) => conn.executeUnprepared(statement, [], undefined)
@@ -109,9 +130,7 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
     // how it ended, or that it was cut off (a write with no exit yet was not committed by us).
     const settle = (batch: ReadonlyArray<Write>) =>
       Effect.sync(() => {
-        for (const write of batch) {
-          if (write.done !== undefined) Deferred.unsafeDone(write.done, write.exit ?? Exit.die(new Error("the store closed before this write ran")))
-        }
+        for (const write of batch) settleWrite(write, write.exit ?? Exit.die(new Error("the store closed before this write ran")))
       })
 
     const flushInTurn = (batch: Array<Write>) =>
@@ -125,7 +144,7 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
      * can add theirs. If none did, it runs here, as a lone statement; else the batch is flushed by
      * a fiber of its own. Uninterruptible until that is decided: the batch's writes wait on it.
      */
-    const lead = (batch: Array<Write>, write: Write, fiberId: FiberId.FiberId) =>
+    const lead = (batch: Array<Write>, write: Write) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.zipRight(
           Effect.yieldNow(),
@@ -139,8 +158,7 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
               return restore(write.statement)
             }
             aloneInARow = 0
-            const done = write.done = Deferred.unsafeMake<unknown, SqlError>(fiberId)
-            return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), restore(Deferred.await(done)))
+            return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), restore(settledOf(write)))
           })
         )
       )
@@ -150,17 +168,17 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
       Effect.withFiberRuntime<ReadonlyArray<A>, SqlError>((fiber) => {
         if (fiber.currentContext.unsafeMap.has(SqlClient.TransactionConnection.key)) return statement
         if (open !== undefined) {
-          const done = Deferred.unsafeMake<unknown, SqlError>(fiber.id())
-          open.push({ statement, exit: undefined, done })
+          const write = newWrite(statement)
+          open.push(write)
           if (open.length >= maxBatch) open = undefined
-          return Deferred.await(done) as Effect.Effect<ReadonlyArray<A>, SqlError>
+          return settledOf(write) as Effect.Effect<ReadonlyArray<A>, SqlError>
         }
         // Long alone: this one does not wait for company (a probe, one in `probeEvery`, still does).
         if (aloneInARow >= aloneBeforeSkipping && ++aloneInARow % probeEvery !== 0) return statement
-        const write: Write = { statement, exit: undefined, done: undefined }
+        const write = newWrite(statement)
         const batch = [write]
         open = batch
-        return lead(batch, write, fiber.id()) as Effect.Effect<ReadonlyArray<A>, SqlError>
+        return lead(batch, write) as Effect.Effect<ReadonlyArray<A>, SqlError>
       })
 
     return { run } as const

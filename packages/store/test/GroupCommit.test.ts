@@ -9,7 +9,7 @@ import type { Store } from "@vigil/store"
 import { PartRepo, SessionRepo, SqlitePragmas, SqlStoreLive } from "@vigil/store"
 import { freshPgSchema, pgSkipped } from "@vigil/store/test-database"
 import type { Scope } from "effect"
-import { Cause, Effect, Exit, Layer, Option, Redacted } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import { spawn } from "node:child_process"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -229,6 +229,39 @@ for (const backend of backends) {
           assert.deepStrictEqual(log.slice(5), writes.map(() => "INSERT"))
           for (const part of good) assert.strictEqual(Option.getOrThrow(yield* parts.get(part.id)).status, "running")
         })))
+
+    it.live("a caller interrupted while its batch waits stops waiting at once; the batch's other writes land", () =>
+      withStore(backend, () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const parts = yield* PartRepo
+          const session = makeSession()
+          yield* (yield* SessionRepo).insert(session)
+          // Holds the batch back: on SQLite a transaction holds the one connection; on PostgreSQL
+          // the session's row locked FOR UPDATE stops the parts' foreign key checks.
+          const locked = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          const hold = sql.onDialectOrElse({
+            pg: () => sql`SELECT id FROM vigil_sessions WHERE id = ${session.id} FOR UPDATE`,
+            orElse: () => sql`SELECT 1`
+          })
+          const holder = yield* Effect.fork(sql.withTransaction(hold.pipe(Effect.zipRight(Deferred.succeed(locked, undefined)), Effect.zipRight(Deferred.await(release)))))
+          yield* Deferred.await(locked)
+          const batch = Array.from({ length: 3 }, () => makePart(session.id, running))
+          const callers = yield* Effect.forEach(batch, (part) => Effect.fork(parts.insert(part)))
+          yield* Effect.sleep("100 millis")
+          const interrupted = yield* Fiber.interrupt(callers[1]!).pipe(Effect.timeout("5 seconds"))
+          assert.isTrue(Exit.isInterrupted(interrupted))
+          for (const caller of [callers[0]!, callers[2]!]) assert.isTrue(Option.isNone(yield* Fiber.poll(caller)), "still held back")
+          yield* Deferred.succeed(release, undefined)
+          yield* Fiber.join(holder)
+          yield* Fiber.join(callers[0]!)
+          yield* Fiber.join(callers[2]!)
+          for (const part of [batch[0]!, batch[2]!]) assert.strictEqual(Option.getOrThrow(yield* parts.get(part.id)).status, "running")
+          const after = makePart(session.id, running)
+          yield* parts.insert(after)
+          assert.isTrue(Option.isSome(yield* parts.get(after.id)))
+        }).pipe(Effect.timeout("20 seconds"))))
 
     it.effect("a write inside the caller's own transaction stays in it: rolled back with it", () =>
       withStore(backend, () =>
