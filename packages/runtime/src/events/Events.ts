@@ -264,12 +264,20 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
       })
     )
 
-    const enqueue = (write: Write) =>
-      Queue.offer(writes, write).pipe(
-        Effect.zipRight(Effect.sync(() => {
-          if (write._tag !== "Event" || write.done !== undefined) urgent.unsafeOpen()
-        }))
-      )
+    /**
+     * Queues a write for the writer. A queue with room takes it in this step (every state change
+     * of every tool call comes here); a full one (a store slower than the publishers) makes the
+     * publisher wait for room, as `Queue.offer` does. A write someone waits for opens the window.
+     */
+    const enqueue = (write: Write): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const opens = write._tag !== "Event" || write.done !== undefined
+        if (writes.unsafeOffer(write)) {
+          if (opens) urgent.unsafeOpen()
+          return Effect.void
+        }
+        return Queue.offer(writes, write).pipe(Effect.zipRight(Effect.sync(() => opens && urgent.unsafeOpen())))
+      })
 
     /** Publishes a state change; `part.updated`, `session.updated` and `recovery.completed` are logged first. */
     const publish = (event: LiveEvent): Effect.Effect<void> =>
@@ -279,8 +287,9 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
           case "part.updated":
           case "session.updated":
           case "recovery.completed":
-            return Effect.flatMap(Clock.currentTimeMillis, (at) =>
-              enqueue({
+            return Effect.clockWith((clock) => {
+              const at = clock.unsafeCurrentTimeMillis()
+              return enqueue({
                 _tag: "Event",
                 input: event.type === "part.updated"
                   ? { type: event.type, at, sessionId: event.part.sessionId, partId: event.part.id }
@@ -288,7 +297,8 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
                   ? { type: event.type, at, sessionId: event.session.id }
                   : { type: event.type, at, data: event.report },
                 live: () => event
-              }))
+              })
+            })
           default:
             return Effect.sync(() => deliver(null, event))
         }

@@ -1,6 +1,6 @@
 import type { SessionId } from "@vigil/domain"
 import { SessionRepo } from "@vigil/store"
-import { Clock, Effect } from "effect"
+import { Effect } from "effect"
 
 /** How often one session's progress is written; the idle rule works in minutes, not milliseconds. */
 const writeEveryMillis = 1_000
@@ -18,13 +18,15 @@ export class Activity extends Effect.Service<Activity>()("vigil/Activity", {
     const sessions = yield* SessionRepo
     const lastWritten = new Map<SessionId, number>()
 
-    const touch = Effect.fnUntraced(function*(sessionId: SessionId, options: { readonly force?: boolean } = {}) {
-      const now = yield* Clock.currentTimeMillis
-      const last = lastWritten.get(sessionId)
-      if (last !== undefined && (now <= last || (!options.force && now - last < writeEveryMillis))) return
-      lastWritten.set(sessionId, now)
-      yield* sessions.touch([sessionId], now)
-    })
+    // Called at each start and end of every part (and per chunk of output): one step when it skips.
+    const touch = (sessionId: SessionId, options: { readonly force?: boolean } = {}): Effect.Effect<void> =>
+      Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const last = lastWritten.get(sessionId)
+        if (last !== undefined && (now <= last || (!options.force && now - last < writeEveryMillis))) return Effect.void
+        lastWritten.set(sessionId, now)
+        return sessions.touch([sessionId], now)
+      })
 
     const forget = (sessionId: SessionId) => Effect.sync(() => lastWritten.delete(sessionId))
 

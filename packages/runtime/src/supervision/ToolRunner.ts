@@ -274,10 +274,10 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
           )
         ),
         Effect.tap((recorded) =>
-          Effect.flatMap(Clock.currentTimeMillis, (endedAt) =>
+          Effect.clockWith((clock) =>
             Metric.update(
               Metrics.partDurationOf(part.tool, recorded._tag === "Completed" ? "completed" : "error"),
-              Math.max(0, endedAt - (part.startedAt ?? part.createdAt)) / 1000
+              Math.max(0, clock.unsafeCurrentTimeMillis() - (part.startedAt ?? part.createdAt)) / 1000
             )
           )
         ),
