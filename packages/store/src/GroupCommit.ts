@@ -50,7 +50,6 @@ const settleWrite = (write: Write, exit: Exit.Exit<unknown, SqlError>) => {
   if (resume !== undefined) resume(exit)
 }
 
-const noTransaction = (conn: Connection, statement: string) => conn.executeUnprepared(statement, [], undefined)
 
 /**
  * Group commit: the writes that concurrent fibers make in one scheduler turn share one
@@ -88,6 +87,14 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
     // How many writes in a row ran alone (nobody joined them, or they did not wait for anybody).
     let aloneInARow = 0
 
+    // `BEGIN`, `COMMIT` and `ROLLBACK`: on SQLite prepared once, from the client's statement cache
+    // (better-sqlite3's own transactions do the same; preparing `BEGIN` costs more than running it,
+    // and a burst runs thousands of batches); elsewhere sent unprepared, as the client sends its own.
+    const control: (conn: Connection, statement: string) => Effect.Effect<unknown, SqlError> = sql.onDialectOrElse({
+      sqlite: () => (conn, statement) => conn.execute(statement, [], undefined),
+      orElse: () => (conn, statement) => conn.executeUnprepared(statement, [], undefined)
+    })
+
     // Each statement on the connection itself: a batch is spanned once, not once a statement.
     const execute = (conn: Connection, write: Write) => {
       const [text, params] = write.statement.compile()
@@ -101,16 +108,16 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
     const together = (batch: ReadonlyArray<Write>) =>
       Effect.scoped(Effect.gen(function*() {
         const conn = yield* sql.reserve
-        yield* noTransaction(conn, "BEGIN")
+        yield* control(conn, "BEGIN")
         const exits: Array<Exit.Exit<unknown, SqlError>> = []
         for (const write of batch) {
           const exit = yield* Effect.exit(execute(conn, write))
           if (Exit.isFailure(exit)) break
           exits.push(exit)
         }
-        if (exits.length < batch.length || Exit.isFailure(yield* Effect.exit(noTransaction(conn, "COMMIT")))) {
+        if (exits.length < batch.length || Exit.isFailure(yield* Effect.exit(control(conn, "COMMIT")))) {
           // Best effort: a failed COMMIT may have ended the transaction already.
-          yield* Effect.ignore(noTransaction(conn, "ROLLBACK"))
+          yield* Effect.ignore(control(conn, "ROLLBACK"))
           return false
         }
         for (let i = 0; i < batch.length; i++) batch[i]!.exit = exits[i]

@@ -330,12 +330,15 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       const { body, output } = started
       const ending = control.verdict.claim(endingOf(waited))
       let decided: Outcome<A> | undefined
-      // The body claimed as it exited, so its exit is there; a stop waits at most the grace for it.
+      // The body claimed as it exited, so its exit is there or about to be (read at once when it
+      // is: a quick tool's has been since before its supervisor ran); a stop waits at most the grace for it.
+      const bodyOutcome = (exit: Exit.Exit<A, ToolError | PartEnded>): Outcome<A> =>
+        Exit.isSuccess(exit)
+          ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
+          : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.text() }
+      const bodyExit = ending === "body" ? body.unsafePoll() : null
       const outcome: Effect.Effect<Outcome<A>> = ending === "body"
-        ? Effect.map(Fiber.await(body), (exit) =>
-          Exit.isSuccess(exit)
-            ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
-            : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.text() })
+        ? bodyExit !== null ? Effect.sync(() => bodyOutcome(bodyExit)) : Effect.map(Fiber.await(body), bodyOutcome)
         : Effect.map(stopBody(part, body, ending), (ended) => ({ _tag: "Failed", reason: ended, output: output.text() }))
       const ended = outcome.pipe(
         Effect.flatMap((outcome) => {
