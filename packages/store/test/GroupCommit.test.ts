@@ -83,6 +83,13 @@ const withStore = <A, E>(backend: Backend, body: (log: Array<string>) => Effect.
 
 const running = { status: "running", startedAt: 2_000, deadlineAt: 5_000 } as const
 
+/** A stored session, and the client and the parts to write in it. */
+const aSession = Effect.gen(function*() {
+  const session = makeSession()
+  yield* (yield* SessionRepo).insert(session)
+  return { sql: yield* SqlClient.SqlClient, parts: yield* PartRepo, session }
+})
+
 for (const backend of backends) {
   describe.skipIf(backend.skip)(`GroupCommit (${backend.name})`, () => {
     it.effect("the inserts of concurrent calls share one transaction, and so do their completions", () =>
@@ -233,10 +240,7 @@ for (const backend of backends) {
     it.live("a caller interrupted while its batch waits stops waiting at once; the batch's other writes land", () =>
       withStore(backend, () =>
         Effect.gen(function*() {
-          const sql = yield* SqlClient.SqlClient
-          const parts = yield* PartRepo
-          const session = makeSession()
-          yield* (yield* SessionRepo).insert(session)
+          const { parts, session, sql } = yield* aSession
           // Holds the batch back: on SQLite a transaction holds the one connection; on PostgreSQL
           // the session's row locked FOR UPDATE stops the parts' foreign key checks.
           const locked = yield* Deferred.make<void>()
@@ -266,10 +270,7 @@ for (const backend of backends) {
     it.effect("a write inside the caller's own transaction stays in it: rolled back with it", () =>
       withStore(backend, () =>
         Effect.gen(function*() {
-          const sql = yield* SqlClient.SqlClient
-          const parts = yield* PartRepo
-          const session = makeSession()
-          yield* (yield* SessionRepo).insert(session)
+          const { parts, session, sql } = yield* aSession
           const part = makePart(session.id, running)
           const exit = yield* Effect.exit(sql.withTransaction(Effect.zipRight(parts.insert(part), Effect.fail("changed my mind"))))
           assert.deepStrictEqual(exit, Exit.fail("changed my mind"))
