@@ -16,7 +16,6 @@ import {
   Cause,
   Clock,
   Data,
-  Deferred,
   Duration,
   Effect,
   Exit,
@@ -39,6 +38,7 @@ import type { StoreWriteFailed } from "./PendingWrites.js"
 import { ProcessControl } from "./ProcessControl.js"
 import { Settings } from "../Settings.js"
 import { ToolRoot } from "../agent/Tools.js"
+import { OneShot } from "./OneShot.js"
 import { Verdict } from "./Verdict.js"
 
 /** A body that ends its part with a given reason (a `task` whose child was cancelled, say). */
@@ -85,7 +85,7 @@ interface Control {
   readonly verdict: Verdict<Ending>
   /** Set by the supervisor itself as it starts, so a cancel that claims before that finds none to interrupt. */
   supervisor: Fiber.RuntimeFiber<unknown, unknown> | undefined
-  readonly done: Deferred.Deferred<Outcome<unknown>>
+  readonly done: OneShot<Outcome<unknown>>
 }
 
 const bodyEnded: Ending = "body"
@@ -287,7 +287,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
             Effect.as(outcome)
           )
         ),
-        Effect.flatMap((recorded) => Deferred.succeed(control.done, recorded as Outcome<unknown>))
+        Effect.flatMap((recorded) => control.done.tell(recorded as Outcome<unknown>))
       )
 
     /** The body. Its exit claims the verdict in the same step, so a stop that comes later finds the part decided. */
@@ -348,10 +348,9 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         Effect.catchAllCause((cause) => Effect.logError("could not end a part", cause).pipe(Effect.annotateLogs({ part: part.id, tool: part.tool }))),
         // Whatever failed above, the end is decided: whoever awaits the part hears how it ended
         // (a no-op once `finish` told them).
-        Effect.ensuring(Effect.suspend(() => {
+        Effect.ensuring(Effect.sync(() => {
           controls.delete(part.id)
-          return Deferred.succeed(
-            control.done,
+          control.done.unsafeTell(
             decided ?? { _tag: "Failed", reason: ending === "body" ? new ToolFailed({ message: "the part's end could not be recorded" }) : ending, output: output.text() }
           )
         }))
@@ -393,7 +392,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       yield* parts.insert(running)
       yield* publish(running)
       yield* activity.touch(execution.sessionId, { force: true })
-      const control: Control = { verdict: new Verdict<Ending>(), supervisor: undefined, done: yield* Deferred.make<Outcome<unknown>>() }
+      const control: Control = { verdict: new Verdict<Ending>(), supervisor: undefined, done: new OneShot<Outcome<unknown>>() }
       const output = outputFiles.track(running.id)
       // One uninterruptible step: a part `cancel` can find always has a body and a supervisor that
       // will end it, and the bracket runs whole even when interrupted at once (a set already closed
@@ -406,7 +405,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
           Effect.tap((supervisor) => Effect.sync(() => FiberSet.unsafeAdd(supervisors, supervisor)))
         )
       }))
-      return { partId: running.id, await: Deferred.await(control.done) as Effect.Effect<Outcome<A>> } satisfies Handle<A>
+      return { partId: running.id, await: control.done.await as Effect.Effect<Outcome<A>> } satisfies Handle<A>
     })
 
     /** The deadline a tool call gets: its own timeout, capped by the configured one for its kind. */
@@ -460,7 +459,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       if (control.verdict.claim(reason) === reason && supervisor !== undefined) {
         yield* Effect.fiberIdWith((self) => Effect.sync(() => supervisor.unsafeInterruptAsFork(self)))
       }
-      yield* Deferred.await(control.done)
+      yield* control.done.await
       return true
     })
 
