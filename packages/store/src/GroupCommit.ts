@@ -50,7 +50,6 @@ const settleWrite = (write: Write, exit: Exit.Exit<unknown, SqlError>) => {
   if (resume !== undefined) resume(exit)
 }
 
-
 /**
  * Group commit: the writes that concurrent fibers make in one scheduler turn share one
  * transaction, as databases batch their log flushes. A commit costs more than the small writes
