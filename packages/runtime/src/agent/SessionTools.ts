@@ -136,7 +136,7 @@ export const askTool = Effect.fnUntraced(function*(
         const answer = yield* state.openRequest(context.partId, sessionId)
         yield* transition(sessionId, ["busy"], "waiting", { turnId: state.claimOf(sessionId) })
         const reply = yield* Deferred.await(answer)
-        yield* activity.touch(sessionId, { force: true })
+        yield* activity.touch(sessionId)
         return reply
       }).pipe(
         Effect.ensuring(

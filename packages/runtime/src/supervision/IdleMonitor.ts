@@ -2,6 +2,7 @@ import type { Session } from "@vigil/domain"
 import { IdleCancelled } from "@vigil/domain"
 import { SessionRepo } from "@vigil/store"
 import { Clock, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
+import { Activity } from "./Activity.js"
 import { Events } from "../events/Events.js"
 import { InstanceLease } from "../recovery/InstanceLease.js"
 import * as Metrics from "../Metrics.js"
@@ -16,12 +17,18 @@ import { Settings } from "../Settings.js"
  */
 const idleLeaves = <S extends Pick<Session, "id" | "parentId" | "ownerId" | "lastActivityAt">>(
   active: ReadonlyArray<S>,
-  options: { readonly now: number; readonly threshold: number; readonly ownerId: string }
+  options: {
+    readonly now: number
+    readonly threshold: number
+    readonly ownerId: string
+    /** A session's latest activity from its row's: the row lags what `Activity` holds by up to a second. */
+    readonly latest: (session: S) => number
+  }
 ): ReadonlyArray<{ readonly session: S; readonly reason: IdleCancelled }> => {
   const parentsOfActive = new Set(active.flatMap((session) => (session.parentId === null ? [] : [session.parentId])))
   return active.flatMap((session) => {
     if (session.ownerId !== options.ownerId || parentsOfActive.has(session.id)) return []
-    const idleFor = options.now - session.lastActivityAt
+    const idleFor = options.now - options.latest(session)
     return idleFor > options.threshold
       ? [{ session, reason: new IdleCancelled({ idleFor, threshold: options.threshold }) }]
       : []
@@ -36,6 +43,7 @@ export class IdleMonitor extends Effect.Service<IdleMonitor>()("vigil/IdleMonito
     const sessionService = yield* SessionService
     const events = yield* Events
     const lease = yield* InstanceLease
+    const activity = yield* Activity
 
     const scan = Effect.gen(function*() {
       if (Option.isNone(settings.idleTimeout)) return 0
@@ -44,7 +52,8 @@ export class IdleMonitor extends Effect.Service<IdleMonitor>()("vigil/IdleMonito
       const idle = idleLeaves(yield* sessions.activeLinks(), {
         now,
         threshold: Duration.toMillis(settings.idleTimeout.value),
-        ownerId: lease.id
+        ownerId: lease.id,
+        latest: (session) => activity.latest(session.id, session.lastActivityAt)
       })
       for (const { reason, session } of idle) {
         yield* events.record({

@@ -269,7 +269,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
           }).pipe(Effect.as(outcome), Effect.annotateLogs({ part: part.id, tool: part.tool }))
         ),
         Effect.tap(() =>
-          activity.touch(part.sessionId, { force: true }).pipe(
+          activity.touch(part.sessionId).pipe(
             Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's end as activity", cause))
           )
         ),
@@ -391,7 +391,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
       })
       yield* parts.insert(running)
       yield* publish(running)
-      yield* activity.touch(execution.sessionId, { force: true })
+      yield* activity.touch(execution.sessionId)
       const control: Control = { verdict: new Verdict<Ending>(), supervisor: undefined, done: new OneShot<Outcome<unknown>>() }
       const output = outputFiles.track(running.id)
       // One uninterruptible step: a part `cancel` can find always has a body and a supervisor that

@@ -3,6 +3,7 @@ import { isSessionActive, WatchdogStuck } from "@vigil/domain"
 import type { SessionLink } from "@vigil/store"
 import { PartRepo, SessionRepo } from "@vigil/store"
 import { Clock, Duration, Effect, Layer, Metric, Option, Ref, Schedule } from "effect"
+import { Activity } from "./Activity.js"
 import { Events } from "../events/Events.js"
 import { InstanceLease } from "../recovery/InstanceLease.js"
 import * as Metrics from "../Metrics.js"
@@ -81,6 +82,7 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
     const events = yield* Events
     const processes = yield* ProcessControl
     const lease = yield* InstanceLease
+    const activity = yield* Activity
     const { waitingOnChild } = toolKinds(sessionService.tools())
     const lastScan = yield* Ref.make<Option.Option<ScanSummary>>(Option.none())
 
@@ -92,7 +94,9 @@ export class Watchdog extends Effect.Service<Watchdog>()("vigil/Watchdog", {
      */
     const subtreeActivity = (active: ReadonlyArray<SessionLink>, partsActivity: ReadonlyMap<string, number>) => {
       const latest = new Map<string, number>(partsActivity)
-      for (const session of active) latest.set(session.id, Math.max(latest.get(session.id) ?? 0, session.lastActivityAt))
+      for (const session of active) {
+        latest.set(session.id, Math.max(latest.get(session.id) ?? 0, activity.latest(session.id, session.lastActivityAt)))
+      }
       const byParent = new Map<string, Array<string>>()
       for (const session of active) {
         if (session.parentId === null) continue
