@@ -78,6 +78,8 @@ const replayPage = 64
 /** Markers pruned per statement (better-sqlite3 blocks while it runs), and how often it is tried. */
 const pruneBatch = 5_000
 const pruneEvery = 2_000
+/** How many ended parts are remembered, so that a late chunk of one starts no delta. */
+const endedKept = 4096
 
 interface Subscriber {
   readonly queue: Queue.Queue<Sized>
@@ -337,6 +339,13 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
     const deltas = new Map<PartId, DeltaState>()
     /** Parts whose end went out: a late chunk (a background job's, after the drain) starts nothing. */
     const endedParts = new Set<PartId>()
+    /**
+     * The newest `endedKept` of them, oldest first from `endedNext`, in a ring: the oldest goes when a
+     * part ends. Not the set's own order: reading a `Set`'s first entry after many deletes from its
+     * front walks their holes (5-7 µs a part ended, measured).
+     */
+    const endedOrder: Array<PartId | undefined> = new Array(endedKept)
+    let endedNext = 0
     const wake = yield* Effect.makeLatch(false)
 
     const sendDelta = (partId: PartId, state: DeltaState) => {
@@ -353,8 +362,12 @@ export class Events extends Effect.Service<Events>()("vigil/Events", {
         sendDelta(partId, state)
         deltas.delete(partId)
       }
+      if (endedParts.has(partId)) return
+      const oldest = endedOrder[endedNext]
+      if (oldest !== undefined) endedParts.delete(oldest)
+      endedOrder[endedNext] = partId
+      endedNext = (endedNext + 1) % endedKept
       endedParts.add(partId)
-      if (endedParts.size > 4096) endedParts.delete(endedParts.values().next().value!)
     }
 
     /** A chunk of a running part's output; never waits, whoever reads. */
