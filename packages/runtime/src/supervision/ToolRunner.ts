@@ -20,7 +20,9 @@ import {
   Effect,
   Exit,
   Fiber,
+  FiberRef,
   FiberSet,
+  HashMap,
   Metric,
   Option,
   ParseResult,
@@ -290,11 +292,15 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         Effect.flatMap((recorded) => control.done.tell(recorded as Outcome<unknown>))
       )
 
-    /** The body. Its exit claims the verdict in the same step, so a stop that comes later finds the part decided. */
+    /**
+     * The body, in a fiber of its own. Its exit claims the verdict in the same step, so a stop that
+     * comes later finds the part decided. Its logs carry the part and the tool: set once for the
+     * fiber, which ends with the body (so nothing is restored after it, as `annotateLogs` would).
+     */
     const bodyOf = <A>(part: Part, execution: Execution<A>, control: Control, output: PartOutput) =>
-      execution.body(contextFor(part, output)).pipe(
-        Effect.ensuring(Effect.sync(() => control.verdict.claim(bodyEnded))),
-        Effect.annotateLogs({ part: part.id, tool: part.tool })
+      Effect.zipRight(
+        FiberRef.update(FiberRef.currentLogAnnotations, (annotations) => HashMap.set(HashMap.set(annotations, "part", part.id), "tool", part.tool)),
+        execution.body(contextFor(part, output)).pipe(Effect.ensuring(Effect.sync(() => control.verdict.claim(bodyEnded))))
       )
 
     /** What ends the supervisor's wait: the body's end, or the deadline (on the Effect clock, so TestClock drives it). */
