@@ -94,6 +94,18 @@ describe("a part's output", () => {
     }).pipe(Effect.provide(withFiles(dir)))
   }, 30_000)
 
+  it.effect("a file filled to its bound to the byte still says it stops there when more comes", () => {
+    const dir = tempDir()
+    return Effect.gen(function*() {
+      const output = (yield* OutputFiles).track("exact")
+      // 50,000-byte chunks: the second starts the file (past the 64 KiB kept in memory), the fourth fills its 200,000 bytes exactly.
+      for (let i = 0; i < 5; i++) yield* output.add("y".repeat(50_000))
+      yield* output.close
+      const content = readFileSync(join(dir, "exact.log"), "utf8")
+      assert.strictEqual(content, "y".repeat(200_000) + "\n… [the output file stops at 200000 bytes, its bound]\n")
+    }).pipe(Effect.provide(OutputFiles.layer({ dir, maxFileBytes: 200_000, maxTotalBytes: 1_000_000 })))
+  })
+
   it.effect("the folder is bounded: the oldest files go, and a file stops at its own bound", () => {
     const dir = tempDir()
     // Two stale files from an earlier run, the oldest first.

@@ -137,16 +137,22 @@ const make = (options: OutputFilesOptions) =>
       let written = 0
       let state: "memory" | "file" | "closed" = "memory"
 
+      // Said once, by the first write that has bytes the file has no room for: also when an
+      // earlier chunk filled it to the byte (a flood in 64 KiB pipe reads fills 32 MiB exactly).
+      let stopped = false
       const write = (text: string) =>
         Effect.promise(async () => {
-          if (file === undefined || written >= maxFileBytes) return
+          if (file === undefined || stopped || text === "") return
           let bytes = Buffer.from(text, "utf8")
           const room = maxFileBytes - written
           const cut = bytes.length > room
           if (cut) bytes = bytes.subarray(0, room)
-          await file.write(bytes)
+          if (bytes.length > 0) await file.write(bytes)
           written += bytes.length
-          if (cut) await file.write(`\n… [the output file stops at ${maxFileBytes} bytes, its bound]\n`)
+          if (cut) {
+            stopped = true
+            await file.write(`\n… [the output file stops at ${maxFileBytes} bytes, its bound]\n`)
+          }
         }).pipe(Effect.catchAllDefect((error) => Effect.logWarning("cannot write an output file", error)))
 
       const closeFile = Effect.suspend(() => {
