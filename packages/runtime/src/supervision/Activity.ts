@@ -3,7 +3,7 @@ import { SessionRepo } from "@vigil/store"
 import { Duration, Effect } from "effect"
 
 /** How often one session's progress is written; the idle rule works in minutes, not milliseconds. */
-export const writeEvery = Duration.seconds(1)
+const writeEvery = Duration.seconds(1)
 const writeEveryMillis = Duration.toMillis(writeEvery)
 
 /**
