@@ -130,11 +130,19 @@ export class ServerProcess {
     this.exitedPromise = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
     const started = Date.now()
     if (this.port === 0) {
-      this.port = await eventually("the server to print its URL", timeoutMs, async () => {
-        if (!this.running) throw new Error(this.failure("exited before listening"))
+      // Not `eventually`, which swallows a failed check: a server that exits or never listens
+      // fails at once with what it printed and logged, so a hang in startup is diagnosed from this
+      // message alone.
+      for (;;) {
         const port = /vigil listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(this.stdout)?.[1]
-        return port === undefined ? undefined : Number(port)
-      })
+        if (port !== undefined) {
+          this.port = Number(port)
+          break
+        }
+        if (!this.running) throw new Error(this.failure("exited before listening"))
+        if (Date.now() > started + timeoutMs) throw new Error(this.failure(`did not print its URL within ${timeoutMs} ms`))
+        await sleep(100)
+      }
     }
     const deadline = started + timeoutMs
     for (;;) {
