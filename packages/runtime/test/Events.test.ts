@@ -4,7 +4,7 @@ import { EventLog } from "@vigil/store"
 import { SqliteStoreLive } from "@vigil/store/sqlite"
 import { Chunk, Duration, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect"
 import type { LiveEvent } from "../src/events/Events.js"
-import { deltaLimits, Events, stateRetention, subscriberBuffer } from "../src/events/Events.js"
+import { deltaLimits, endedKept, Events, stateRetention, subscriberBuffer } from "../src/events/Events.js"
 import { recoveryReport, tempDb } from "./support.js"
 
 const layer = () => Events.Default.pipe(Layer.provideMerge(SqliteStoreLive(tempDb())))
@@ -77,6 +77,35 @@ describe("Events", () => {
       yield* TestClock.adjust(Duration.seconds(1))
       yield* events.flush
       assert.strictEqual(got.length, 4)
+    }).pipe(Effect.provide(layer())))
+
+  it.scoped("the ended parts remembered against late chunks are bounded: the oldest is forgotten when one more than the bound ends", () =>
+    Effect.gen(function*() {
+      const events = yield* Events
+      const live = yield* events.subscribe
+      const got: Array<LiveEvent> = []
+      yield* Effect.fork(Stream.runForEach(live, (event) => Effect.sync(() => got.push(event))))
+      const parts = Array.from({ length: endedKept + 1 }, () =>
+        newPart({ sessionId: makeSessionId(), kind: "tool", tool: "bash", input: {}, status: "running", ownerId: makeInstanceId(), createdAt: 0 }))
+      for (const [i, part] of parts.entries()) {
+        yield* events.publish({ type: "part.updated", part: new Part({ ...part, status: "completed", output: "", endedAt: 1 }, true) })
+        if (i % 50 === 0) yield* Effect.yieldNow()
+      }
+      yield* events.flush
+      yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => got.length === parts.length }))
+      // The first part ended bound + 1 parts ago: forgotten, so its late chunk is sent as any running
+      // part's would be; the second is still remembered, and its late chunk goes nowhere.
+      yield* events.delta(parts[0]!.id, parts[0]!.sessionId, "late 0")
+      yield* events.delta(parts[1]!.id, parts[1]!.sessionId, "late 1")
+      yield* TestClock.adjust(deltaLimits.interval)
+      yield* events.flush
+      // Bounded: with nothing forgotten no delta comes, and the assertion says so.
+      yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => got.length > parts.length, times: 1_000 }))
+      yield* TestClock.adjust(Duration.seconds(1))
+      yield* events.flush
+      assert.deepStrictEqual(got.slice(parts.length), [
+        { type: "part.delta", partId: parts[0]!.id, sessionId: parts[0]!.sessionId, offset: 0, text: "late 0" }
+      ])
     }).pipe(Effect.provide(layer())))
 
   it.scoped("a subscriber already 256 events behind gets no deltas, so output never pushes it into overflow", () =>

@@ -79,7 +79,7 @@ const replayPage = 64
 const pruneBatch = 5_000
 const pruneEvery = 2_000
 /** How many ended parts are remembered, so that a late chunk of one starts no delta. */
-const endedKept = 4096
+export const endedKept = 4096
 
 interface Subscriber {
   readonly queue: Queue.Queue<Sized>
