@@ -22,15 +22,16 @@ export const probeEvery = 8
 
 interface Write {
   readonly statement: Statement<unknown>
-  /** How the write ended, once its batch is done. */
+  /**
+   * How the write ended, what its caller hears: set once, when it is final (its transaction
+   * committed, or it ran again alone), or at the settling of its batch when nothing set it.
+   */
   exit: Exit.Exit<unknown, SqlError> | undefined
-  /** What its caller hears, once its batch is settled (whatever ended the flush). */
-  settled: Exit.Exit<unknown, SqlError> | undefined
   /** Its caller, while it waits (a lone write runs in its caller's own fiber and never waits). */
   resume: ((exit: Exit.Exit<unknown, SqlError>) => void) | undefined
 }
 
-const newWrite = (statement: Statement<unknown>): Write => ({ statement, exit: undefined, settled: undefined, resume: undefined })
+const newWrite = (statement: Statement<unknown>): Write => ({ statement, exit: undefined, resume: undefined })
 
 /**
  * The caller's wait for its write's batch: a one-shot callback rather than a `Deferred` (one per
@@ -39,12 +40,13 @@ const newWrite = (statement: Statement<unknown>): Write => ({ statement, exit: u
  */
 const settledOf = (write: Write): Effect.Effect<unknown, SqlError> =>
   Effect.async<unknown, SqlError>((resume) => {
-    if (write.settled !== undefined) resume(write.settled)
+    if (write.exit !== undefined) resume(write.exit)
     else write.resume = resume
   })
 
-const settleWrite = (write: Write, exit: Exit.Exit<unknown, SqlError>) => {
-  write.settled = exit
+/** Wakes the caller with how its write ended, or, when nothing ended it, that it was cut off. */
+const settleWrite = (write: Write) => {
+  const exit = write.exit ??= Exit.die(new Error("the store closed before this write ran"))
   const resume = write.resume
   write.resume = undefined
   if (resume !== undefined) resume(exit)
@@ -136,7 +138,7 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
     // how it ended, or that it was cut off (a write with no exit yet was not committed by us).
     const settle = (batch: ReadonlyArray<Write>) =>
       Effect.sync(() => {
-        for (const write of batch) settleWrite(write, write.exit ?? Exit.die(new Error("the store closed before this write ran")))
+        for (const write of batch) settleWrite(write)
       })
 
     const flushInTurn = (batch: Array<Write>) =>
