@@ -5,9 +5,10 @@ import { runInNewContext } from "node:vm"
 import { setFlagsFromString } from "node:v8"
 import type { SessionId, Settings as SettingsShape } from "../packages/domain/src/index.js"
 import { makeSessionId, Session } from "../packages/domain/src/index.js"
-import { InstanceLease, ToolRunner, Tools, Vigil, Watchdog } from "../packages/runtime/src/index.js"
+import { FairScheduler, InstanceLease, ToolRunner, Tools, Vigil, Watchdog } from "../packages/runtime/src/index.js"
 import { SessionRepo } from "../packages/store/src/index.js"
 import type { AnyTool } from "../packages/tools/src/index.js"
+import type { Fiber } from "./effect.js"
 import { Clock, Duration, Effect, Exit, Layer, Option, Schema, Scope } from "./effect.js"
 
 /** A temp folder for the run's SQLite files, removed when the run ends (however it ends). */
@@ -15,6 +16,19 @@ export const tempFolder = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "vigil-bench-"))),
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
+
+/**
+ * The fair scheduler, counting Effect run-loop steps: the run loop asks `shouldYield` once per
+ * step of every fiber on it. A count is exact where times on a shared machine vary by 40%, so a
+ * change to a hot path can be weighed by it. Every fiber forked from one running on it runs on it.
+ */
+export class CountingScheduler extends FairScheduler {
+  steps = 0
+  override shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>): number | false {
+    this.steps++
+    return super.shouldYield(fiber)
+  }
+}
 
 /** Settings for the measured runtimes: the scanning loops off (scans are called by hand). */
 export const benchSettings = (overrides: Partial<SettingsShape> = {}): Partial<SettingsShape> => ({
