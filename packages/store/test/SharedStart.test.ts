@@ -23,7 +23,8 @@ const start = (file: string, go: string): Started => {
     stdio: ["ignore", "pipe", "pipe"]
   })
   let out = ""
-  const exited = new Promise<{ code: number | null; out: string }>((resolve) => child.on("exit", (code) => resolve({ code, out })))
+  // On `close`, not `exit`: the pipes may still hold the last lines (the migration log, `ok`) at exit.
+  const exited = new Promise<{ code: number | null; out: string }>((resolve) => child.on("close", (code) => resolve({ code, out })))
   const ready = new Promise<void>((resolve, reject) => {
     child.stdout!.on("data", (chunk: Buffer) => {
       out += chunk.toString()
