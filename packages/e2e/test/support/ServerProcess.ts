@@ -128,7 +128,7 @@ export class ServerProcess {
       if (this.stdout.length < 100_000) this.stdout += chunk.toString()
     })
     this.exitedPromise = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
-    const started = Date.now()
+    const deadline = Date.now() + timeoutMs
     if (this.port === 0) {
       // Not `eventually`, which swallows a failed check: a server that exits or never listens
       // fails at once with what it printed and logged, so a hang in startup is diagnosed from this
@@ -140,11 +140,10 @@ export class ServerProcess {
           break
         }
         if (!this.running) throw new Error(this.failure("exited before listening"))
-        if (Date.now() > started + timeoutMs) throw new Error(this.failure(`did not print its URL within ${timeoutMs} ms`))
+        if (Date.now() > deadline) throw new Error(this.failure(`did not print its URL within ${timeoutMs} ms`))
         await sleep(100)
       }
     }
-    const deadline = started + timeoutMs
     for (;;) {
       if (!this.running) throw new Error(this.failure("exited before answering /health"))
       const health = await send(this.url, { method: "GET", path: "/health", timeoutMs: 5_000 }).catch(() => undefined)
