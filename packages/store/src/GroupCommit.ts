@@ -2,7 +2,8 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { Statement } from "@effect/sql/Statement"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Option } from "effect"
+import { SqliteAutocommit } from "./SqliteAutocommit.js"
 
 /**
  * At most this many writes share one transaction, so that it stays short: better-sqlite3 blocks
@@ -81,6 +82,7 @@ const settleWrite = (write: Write) => {
 export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommit", {
   scoped: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const autocommit = Option.getOrUndefined(yield* Effect.serviceOption(SqliteAutocommit))
     const scope = yield* Effect.scope
     const lock = yield* Effect.makeSemaphore(1)
     // The batch that the current turn's writes join; `undefined` when none is gathering.
@@ -101,6 +103,19 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
       const [text, params] = write.statement.compile()
       return conn.execute(text, params, undefined)
     }
+
+    /**
+     * A write that shares its transaction with nobody, as the client runs any statement (in
+     * autocommit, no reserved connection, no turn at the batches' lock); on vigil's own SQLite
+     * client, run on the connection at once when no transaction is open on it (a statement
+     * through the client pays about 90 Effect steps for a scope and the client's semaphore, most
+     * of what a sequential tool call's two writes cost), else through the client, behind it.
+     */
+    const lone = <A>(statement: Statement<A>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
+      autocommit === undefined ? statement : Effect.suspend(() => {
+        const [text, params] = statement.compile()
+        return (autocommit.run(text, params) as Exit.Exit<ReadonlyArray<A>, SqlError> | undefined) ?? statement
+      })
 
     /** One write in its own (implicit) transaction. */
     const alone = (write: Write) => Effect.scoped(Effect.flatMap(sql.reserve, (conn) => execute(conn, write)))
@@ -160,10 +175,10 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
             if (batch.length === 1 && open === batch) {
               open = undefined
               aloneInARow++
-              // As the client runs any statement: in autocommit, with no reserved connection and
-              // no turn at the batches' lock (on SQLite the client's own lock orders it behind a
-              // batch in flight). The sequential path pays for the one yield, nothing more.
-              return restore(write.statement)
+              // On SQLite the client's own lock (or, on the autocommit lane, the open
+              // transaction) orders it behind a batch in flight. The sequential path pays for
+              // the one yield, nothing more.
+              return restore(lone(write.statement))
             }
             aloneInARow = 0
             return Effect.zipRight(Effect.forkIn(flushInTurn(batch), scope), restore(settledOf(write)))
@@ -182,7 +197,7 @@ export class GroupCommit extends Effect.Service<GroupCommit>()("vigil/GroupCommi
           return settledOf(write) as Effect.Effect<ReadonlyArray<A>, SqlError>
         }
         // Long alone: this one does not wait for company (a probe, one in `probeEvery`, still does).
-        if (aloneInARow >= aloneBeforeSkipping && ++aloneInARow % probeEvery !== 0) return statement
+        if (aloneInARow >= aloneBeforeSkipping && ++aloneInARow % probeEvery !== 0) return lone(statement)
         const write = newWrite(statement)
         const batch = [write]
         open = batch

@@ -396,7 +396,10 @@ for (const database of databases) {
 }
 
 describe("the entry points", () => {
-  /** Every module a source file reaches through relative imports, and the packages they import. */
+  /**
+   * Every module a source file reaches through relative imports, and the packages they import
+   * (statically, or as the SQLite client loads its driver: `createRequire(…)("better-sqlite3")`).
+   */
   const packagesReached = (entry: string): Set<string> => {
     const seen = new Set<string>()
     const packages = new Set<string>()
@@ -408,6 +411,7 @@ describe("the entry points", () => {
         if (spec!.startsWith(".")) visit(join(dirname(file), spec!.replace(/\.js$/, ".ts")))
         else packages.add(spec!)
       }
+      for (const [, spec] of text.matchAll(/createRequire\([^)]*\)\("([^"]+)"\)/g)) packages.add(spec!)
     }
     visit(fileURLToPath(new URL(entry, import.meta.url)))
     return packages
@@ -416,17 +420,18 @@ describe("the entry points", () => {
   it("@vigil/store needs no database driver; each driver is in its own entry", () => {
     const core = packagesReached("../src/index.ts")
     assert.include([...core], "@effect/sql")
-    assert.notInclude([...core], "@effect/sql-sqlite-node")
+    assert.notInclude([...core], "better-sqlite3")
     assert.notInclude([...core], "@effect/sql-pg")
+    assert.include([...packagesReached("../src/Sqlite.ts")], "better-sqlite3")
     assert.notInclude([...packagesReached("../src/Sqlite.ts")], "@effect/sql-pg")
-    assert.notInclude([...packagesReached("../src/Postgres.ts")], "@effect/sql-sqlite-node")
+    assert.notInclude([...packagesReached("../src/Postgres.ts")], "better-sqlite3")
     const manifest = JSON.parse(readFileSync(fileURLToPath(new URL("../package.json", import.meta.url)), "utf8")) as {
       readonly exports: Record<string, unknown>
       readonly dependencies?: Record<string, string>
       readonly peerDependenciesMeta?: Record<string, { readonly optional?: boolean }>
     }
     assert.includeMembers(Object.keys(manifest.exports), [".", "./sqlite", "./pg"])
-    for (const driver of ["@effect/sql-sqlite-node", "@effect/sql-pg"]) {
+    for (const driver of ["better-sqlite3", "@effect/sql-pg"]) {
       assert.notProperty(manifest.dependencies ?? {}, driver, `${driver} is not a dependency`)
       assert.isTrue(manifest.peerDependenciesMeta?.[driver]?.optional === true, `${driver} is an optional peer`)
     }
