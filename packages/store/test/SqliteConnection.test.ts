@@ -27,6 +27,25 @@ const withClient = <A, E>(
     )
   }).pipe(Effect.scoped, Effect.orDie)
 
+/**
+ * A transaction opened in a fiber of its own, with a row written in it, held open until
+ * `release` is done; then it fails, and is rolled back.
+ */
+const openTransaction = (sql: SqlClient.SqlClient) =>
+  Effect.gen(function*() {
+    const opened = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    const holder = yield* Effect.fork(sql.withTransaction(
+      sql`INSERT INTO notes (id, note_text) VALUES (1, 'in the transaction')`.pipe(
+        Effect.zipRight(Deferred.succeed(opened, undefined)),
+        Effect.zipRight(Deferred.await(release)),
+        Effect.zipRight(Effect.fail("rolled back"))
+      )
+    ))
+    yield* Deferred.await(opened)
+    return { holder, release }
+  })
+
 const notes = (sql: SqlClient.SqlClient) => Effect.map(sql<{ id: number }>`SELECT id FROM notes ORDER BY id`, (rows) => rows.map((row) => row.id))
 
 describe("vigil's SQLite client", () => {
@@ -57,16 +76,7 @@ describe("vigil's SQLite client", () => {
   it.effect("while a transaction is open on the connection, the lane runs nothing and says so", () =>
     withClient(({ autocommit, other, sql }) =>
       Effect.gen(function*() {
-        const opened = yield* Deferred.make<void>()
-        const release = yield* Deferred.make<void>()
-        const holder = yield* Effect.fork(sql.withTransaction(
-          sql`INSERT INTO notes (id, note_text) VALUES (1, 'in the transaction')`.pipe(
-            Effect.zipRight(Deferred.succeed(opened, undefined)),
-            Effect.zipRight(Deferred.await(release)),
-            Effect.zipRight(Effect.fail("rolled back"))
-          )
-        ))
-        yield* Deferred.await(opened)
+        const { holder, release } = yield* openTransaction(sql)
         assert.isUndefined(autocommit.run("INSERT INTO notes (id, note_text) VALUES (?, ?)", [2, "two"]))
         yield* Deferred.succeed(release, undefined)
         assert.deepStrictEqual(yield* Fiber.await(holder), Exit.fail("rolled back"))
@@ -81,16 +91,7 @@ describe("vigil's SQLite client", () => {
     withClient(({ other, sql }) =>
       Effect.gen(function*() {
         const commits = yield* GroupCommit
-        const opened = yield* Deferred.make<void>()
-        const release = yield* Deferred.make<void>()
-        const holder = yield* Effect.fork(sql.withTransaction(
-          sql`INSERT INTO notes (id, note_text) VALUES (1, 'in the transaction')`.pipe(
-            Effect.zipRight(Deferred.succeed(opened, undefined)),
-            Effect.zipRight(Deferred.await(release)),
-            Effect.zipRight(Effect.fail("rolled back"))
-          )
-        ))
-        yield* Deferred.await(opened)
+        const { holder, release } = yield* openTransaction(sql)
         const raw = sql.withoutTransforms()
         const write = yield* Effect.fork(commits.run(raw`INSERT INTO notes (id, note_text) VALUES (2, 'acknowledged')`))
         yield* Effect.yieldNow()
