@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url"
 
 /**
  * better-sqlite3 used directly: for seeding a million rows fast and for the "bare SQLite" floors
- * the runtime is compared with. The driver is the one `@effect/sql-sqlite-node` loads (the root
+ * the runtime is compared with. The driver is the one the store's SQLite client loads (the root
  * does not depend on it, and it ships no types), so only what the benchmark calls is typed here.
  */
 export interface Statement {
@@ -23,10 +23,8 @@ export interface Database {
 
 type DatabaseConstructor = new (filename: string) => Database
 
-// Resolved from the SQL driver's real folder (pnpm keeps better-sqlite3 next to it, not in the root).
-const driverFolder = realpathSync(
-  fileURLToPath(new URL("../packages/store/node_modules/@effect/sql-sqlite-node/package.json", import.meta.url))
-)
+// Resolved from the store's folder, whose SQLite client loads it (pnpm keeps better-sqlite3 there, not in the root).
+const driverFolder = realpathSync(fileURLToPath(new URL("../packages/store/package.json", import.meta.url)))
 const BetterSqlite3 = createRequire(driverFolder)("better-sqlite3") as DatabaseConstructor
 
 /** A connection with the store's own per-connection settings (the file is already in WAL mode). */

@@ -90,14 +90,25 @@ export const make = (options: SqliteClientOptions) =>
       return raw ? info as ReadonlyArray<object> : []
     }
 
+    /** A statement run now, how it ended: what both the client's connection and the lane run. */
+    const runExit = (
+      sql: string,
+      params: ReadonlyArray<unknown>,
+      prepareIt: (sql: string) => DriverStatement,
+      safeIntegers: boolean,
+      raw = false
+    ): Exit.Exit<ReadonlyArray<object>, SqlError> => {
+      try {
+        return Exit.succeed(runNow(prepareIt(sql), params, safeIntegers, raw))
+      } catch (cause) {
+        return Exit.fail(failed(cause))
+      }
+    }
+
     const run = (sql: string, params: ReadonlyArray<unknown>, prepareIt: (sql: string) => DriverStatement, raw = false) =>
-      Effect.withFiberRuntime<ReadonlyArray<object>, SqlError>((fiber) => {
-        try {
-          return Effect.succeed(runNow(prepareIt(sql), params, Context.get(fiber.currentContext, Client.SafeIntegers), raw))
-        } catch (cause) {
-          return Effect.fail(failed(cause))
-        }
-      })
+      Effect.withFiberRuntime<ReadonlyArray<object>, SqlError>((fiber) =>
+        runExit(sql, params, prepareIt, Context.get(fiber.currentContext, Client.SafeIntegers), raw)
+      )
 
     const connection: Connection = {
       execute: (sql, params, transformRows) => {
@@ -154,14 +165,7 @@ export const make = (options: SqliteClientOptions) =>
     })
 
     const autocommit = SqliteAutocommit.of({
-      run: (sql, params) => {
-        if (db.inTransaction) return undefined
-        try {
-          return Exit.succeed(runNow(prepare(sql), params, false))
-        } catch (cause) {
-          return Exit.fail(failed(cause))
-        }
-      }
+      run: (sql, params) => (db.inTransaction ? undefined : runExit(sql, params, prepare, false))
     })
     return { client, autocommit } as const
   })

@@ -104,6 +104,21 @@ describe("vigil's SQLite client", () => {
       })
     ))
 
+  it.effect("a store write with no company goes on the lane, not through the client", () =>
+    withClient(({ autocommit, other, sql }) =>
+      Effect.gen(function*() {
+        const ran: Array<string> = []
+        const counting = SqliteAutocommit.of({ run: (text, params) => (ran.push(text), autocommit.run(text, params)) })
+        const context = Context.make(SqlClient.SqlClient, sql).pipe(Context.add(SqliteAutocommit, counting))
+        const raw = sql.withoutTransforms()
+        yield* Effect.flatMap(GroupCommit, (commits) => commits.run(raw`INSERT INTO notes (id, note_text) VALUES (1, 'alone')`)).pipe(
+          Effect.provide(GroupCommit.Default.pipe(Layer.provide(Layer.succeedContext(context))))
+        )
+        assert.deepStrictEqual(ran, ["INSERT INTO notes (id, note_text) VALUES (1, 'alone')"])
+        assert.deepStrictEqual(yield* notes(other), [1])
+      })
+    ))
+
   it.effect("the client's own statements: name transforms, transactions, values, safe integers", () =>
     withClient(
       ({ sql }) =>
