@@ -6,7 +6,8 @@ import { Duration, Effect, Fiber, Layer, Option, TestClock } from "effect"
 import { SessionService } from "../src/agent/SessionService.js"
 import { PendingWrites } from "../src/supervision/PendingWrites.js"
 import { ToolRunner } from "../src/supervision/ToolRunner.js"
-import { allTestTools, getPart, testRuntime, testTools } from "./support.js"
+import { RecoveryComplete } from "../src/recovery/StartupRecovery.js"
+import { allTestTools, getPart, tempDb, testRuntime, testTools } from "./support.js"
 
 const runtime = (settings: Parameters<typeof testRuntime>[0] = {}) => testRuntime({ tools: allTestTools, ...settings })
 
@@ -174,4 +175,51 @@ describe("ToolRunner", () => {
       assert.strictEqual((yield* (yield* PendingWrites).health).pendingWrites, 2)
       assert.deepStrictEqual(yield* runner.running, [])
     }).pipe(Effect.provide(runtime({ store: dyingTerminalWrites }))))
+
+  it.effect("a cancel claimed before the part's fiber has started ends the part, and its body never runs", () =>
+    Effect.gen(function*() {
+      const runner = yield* ToolRunner
+      const session = yield* (yield* SessionService).create()
+      let ran = false
+      const noticed = { ...testTools.forever, name: "noticed", run: () => Effect.sync(() => (ran = true)).pipe(Effect.zipRight(Effect.never)) }
+      // The fiber is forked, not yet run: nothing yields between the start and the cancel.
+      const handle = yield* runner.runTool({ sessionId: session.id, tool: noticed, input: {} })
+      assert.isTrue(yield* runner.cancel(handle.partId, new SessionCancelled({ by: "test" })))
+      assert.deepStrictEqual(yield* handle.await, { _tag: "Failed", reason: new SessionCancelled({ by: "test" }), output: null })
+      assert.deepStrictEqual((yield* getPart(handle.partId)).error, new SessionCancelled({ by: "test" }))
+      assert.isFalse(ran)
+      assert.deepStrictEqual(yield* runner.running, [])
+    }).pipe(Effect.provide(runtime())))
+
+  it.live("the shutdown stops every running part, and each end is written before the store closes", () => {
+    const file = tempDb()
+    return Effect.gen(function*() {
+      const started = yield* Effect.scoped(Effect.gen(function*() {
+        const context = yield* Layer.build(runtime({ file }))
+        return yield* Effect.gen(function*() {
+          const session = yield* (yield* SessionService).create()
+          const runner = yield* ToolRunner
+          const parts = yield* Effect.forEach(
+            [testTools.forever, testTools.wedgedFinalizer, testTools.forever],
+            (tool) => runner.runTool({ sessionId: session.id, tool, input: {} })
+          )
+          // Let the bodies start.
+          yield* Effect.sleep("20 millis")
+          return parts.map((part) => part.partId)
+        }).pipe(Effect.provide(context))
+      }))
+      // The next start finds them ended by the shutdown, none left for its recovery.
+      yield* Effect.scoped(Effect.gen(function*() {
+        const context = yield* Layer.build(runtime({ file }))
+        yield* Effect.gen(function*() {
+          assert.strictEqual((yield* RecoveryComplete).report.orphanedParts, 0)
+          const [forever, wedged, other] = yield* Effect.forEach(started, getPart)
+          assert.deepStrictEqual(forever!.error, new SessionCancelled({ by: "shutdown" }))
+          assert.deepStrictEqual(other!.error, new SessionCancelled({ by: "shutdown" }))
+          // Its abort handler never ends: abandoned after the grace, still ended.
+          assert.strictEqual(wedged!.error?._tag, "AbortIncomplete")
+        }).pipe(Effect.provide(context))
+      }))
+    })
+  }, 30_000)
 })

@@ -15,6 +15,7 @@ import { ToolError } from "@vigil/tools"
 import {
   Cause,
   Clock,
+  Context,
   Data,
   Duration,
   Effect,
@@ -30,6 +31,8 @@ import {
   Schema
 } from "effect"
 import { Activity } from "./Activity.js"
+import type { Deadline } from "./Deadlines.js"
+import * as Deadlines from "./Deadlines.js"
 import { Events } from "../events/Events.js"
 import { InstanceLease } from "../recovery/InstanceLease.js"
 import * as Metrics from "../Metrics.js"
@@ -76,17 +79,20 @@ export interface Handle<A> {
  */
 type Ending = "body" | ErrorReason
 
-/** What a supervisor starts for its part: the body's fiber and the output it streams into. */
-interface Started<A> {
-  readonly body: Fiber.RuntimeFiber<A, ToolError | PartEnded>
-  readonly output: PartOutput
-}
-
-/** One running part, as `cancel` finds it. */
+/** One running part: what its fiber, its deadline, a stop and `cancel` share. */
 interface Control {
+  readonly part: Part
+  readonly output: PartOutput
   readonly verdict: Verdict<Ending>
-  /** Set by the supervisor itself as it starts, so a cancel that claims before that finds none to interrupt. */
-  supervisor: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  /**
+   * The part's fiber (its body, then its end when the body decides it). Set by the fiber itself as
+   * it starts, so a stop claimed before that finds none to interrupt, and the fiber, finding the
+   * stop claimed, ends the part without running the body.
+   */
+  fiber: Fiber.RuntimeFiber<void> | undefined
+  /** The deadline's milliseconds (for its `ToolTimeout`), and its entry while it waits. */
+  readonly timeoutMs: number | null
+  deadline: Deadline<Control> | undefined
   readonly done: OneShot<Outcome<unknown>>
 }
 
@@ -94,18 +100,19 @@ const bodyEnded: Ending = "body"
 const shutdownReason = new SessionCancelled({ by: "shutdown" })
 
 /**
- * Runs every tool execution and model step as a supervised fiber (one per part, in the runner's
- * `FiberSet`), shaped as a bracket over the part's body:
+ * Runs every tool execution and model step as a supervised fiber, one per part:
  * - `running` (with owner and deadline) is persisted before the body starts;
- * - the body runs detached (`forkDaemon`), so its supervisor can stop waiting for it;
- * - acquire: the supervisor takes charge of it (registers itself for `cancel`);
- * - use: it awaits the body under the deadline (`Effect.timeoutTo`, `ToolTimeout` past it), unless
- *   the body has already ended; a cancel or the shutdown interrupts that wait;
- * - release (uninterruptible, whatever ended the wait): for a stop, the body is interrupted and
- *   given at most `abortGrace` (past that the part is still made terminal, `AbortIncomplete`, and
- *   the abandoned fiber is counted and its processes ended); then the guarded terminal write (a
- *   result that arrives after someone else ended the part is logged as a late completion, never
- *   written), the output closed, and whoever awaits the part told how it ended, always.
+ * - the part's fiber runs the body (interruptible), and when the body's exit decides the part (it
+ *   ended before any stop), ends it from the same fiber: a quick tool costs one fiber;
+ * - its deadline is an entry in one queue of every part's deadlines (`Deadlines`, on the Effect
+ *   clock), not a fiber; a part that ends takes it out;
+ * - a stop (the deadline, a cancel, the shutdown) that claims the part first is carried out by a
+ *   fiber of its own, uninterruptible, as the body's may be wedged: the body interrupted and given
+ *   at most `abortGrace` (past that the part is still made terminal, `AbortIncomplete`, and the
+ *   abandoned fiber is counted and its processes ended);
+ * - either way the guarded terminal write (a result that arrives after someone else ended the
+ *   part is logged as a late completion, never written), the output closed, and whoever awaits
+ *   the part told how it ended, always.
  * Whether the body's own exit or a stop ends the part is a `Verdict`, claimed once.
  */
 export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner", {
@@ -120,10 +127,8 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const pending = yield* PendingWrites
     const toolRoot = yield* ToolRoot
     // Hard stops of abandoned bodies: the runner's scope waits for them (each bounded by the kill
-    // grace), so even a clean shutdown leaves no process of a wedged tool behind. Made before the
-    // supervisors' map, so it closes after it: supervisors interrupted at shutdown can still add.
+    // grace), so even a clean shutdown leaves no process of a wedged tool behind.
     const abandonedStops = yield* FiberSet.make()
-    const supervisors = yield* FiberSet.make()
     const controls = new Map<PartId, Control>()
     const leaked = yield* Ref.make(0)
     const grace = settings.abortGrace
@@ -175,7 +180,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         Effect.catchAllCause((cause) => Effect.logWarning("could not log a part's interruption", cause))
       )
       yield* Fiber.interruptFork(body)
-      // Interruptible: this runs in a supervisor's exit handler, and a timeout cannot give up on an
+      // Interruptible: this runs in an uninterruptible stop, and a timeout cannot give up on an
       // uninterruptible wait (it would wait for the wedged body after all).
       const finished = yield* Fiber.await(body).pipe(Effect.interruptible, Effect.timeout(grace), Effect.option)
       if (Option.isSome(finished)) return reason
@@ -251,138 +256,127 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     })
 
     /**
-     * Records how the part ended, frees its session's turn for it, and wakes whoever awaits it.
-     * When the store refuses the write, the outcome is held and retried (`PendingWrites`) and the
-     * part still ends here, at once: its turn goes on with the outcome as it happened, instead of
-     * the part staying `running` and its session `busy` until the idle monitor gives up on it.
-     * Whatever fails, `done` completes: nobody waits forever on a part whose end was decided.
+     * Ends the part: records how (`outcome`), closes its output, frees its session's turn for it,
+     * and wakes whoever awaits it. When the store refuses the write, the outcome is held and
+     * retried (`PendingWrites`) and the part still ends here, at once: its turn goes on with the
+     * outcome as it happened, instead of the part staying `running` and its session `busy` until
+     * the idle monitor gives up on it. Whatever fails, `done` completes (with `fallback` when not
+     * even the outcome could be had): nobody waits forever on a part whose end was decided.
      */
-    const finish = <A>(part: Part, control: Control, outcome: Outcome<A>, output: PartOutput) =>
-      record(part, outcome).pipe(
-        Effect.ensuring(output.close),
-        Effect.catchTag("StoreWriteFailed", (error) =>
-          pending.hold({
-            key: `part:${part.id}`,
-            what: `the end of part ${part.id} (${part.tool}, ${outcome._tag === "Completed" ? "completed" : outcome.reason._tag})`,
-            sessionId: part.sessionId,
-            partId: part.id,
-            write: record(part, outcome).pipe(Effect.asVoid),
-            error
-          }).pipe(Effect.as(outcome), Effect.annotateLogs({ part: part.id, tool: part.tool }))
-        ),
-        Effect.tap(() =>
-          activity.touch(part.sessionId).pipe(
-            Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's end as activity", cause))
-          )
-        ),
-        Effect.tap((recorded) =>
-          Effect.clockWith((clock) =>
-            Metric.update(
-              Metrics.partDurationOf(part.tool, recorded._tag === "Completed" ? "completed" : "error"),
-              Math.max(0, clock.unsafeCurrentTimeMillis() - (part.startedAt ?? part.createdAt)) / 1000
-            )
-          )
-        ),
+    const end = (control: Control, outcome: Effect.Effect<Outcome<unknown>>, fallback: ErrorReason): Effect.Effect<void> => {
+      const { part } = control
+      let decided: Outcome<unknown> | undefined
+      return outcome.pipe(
+        Effect.flatMap((outcome) => {
+          decided = outcome
+          return record(part, outcome).pipe(Effect.catchTag("StoreWriteFailed", (error) => hold(part, outcome, error)))
+        }),
         Effect.catchAllCause((cause) =>
           Effect.logError("could not record a terminal state", cause).pipe(
             Effect.annotateLogs({ part: part.id, tool: part.tool }),
-            Effect.as(outcome)
+            Effect.as<Outcome<unknown>>(decided ?? { _tag: "Failed", reason: fallback, output: control.output.text() })
           )
         ),
-        Effect.flatMap((recorded) => control.done.tell(recorded as Outcome<unknown>))
+        Effect.flatMap((recorded) => settle(control, recorded))
       )
-
-    /**
-     * The body, in a fiber of its own. Its exit claims the verdict in the same step, so a stop that
-     * comes later finds the part decided. Its logs carry the part and the tool: set once for the
-     * fiber, which ends with the body (so nothing is restored after it, as `annotateLogs` would).
-     */
-    const bodyOf = <A>(part: Part, execution: Execution<A>, control: Control, output: PartOutput) =>
-      Effect.zipRight(
-        FiberRef.update(FiberRef.currentLogAnnotations, (annotations) => HashMap.set(HashMap.set(annotations, "part", part.id), "tool", part.tool)),
-        execution.body(contextFor(part, output)).pipe(Effect.ensuring(Effect.sync(() => control.verdict.claim(bodyEnded))))
-      )
-
-    /** What ends the supervisor's wait: the body's end, or the deadline (on the Effect clock, so TestClock drives it). */
-    const awaitBody = (body: Fiber.RuntimeFiber<unknown, ToolError | PartEnded>, timeout: Option.Option<Duration.Duration>) =>
-      Option.isNone(timeout)
-        ? Effect.as(Fiber.await(body), bodyEnded)
-        : Fiber.await(body).pipe(Effect.timeoutTo({
-          duration: timeout.value,
-          onSuccess: (): Ending => bodyEnded,
-          onTimeout: (): Ending => new ToolTimeout({ timeout: Duration.toMillis(timeout.value) })
-        }))
-
-    /** The supervisor's claim: what ended its wait, or, when something stopped the wait itself, the shutdown or a defect. */
-    const endingOf = (waited: Exit.Exit<Ending>): Ending => {
-      if (Exit.isSuccess(waited)) return waited.value
-      // Interrupted: by a cancel (whose reason was claimed first) or by the runner's scope closing.
-      if (Exit.isInterrupted(waited)) return shutdownReason
-      return new ToolFailed({ message: `supervisor failed: ${Cause.pretty(waited.cause)}` })
     }
 
+    /** A terminal write the store refused, held to be retried; the part ends now with the outcome as it happened. */
+    const hold = (part: Part, outcome: Outcome<unknown>, error: StoreWriteFailed) =>
+      pending.hold({
+        key: `part:${part.id}`,
+        what: `the end of part ${part.id} (${part.tool}, ${outcome._tag === "Completed" ? "completed" : outcome.reason._tag})`,
+        sessionId: part.sessionId,
+        partId: part.id,
+        write: record(part, outcome).pipe(Effect.asVoid),
+        error
+      }).pipe(Effect.as(outcome), Effect.annotateLogs({ part: part.id, tool: part.tool }))
+
     /**
-     * The release: whatever ended the wait claims the verdict unless someone did already, and the
-     * verdict decides: the body's outcome, or a stop (the body interrupted, and given the grace).
-     * Uninterruptible, so a shutdown that interrupts the wait still runs all of it.
+     * What follows the terminal write, whatever became of it: the output closed, the session's
+     * activity touched (best effort), the part forgotten (and its deadline taken out), whoever
+     * awaits it told, and its duration counted: the last three in one step.
      */
-    const end = <A>(
-      part: Part,
-      execution: Execution<A>,
-      control: Control,
-      started: Started<A>,
-      waited: Exit.Exit<Ending>
-    ) => {
-      const { body, output } = started
-      const ending = control.verdict.claim(endingOf(waited))
-      let decided: Outcome<A> | undefined
-      // The body claimed as it exited, so its exit is there or about to be (read at once when it
-      // is: a quick tool's has been since before its supervisor ran); a stop waits at most the grace for it.
-      const bodyOutcome = (exit: Exit.Exit<A, ToolError | PartEnded>): Outcome<A> =>
-        Exit.isSuccess(exit)
-          ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
-          : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.text() }
-      const bodyExit = ending === "body" ? body.unsafePoll() : null
-      const outcome: Effect.Effect<Outcome<A>> = ending === "body"
-        ? bodyExit !== null ? Effect.sync(() => bodyOutcome(bodyExit)) : Effect.map(Fiber.await(body), bodyOutcome)
-        : Effect.map(stopBody(part, body, ending), (ended) => ({ _tag: "Failed", reason: ended, output: output.text() }))
-      const ended = outcome.pipe(
-        Effect.flatMap((outcome) => {
-          decided = outcome
-          return finish(part, control, outcome, output)
-        }),
-        Effect.catchAllCause((cause) => Effect.logError("could not end a part", cause).pipe(Effect.annotateLogs({ part: part.id, tool: part.tool }))),
-        // Whatever failed above, the end is decided: whoever awaits the part hears how it ended
-        // (a no-op once `finish` told them).
-        Effect.ensuring(Effect.sync(() => {
+    const settle = (control: Control, recorded: Outcome<unknown>) =>
+      control.output.close.pipe(
+        Effect.zipRight(activity.touch(control.part.sessionId)),
+        Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's end as activity", cause)),
+        Effect.zipRight(Effect.withFiberRuntime<void>((fiber) => {
+          const { part } = control
           controls.delete(part.id)
-          control.done.unsafeTell(
-            decided ?? { _tag: "Failed", reason: ending === "body" ? new ToolFailed({ message: "the part's end could not be recorded" }) : ending, output: output.text() }
+          if (control.deadline !== undefined) deadlines.remove(control.deadline)
+          control.done.unsafeTell(recorded)
+          const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+          Metrics.partDurationOf(part.tool, recorded._tag === "Completed" ? "completed" : "error").unsafeUpdate(
+            Math.max(0, now - (part.startedAt ?? part.createdAt)) / 1000,
+            fiber.getFiberRef(FiberRef.currentMetricLabels)
           )
+          return Effect.void
         }))
       )
-      // Only a stop logs on its way, so only a stop pays for the annotations.
-      return ending === "body" ? ended : Effect.annotateLogs(ended, { part: part.id, tool: part.tool })
-    }
 
     /**
-     * A part's supervisor, a bracket over its running body. It registers itself for `cancel` as it
-     * starts, so a cancel either finds it to interrupt or has claimed before it starts. A body that
-     * has already ended by then (a quick tool) is not waited for: no deadline fibers for it at all.
+     * A part's fiber: the body, interruptible, and, when its exit decides the part (no stop claimed
+     * first), the part's end, here. Its logs carry the part and the tool: set once for the fiber,
+     * which ends with the part (so nothing is restored after it, as `annotateLogs` would).
      */
-    const supervise = <A>(part: Part, execution: Execution<A>, control: Control, started: Started<A>) =>
-      Effect.acquireUseRelease(
-        Effect.withFiberRuntime<Started<A>>((self) => {
-          control.supervisor = self
-          return Effect.succeed(started)
-        }),
-        ({ body }) => (control.verdict.claimed ? Effect.succeed(bodyEnded) : Effect.interruptible(awaitBody(body, execution.timeout))),
-        (started, waited) => end(part, execution, control, started, waited)
-      )
+    const runPart = <A>(execution: Execution<A>, control: Control) =>
+      Effect.withFiberRuntime<void>((self) => {
+        control.fiber = self
+        const { output, part } = control
+        const stopped = control.verdict.decided
+        // A stop claimed before this fiber ran: there is no body to stop, only the part to end.
+        if (stopped !== undefined) return stopPart(control, stopped as ErrorReason, null)
+        return FiberRef.update(FiberRef.currentLogAnnotations, (annotations) => HashMap.set(HashMap.set(annotations, "part", part.id), "tool", part.tool)).pipe(
+          Effect.zipRight(Effect.exit(Effect.interruptible(execution.body(contextFor(part, output))))),
+          Effect.flatMap((exit) => {
+            // Claimed in the step after the body's exit: a stop that comes later finds the part decided.
+            if (!control.verdict.win(bodyEnded)) return Effect.void
+            return end(
+              control,
+              Effect.sync((): Outcome<unknown> =>
+                Exit.isSuccess(exit)
+                  ? { _tag: "Completed", value: exit.value, output: execution.render(exit.value) }
+                  : { _tag: "Failed", reason: reasonOfBodyExit(exit), output: output.text() }
+              ),
+              new ToolFailed({ message: "the part's end could not be recorded" })
+            )
+          })
+        )
+      })
 
-    /** Creates the part, persists `running` (with owner and deadline, before the body starts), and starts its body and supervisor. */
+    /**
+     * A stop that claimed the part: the body (when it started) interrupted and given the grace,
+     * then the part ended with the reason, or `AbortIncomplete` past the grace.
+     */
+    const stopPart = (control: Control, reason: ErrorReason, fiber: Fiber.RuntimeFiber<void> | null) =>
+      end(
+        control,
+        Effect.map(fiber === null ? Effect.succeed(reason) : stopBody(control.part, fiber, reason), (ended) => ({
+          _tag: "Failed",
+          reason: ended,
+          output: control.output.text()
+        })),
+        reason
+      ).pipe(Effect.annotateLogs({ part: control.part.id, tool: control.part.tool }))
+
+    /**
+     * Stops a part with `reason` unless its end is decided already. The stop is carried out by a
+     * fiber of its own (uninterruptible, whoever asked): the part's may be wedged.
+     */
+    const stop = (control: Control, reason: ErrorReason): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (!control.verdict.win(reason)) return Effect.void
+        const fiber = control.fiber
+        // Not started yet: the fiber finds the stop claimed as it starts and ends the part itself.
+        if (fiber === undefined) return Effect.void
+        return Effect.asVoid(Effect.forkDaemon(Effect.uninterruptible(stopPart(control, reason, fiber))))
+      })
+
+    /** Creates the part, persists `running` (with owner and deadline, before the body starts), and starts its fiber. */
     const execute = Effect.fnUntraced(function*<A>(execution: Execution<A>) {
       const now = yield* Clock.currentTimeMillis
+      const deadlineAt = Option.isSome(execution.timeout) ? now + Duration.toMillis(execution.timeout.value) : null
       const running = newPart({
         sessionId: execution.sessionId,
         kind: execution.kind,
@@ -392,24 +386,30 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         status: "running",
         createdAt: now,
         startedAt: now,
-        deadlineAt: Option.isSome(execution.timeout) ? now + Duration.toMillis(execution.timeout.value) : null,
+        deadlineAt,
         ownerId: lease.id
       })
       yield* parts.insert(running)
       yield* publish(running)
       yield* activity.touch(execution.sessionId)
-      const control: Control = { verdict: new Verdict<Ending>(), supervisor: undefined, done: new OneShot<Outcome<unknown>>() }
-      const output = outputFiles.track(running.id)
-      // One uninterruptible step: a part `cancel` can find always has a body and a supervisor that
-      // will end it, and the bracket runs whole even when interrupted at once (a set already closed
-      // by the shutdown interrupts what it is given). The body, forked from here, is said
-      // interruptible: a stop must reach it.
+      const control: Control = {
+        part: running,
+        output: outputFiles.track(running.id),
+        verdict: new Verdict<Ending>(),
+        fiber: undefined,
+        timeoutMs: Option.isSome(execution.timeout) ? Duration.toMillis(execution.timeout.value) : null,
+        deadline: undefined,
+        done: new OneShot<Outcome<unknown>>()
+      }
+      // One uninterruptible step: a part `cancel` can find always has a fiber that will end it.
+      // The fiber inherits the step's uninterruptibility: only its body is interruptible, so a stop
+      // reaches the body and never the part's end. A part started while the runner shuts down is
+      // ended by the shutdown at once, its body never run.
       yield* Effect.uninterruptible(Effect.suspend(() => {
         controls.set(running.id, control)
-        return Effect.forkDaemon(Effect.interruptible(bodyOf(running, execution, control, output))).pipe(
-          Effect.flatMap((body) => Effect.forkDaemon(supervise(running, execution, control, { body, output }))),
-          Effect.tap((supervisor) => Effect.sync(() => FiberSet.unsafeAdd(supervisors, supervisor)))
-        )
+        if (closing) control.verdict.win(shutdownReason)
+        else if (deadlineAt !== null) control.deadline = deadlines.add(deadlineAt, control)
+        return Effect.forkDaemon(runPart(execution, control))
       }))
       return { partId: running.id, await: control.done.await as Effect.Effect<Outcome<A>> } satisfies Handle<A>
     })
@@ -461,13 +461,25 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     const cancel = Effect.fn("ToolRunner.cancel")(function*(partId: PartId, reason: ErrorReason) {
       const control = controls.get(partId)
       if (control === undefined) return false
-      const supervisor = control.supervisor
-      if (control.verdict.claim(reason) === reason && supervisor !== undefined) {
-        yield* Effect.fiberIdWith((self) => Effect.sync(() => supervisor.unsafeInterruptAsFork(self)))
-      }
+      yield* stop(control, reason)
       yield* control.done.await
       return true
     })
+
+    const deadlines = yield* Deadlines.make((control: Control) => stop(control, new ToolTimeout({ timeout: control.timeoutMs ?? 0 })))
+    // The shutdown: every running part stopped (`SessionCancelled` by the shutdown), and each one's
+    // end awaited, so its terminal write lands before the store closes. Added after the
+    // abandoned parts' hard stops, so it runs before them: a stop that abandons a body can still add one.
+    let closing = false
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closing = true
+        const running = [...controls.values()]
+        return Effect.forEach(running, (control) => stop(control, shutdownReason), { discard: true }).pipe(
+          Effect.zipRight(Effect.forEach(running, (control) => control.done.await, { discard: true }))
+        )
+      })
+    )
 
     return {
       execute,
