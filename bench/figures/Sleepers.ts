@@ -16,7 +16,7 @@ const scans = 5
 /**
  * Figure 4: ten thousand supervised tools sleeping 60 s on the real clock, in 100 busy sessions.
  * The heap they hold (after full collections), one watchdog scan over them, and the shutdown that
- * ends them all (closing the runtime's scope: each supervisor interrupts its body, then records
+ * ends them all (closing the runtime's scope: each part's stop interrupts its body, then records
  * the part terminal). Each against the same done bare (`bareSleepers`).
  */
 export const sleeperFigures = (dir: string) =>
@@ -40,7 +40,7 @@ export const sleeperFigures = (dir: string) =>
         yield* runner.runTool({ sessionId: sessions[i % sessionCount]!, tool: benchTools.sleep60, input: {} })
       }
       const startMs = performance.now() - started
-      // Every supervisor and body is forked by now; let them all reach their waits.
+      // Every part's fiber is forked by now; let them all reach their waits.
       yield* Effect.sleep("200 millis")
       const after = settledHeap()
       const running = (yield* runner.running).length

@@ -118,6 +118,10 @@ export const make = <A>(onDue: (item: A) => Effect.Effect<void>): Effect.Effect<
     const handOver = (item: A) =>
       onDue(item).pipe(Effect.catchAllCause((cause) => Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("a deadline's stop failed", cause)))
 
-    yield* Effect.forkScoped(Effect.forever(look))
+    // Nothing but the scope's end stops the watcher: were it to die, no deadline would fire again
+    // (the watchdog would still find those parts, much later).
+    const survive = (cause: Cause.Cause<never>) =>
+      Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.logError("the deadline watcher failed; it goes on", cause)
+    yield* Effect.forkScoped(Effect.forever(Effect.catchAllCause(look, survive)))
     return { add, remove, size: () => heap.length }
   })
