@@ -191,6 +191,24 @@ describe("ToolRunner", () => {
       assert.deepStrictEqual(yield* runner.running, [])
     }).pipe(Effect.provide(runtime())))
 
+  it.effect("a tool whose run throws instead of returning an effect ends ToolFailed at once, as a crash", () =>
+    Effect.gen(function*() {
+      const runner = yield* ToolRunner
+      const session = yield* (yield* SessionService).create()
+      const throwing = {
+        ...testTools.forever,
+        name: "throwing",
+        run: (): Effect.Effect<string> => {
+          throw new Error("not an effect")
+        }
+      }
+      const handle = yield* runner.runTool({ sessionId: session.id, tool: throwing, input: {} })
+      const outcome = yield* handle.await
+      assert.deepStrictEqual(outcome, { _tag: "Failed", reason: new ToolFailed({ message: "the tool crashed: not an effect" }), output: null })
+      assert.deepStrictEqual((yield* getPart(handle.partId)).error, new ToolFailed({ message: "the tool crashed: not an effect" }))
+      assert.deepStrictEqual(yield* runner.running, [])
+    }).pipe(Effect.provide(runtime())))
+
   it.live("the shutdown stops every running part, and each end is written before the store closes", () => {
     const file = tempDb()
     return Effect.gen(function*() {

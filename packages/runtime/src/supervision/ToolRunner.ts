@@ -327,8 +327,15 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         const stopped = control.verdict.decided
         // A stop claimed before this fiber ran: there is no body to stop, only the part to end.
         if (stopped !== undefined) return stopPart(control, stopped as ErrorReason, null)
+        // A tool's `run` that throws instead of returning an effect is a crash of the tool, not of its part.
+        let body: Effect.Effect<A, ToolError | PartEnded>
+        try {
+          body = execution.body(contextFor(part, output))
+        } catch (thrown) {
+          body = Effect.die(thrown)
+        }
         return FiberRef.update(FiberRef.currentLogAnnotations, (annotations) => HashMap.set(HashMap.set(annotations, "part", part.id), "tool", part.tool)).pipe(
-          Effect.zipRight(Effect.exit(Effect.interruptible(execution.body(contextFor(part, output))))),
+          Effect.zipRight(Effect.exit(Effect.interruptible(body))),
           Effect.flatMap((exit) => {
             // Claimed in the step after the body's exit: a stop that comes later finds the part decided.
             if (!control.verdict.win(bodyEnded)) return Effect.void
