@@ -24,6 +24,16 @@ const dyingTerminalWrites = (file: string) =>
     ))
   ).pipe(Layer.provideMerge(SqliteStoreLive(file))) as unknown as ReturnType<typeof SqliteStoreLive>
 
+/**
+ * The real store, whose part inserts land and then wait for `acknowledge` before they return: a
+ * group commit's caller waiting for its batch's commit, its write already in.
+ */
+const slowAcknowledgement = (acknowledge: Effect.Latch) => (file: string) =>
+  Layer.effect(
+    PartRepo,
+    PartRepo.pipe(Effect.map((real) => PartRepo.make({ ...real, insert: (part) => real.insert(part).pipe(Effect.zipLeft(acknowledge.await)) })))
+  ).pipe(Layer.provideMerge(SqliteStoreLive(file))) as unknown as ReturnType<typeof SqliteStoreLive>
+
 /** Runs one tool call through the session service (the path `POST /session/:id/tool` takes). */
 const startTool = (tool: string, input: unknown, timeout?: number) =>
   Effect.gen(function*() {
@@ -190,6 +200,31 @@ describe("ToolRunner", () => {
       assert.isFalse(ran)
       assert.deepStrictEqual(yield* runner.running, [])
     }).pipe(Effect.provide(runtime())))
+
+  it.effect("a caller interrupted while its part's `running` row is written leaves no part without a fiber to end it", () => {
+    const acknowledge = Effect.runSync(Effect.makeLatch(false))
+    return Effect.gen(function*() {
+      const runner = yield* ToolRunner
+      const sessions = yield* SessionService
+      const session = yield* sessions.create()
+      const caller = yield* Effect.fork(runner.runTool({ sessionId: session.id, tool: testTools.forever, input: {} }))
+      // The row is in the store; the caller waits for its acknowledgement.
+      let written = yield* sessions.parts(session.id)
+      while (written.length === 0) {
+        yield* Effect.yieldNow()
+        written = yield* sessions.parts(session.id)
+      }
+      const interrupted = yield* Effect.fork(Fiber.interrupt(caller))
+      yield* Effect.yieldNow()
+      yield* acknowledge.open
+      yield* Fiber.join(interrupted)
+      const partId = written[0]!.id
+      // The part has a fiber here, so a cancel (a turn's end, the shutdown) ends it.
+      assert.isTrue(yield* runner.isRunningHere(partId))
+      assert.isTrue(yield* runner.cancel(partId, new SessionCancelled({ by: "test" })))
+      assert.deepStrictEqual((yield* getPart(partId)).error, new SessionCancelled({ by: "test" }))
+    }).pipe(Effect.provide(runtime({ store: slowAcknowledgement(acknowledge) })))
+  })
 
   it.effect("a tool whose run throws instead of returning an effect ends ToolFailed at once, as a crash", () =>
     Effect.gen(function*() {

@@ -396,9 +396,6 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         deadlineAt,
         ownerId: lease.id
       })
-      yield* parts.insert(running)
-      yield* publish(running)
-      yield* activity.touch(execution.sessionId)
       const control: Control = {
         part: running,
         output: outputFiles.track(running.id),
@@ -408,16 +405,25 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         deadline: undefined,
         done: new OneShot<Outcome<unknown>>()
       }
-      // One uninterruptible step: a part `cancel` can find always has a fiber that will end it.
-      // The fiber inherits the step's uninterruptibility: only its body is interruptible, so a stop
-      // reaches the body and never the part's end. A part started while the runner shuts down is
-      // ended by the shutdown at once, its body never run.
-      yield* Effect.uninterruptible(Effect.suspend(() => {
-        controls.set(running.id, control)
-        if (closing) control.verdict.win(shutdownReason)
-        else if (deadlineAt !== null) control.deadline = deadlines.add(deadlineAt, control)
-        return Effect.forkDaemon(runPart(execution, control))
-      }))
+      // Uninterruptible from the insert to the fork: once `running` may be in the store, the part
+      // has a fiber that will end it, and `cancel` finds it. (A caller interrupted while its write
+      // waits for its batch's commit stops waiting, but the write may land all the same.) Nothing
+      // after the insert can fail. The fiber inherits the uninterruptibility: only its body is
+      // interruptible, so a stop reaches the body and never the part's end. A part started while
+      // the runner shuts down is ended by the shutdown at once, its body never run.
+      yield* Effect.uninterruptible(Effect.zipRight(
+        parts.insert(running),
+        publish(running).pipe(
+          Effect.zipRight(activity.touch(execution.sessionId)),
+          Effect.catchAllCause((cause) => Effect.logWarning("could not record a part's start as activity", cause)),
+          Effect.zipRight(Effect.suspend(() => {
+            controls.set(running.id, control)
+            if (closing) control.verdict.win(shutdownReason)
+            else if (deadlineAt !== null) control.deadline = deadlines.add(deadlineAt, control)
+            return Effect.forkDaemon(runPart(execution, control))
+          }))
+        )
+      ))
       return { partId: running.id, await: control.done.await as Effect.Effect<Outcome<A>> } satisfies Handle<A>
     })
 
@@ -475,18 +481,22 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
 
     const deadlines = yield* Deadlines.make((control: Control) => stop(control, new ToolTimeout({ timeout: control.timeoutMs ?? 0 })))
     // The shutdown: every running part stopped (`SessionCancelled` by the shutdown), and each one's
-    // end awaited, so its terminal write lands before the store closes. Added after the
+    // end awaited, so its terminal write lands before the store closes; again for any part that
+    // started meanwhile (a caller whose start was under way), until none is left. Added after the
     // abandoned parts' hard stops, so it runs before them: a stop that abandons a body can still add one.
     let closing = false
-    yield* Effect.addFinalizer(() =>
-      Effect.suspend(() => {
-        closing = true
-        const running = [...controls.values()]
-        return Effect.forEach(running, (control) => stop(control, shutdownReason), { discard: true }).pipe(
-          Effect.zipRight(Effect.forEach(running, (control) => control.done.await, { discard: true }))
-        )
-      })
-    )
+    const stopAll: Effect.Effect<void> = Effect.suspend(() => {
+      const running = [...controls.values()]
+      if (running.length === 0) return Effect.void
+      return Effect.forEach(running, (control) => stop(control, shutdownReason), { discard: true }).pipe(
+        Effect.zipRight(Effect.forEach(running, (control) => control.done.await, { discard: true })),
+        Effect.zipRight(stopAll)
+      )
+    })
+    yield* Effect.addFinalizer(() => Effect.suspend(() => {
+      closing = true
+      return stopAll
+    }))
 
     return {
       execute,
