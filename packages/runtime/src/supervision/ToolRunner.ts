@@ -256,7 +256,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
     })
 
     /**
-     * Ends the part: records how (`outcome`), closes its output, frees its session's turn for it,
+     * Ends the part (in a fiber whose logs carry the part and the tool): records how (`outcome`), closes its output, frees its session's turn for it,
      * and wakes whoever awaits it. When the store refuses the write, the outcome is held and
      * retried (`PendingWrites`) and the part still ends here, at once: its turn goes on with the
      * outcome as it happened, instead of the part staying `running` and its session `busy` until
@@ -273,7 +273,6 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         }),
         Effect.catchAllCause((cause) =>
           Effect.logError("could not record a terminal state", cause).pipe(
-            Effect.annotateLogs({ part: part.id, tool: part.tool }),
             Effect.as<Outcome<unknown>>(decided ?? { _tag: "Failed", reason: fallback, output: control.output.text() })
           )
         ),
@@ -290,7 +289,7 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         partId: part.id,
         write: record(part, outcome).pipe(Effect.asVoid),
         error
-      }).pipe(Effect.as(outcome), Effect.annotateLogs({ part: part.id, tool: part.tool }))
+      }).pipe(Effect.as(outcome))
 
     /**
      * What follows the terminal write, whatever became of it: the output closed, the session's
@@ -327,7 +326,8 @@ export class ToolRunner extends Effect.Service<ToolRunner>()("vigil/ToolRunner",
         const stopped = control.verdict.decided
         // A stop claimed before this fiber ran: there is no body to stop, only the part to end.
         if (stopped !== undefined) return stopPart(control, stopped as ErrorReason, null)
-        // A tool's `run` that throws instead of returning an effect is a crash of the tool, not of its part.
+        // A tool's `run` that throws instead of returning an effect is a crash of the tool, not of its
+        // part (caught here rather than by `Effect.suspend`: no step more on the hot path).
         let body: Effect.Effect<A, ToolError | PartEnded>
         try {
           body = execution.body(contextFor(part, output))
